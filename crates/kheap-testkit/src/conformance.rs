@@ -1,0 +1,388 @@
+//! One suite of checks, run over every heap algorithm and configuration.
+//!
+//! Each function builds a fresh heap with `make`, gives it an [`Arena`], and panics (naming
+//! the block, the layout and, for random scripts, the seed) when the heap breaks its contract.
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::ptr::NonNull;
+
+use kheap::{HeapStats, LockedHeap, RawHeap, RawSpinlock, RegionError};
+
+use crate::{Arena, Rng, SeedReport, Shadow};
+
+/// Size of the arena most checks use.
+pub const ARENA_LEN: usize = 1 << 20;
+/// Alignment of that arena: the largest alignment the suite asks for.
+pub const ARENA_ALIGN: usize = 64 * 1024;
+
+/// A heap under test with its memory and its shadow.
+pub struct Fixture<H> {
+    /// The heap.
+    pub heap: H,
+    /// Its model.
+    pub shadow: Shadow,
+    /// Its memory (declared last: dropped after the heap).
+    pub arena: Arena,
+}
+
+impl<H: RawHeap> Fixture<H> {
+    /// A heap given one arena of `len` bytes.
+    pub fn new(make: fn() -> H, len: usize) -> Self {
+        let arena = Arena::new(len, ARENA_ALIGN);
+        let mut heap = make();
+        let mut shadow = Shadow::new();
+        // SAFETY: the arena is valid until the fixture drops, after the heap, and only the
+        // heap uses it.
+        unsafe { heap.add_region(arena.region()) }.expect("heap refused a 1 MiB arena");
+        shadow.add_region(arena.region());
+        Fixture { heap, shadow, arena }
+    }
+
+    /// Allocates through the heap and checks the result against the model.
+    pub fn allocate(&mut self, layout: Layout) -> Option<NonNull<u8>> {
+        let ptr = self.heap.allocate(layout).ok()?;
+        self.shadow.allocated(ptr, layout);
+        Some(ptr)
+    }
+
+    /// Frees a block the model knows.
+    pub fn free(&mut self, ptr: NonNull<u8>) {
+        let layout = self.shadow.freed(ptr);
+        // SAFETY: the model only holds live allocations of this heap, with their layouts.
+        unsafe { self.heap.deallocate(ptr, layout) };
+    }
+
+    /// Frees every live block in a seeded random order.
+    pub fn free_all(&mut self, rng: &mut Rng) {
+        let mut all = self.shadow.all();
+        rng.shuffle(&mut all);
+        for (ptr, _) in all {
+            self.free(ptr);
+        }
+    }
+
+    /// Runs the heap's invariant walker and compares its counters with the model.
+    pub fn check(&self) {
+        if let Err(e) = self.heap.check_invariants() {
+            panic!("{e}");
+        }
+        let stats = self.heap.stats();
+        assert_eq!(stats.live_allocations, self.shadow.len(), "live allocation count");
+        assert_eq!(stats.requested_bytes, self.shadow.requested(), "requested bytes");
+        assert!(stats.allocated_bytes >= stats.requested_bytes, "allocated below requested: {stats:?}");
+        assert_eq!(stats.free_bytes, stats.total_bytes - stats.allocated_bytes, "free bytes");
+        assert!(stats.largest_free_block <= stats.free_bytes, "largest free block above free bytes");
+        let mut free = 0;
+        self.heap.for_each_free_block(&mut |_, len| free += len);
+        assert_eq!(free, stats.free_bytes, "free blocks walked disagree with free bytes");
+    }
+}
+
+/// Stats without the two history counters (failures, peak), to compare a heap's state before
+/// and after calls that should leave it as it was.
+fn without_failures(stats: HeapStats) -> HeapStats {
+    HeapStats { failed_requests: 0, peak_requested_bytes: 0, ..stats }
+}
+
+/// Allocations at every power-of-two alignment from 1 byte to 64 KiB, at several sizes, are
+/// aligned, disjoint and inside the heap; freeing them restores the heap.
+pub fn every_alignment_is_honoured<H: RawHeap>(make: fn() -> H) {
+    let mut f = Fixture::new(make, ARENA_LEN);
+    let initial = f.heap.stats();
+    for shift in 0..=16 {
+        let align = 1usize << shift;
+        for size in [1, 7, align / 2, align, align + 1, 3 * align / 2] {
+            let layout = Layout::from_size_align(size.max(1), align).unwrap();
+            let ptr = f.allocate(layout).unwrap_or_else(|| panic!("no block for {layout:?}"));
+            assert_eq!(ptr.as_ptr().addr() % align, 0);
+        }
+        f.check();
+        f.free_all(&mut Rng::new(shift));
+    }
+    f.check();
+    assert_eq!(without_failures(f.heap.stats()), without_failures(initial), "heap not restored");
+}
+
+/// Requests from 1 byte to past the whole heap: a request succeeds whenever the largest free
+/// block can hold it, and one larger than the heap fails without panicking or changing it.
+pub fn every_size_up_to_the_whole_heap<H: RawHeap>(make: fn() -> H) {
+    let mut f = Fixture::new(make, ARENA_LEN);
+    let initial = f.heap.stats();
+    let mut sizes: Vec<usize> = (1..=64).collect();
+    let mut p = 128;
+    while p <= 2 * ARENA_LEN {
+        sizes.extend([p - 1, p, p + 1]);
+        p *= 2;
+    }
+    sizes.push(initial.largest_free_block);
+    sizes.push(initial.total_bytes);
+    for size in sizes {
+        let layout = Layout::from_size_align(size, 1).unwrap();
+        let before = f.heap.stats();
+        match f.allocate(layout) {
+            Some(ptr) => {
+                f.check();
+                f.free(ptr);
+            }
+            None => {
+                assert!(size > before.largest_free_block, "{size} bytes refused with a free block of {}", before.largest_free_block);
+                let after = f.heap.stats();
+                assert_eq!(after.failed_requests, before.failed_requests + 1, "failure not counted");
+                assert_eq!(without_failures(after), without_failures(before), "refused call changed the heap");
+            }
+        }
+        f.check();
+    }
+    assert_eq!(without_failures(f.heap.stats()), without_failures(initial));
+}
+
+/// Fills the heap with equal blocks until it refuses one, then frees everything in random
+/// order: the heap must come back to exactly its initial free bytes and largest free block.
+pub fn exhaust_then_free_everything<H: RawHeap>(make: fn() -> H) {
+    let mut f = Fixture::new(make, ARENA_LEN);
+    let initial = f.heap.stats();
+    for (seed, size) in [(1, 16), (2, 24), (3, 100), (4, 512), (5, 4000), (6, 65536)] {
+        let _report = SeedReport { label: "exhaust_then_free_everything", seed };
+        let layout = Layout::from_size_align(size, 8).unwrap();
+        let mut count = 0;
+        while f.allocate(layout).is_some() {
+            count += 1;
+        }
+        assert!(count > 0, "no block of {size} bytes at all");
+        let full = f.heap.stats();
+        assert!(full.largest_free_block < size, "refused {size} bytes with a free block of {}", full.largest_free_block);
+        f.check();
+        f.free_all(&mut Rng::new(seed));
+        f.check();
+        let now = f.heap.stats();
+        assert_eq!(now.free_bytes, initial.free_bytes, "bytes lost after {count} blocks of {size}");
+        assert_eq!(now.largest_free_block, initial.largest_free_block, "heap left split after {size}");
+    }
+}
+
+fn random_layout(rng: &mut Rng) -> Layout {
+    let size = match rng.range(0..=99) {
+        0..=69 => rng.range(1..=64),
+        70..=94 => rng.range(65..=2048),
+        _ => rng.range(2049..=32768),
+    };
+    let align = match rng.range(0..=99) {
+        0..=79 => 1 << rng.range(0..=4),
+        80..=94 => 1 << rng.range(5..=12),
+        _ => 1 << rng.range(13..=16),
+    };
+    Layout::from_size_align(size, align).unwrap()
+}
+
+/// Seeded scripts of allocations, frees and in-place resizes, checked against the shadow
+/// model with `check_invariants()` after every step.
+pub fn random_scripts<H: RawHeap>(make: fn() -> H) {
+    let seeds: u64 = std::env::var("KHEAP_SCRIPT_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
+    for seed in 0..seeds {
+        let _report = SeedReport { label: "random_scripts", seed };
+        let mut rng = Rng::new(seed);
+        let mut f = Fixture::new(make, ARENA_LEN);
+        let initial = f.heap.stats();
+        for _ in 0..1500 {
+            match rng.range(0..=99) {
+                0..=49 => {
+                    let layout = random_layout(&mut rng);
+                    let before = f.heap.stats();
+                    if f.allocate(layout).is_none() {
+                        // Any heap here can place `layout` in a free block this large.
+                        let enough = 2 * layout.size().max(layout.align()).max(16) + layout.align();
+                        assert!(before.largest_free_block < enough, "{layout:?} refused with a free block of {}", before.largest_free_block);
+                    }
+                }
+                50..=84 if !f.shadow.is_empty() => {
+                    let (ptr, _) = f.shadow.nth(rng.range(0..=f.shadow.len() - 1)).unwrap();
+                    f.free(ptr);
+                }
+                85..=99 if !f.shadow.is_empty() => {
+                    let (ptr, layout) = f.shadow.nth(rng.range(0..=f.shadow.len() - 1)).unwrap();
+                    let new_size = rng.range(1..=layout.size() * 2);
+                    // SAFETY: `ptr` is live with `layout`; the direction picks the method whose
+                    // size obligation holds.
+                    let resized = unsafe {
+                        if new_size >= layout.size() {
+                            f.heap.grow_in_place(ptr, layout, new_size)
+                        } else {
+                            f.heap.shrink_in_place(ptr, layout, new_size)
+                        }
+                    };
+                    if resized.is_ok() {
+                        f.shadow.resized(ptr, new_size);
+                    }
+                }
+                _ => {}
+            }
+            f.check();
+        }
+        f.free_all(&mut rng);
+        f.check();
+        assert_eq!(f.heap.stats().free_bytes, initial.free_bytes, "bytes lost by seed {seed}");
+        assert_eq!(f.heap.stats().largest_free_block, initial.largest_free_block, "heap left split by seed {seed}");
+    }
+}
+
+/// Shrinking in place always works for these heaps and returns memory; growing in place works
+/// when the space after the block is free; contents are kept either way.
+pub fn resize_in_place<H: RawHeap>(make: fn() -> H) {
+    let mut f = Fixture::new(make, ARENA_LEN);
+    let layout = Layout::from_size_align(4096, 16).unwrap();
+    let ptr = f.allocate(layout).unwrap();
+    let allocated = f.heap.stats().allocated_bytes;
+    // SAFETY: `ptr` is live with `layout` and 100 <= 4096.
+    unsafe { f.heap.shrink_in_place(ptr, layout, 100) }.expect("shrink in place refused");
+    f.shadow.resized(ptr, 100);
+    f.check();
+    assert!(f.heap.stats().allocated_bytes < allocated, "shrinking returned no memory");
+    let small = Layout::from_size_align(100, 16).unwrap();
+    // SAFETY: `ptr` is live with `small`, and 4096 >= 100.
+    unsafe { f.heap.grow_in_place(ptr, small, 4096) }.expect("grow into the just-freed tail refused");
+    f.shadow.resized(ptr, 4096);
+    f.check();
+    assert_eq!(f.heap.stats().allocated_bytes, allocated);
+    f.free(ptr);
+    f.check();
+}
+
+/// `LockedHeap::realloc` keeps contents when it grows or shrinks, in place or by moving.
+pub fn realloc_preserves_contents<H: RawHeap>(make: fn() -> H) {
+    let locked: LockedHeap<RawSpinlock, H> = LockedHeap::new(make());
+    let arena = Arena::new(ARENA_LEN, ARENA_ALIGN);
+    let mut shadow = Shadow::new();
+    shadow.add_region(arena.region());
+    locked.add_region(arena.leak()).expect("region refused");
+    let mut rng = Rng::new(7);
+    let mut blocks = Vec::new();
+    for _ in 0..40 {
+        let layout = Layout::from_size_align(rng.range(1..=300), 8).unwrap();
+        // SAFETY: non-zero size.
+        let ptr = NonNull::new(unsafe { locked.alloc(layout) }).expect("alloc");
+        shadow.allocated(ptr, layout);
+        blocks.push(ptr);
+    }
+    for round in 0..400 {
+        let i = rng.range(0..=blocks.len() - 1);
+        let (ptr, layout) = shadow.all().into_iter().find(|(p, _)| *p == blocks[i]).unwrap();
+        let new_size = if round % 2 == 0 { rng.range(1..=8000) } else { rng.range(1..=layout.size()) };
+        // SAFETY: `ptr` is live with `layout`; `new_size` is non-zero and small.
+        let new = NonNull::new(unsafe { locked.realloc(ptr.as_ptr(), layout, new_size) }).expect("realloc");
+        shadow.moved(ptr, new, new_size);
+        blocks[i] = new;
+        locked.check_invariants().unwrap();
+    }
+    for (ptr, _) in shadow.all() {
+        let layout = shadow.freed(ptr);
+        // SAFETY: live with this layout.
+        unsafe { locked.dealloc(ptr.as_ptr(), layout) };
+    }
+    assert_eq!(locked.stats().live_allocations, 0);
+}
+
+/// Null, too small, misaligned-beyond-use, overlapping and oversized regions are refused with
+/// the right [`RegionError`]; impossible layouts fail with `AllocError`; none of it changes the
+/// heap.
+pub fn bad_input_is_refused<H: RawHeap>(make: fn() -> H) {
+    let locked: LockedHeap<RawSpinlock, H> = LockedHeap::new(make());
+    let arena = Arena::new(ARENA_LEN, ARENA_ALIGN);
+    let base = arena.base().as_ptr();
+    let first = arena.slice(ARENA_LEN / 2, ARENA_LEN / 2);
+    // SAFETY: the arena outlives `locked` within this function and only the heap uses it.
+    unsafe { locked.add_region_raw(first.cast::<u8>().as_ptr(), first.len()) }.unwrap();
+    let before = locked.stats();
+    let check_unchanged = || {
+        locked.check_invariants().unwrap();
+        assert_eq!(without_failures(locked.stats()), without_failures(before));
+    };
+    let refuse = |start: *mut u8, len: usize| {
+        // SAFETY: every call here is refused before the heap touches the memory; where it is
+        // not, the memory is the arena's.
+        let result = unsafe { locked.add_region_raw(start, len) };
+        check_unchanged();
+        result.expect_err("bad region accepted")
+    };
+    assert_eq!(refuse(std::ptr::null_mut(), 4096), RegionError::Null);
+    assert!(matches!(refuse(base, 0), RegionError::TooSmall { .. }));
+    assert!(matches!(refuse(base, H::MIN_REGION - 1), RegionError::TooSmall { .. }));
+    assert!(matches!(refuse(base.wrapping_add(1), H::MIN_REGION), RegionError::MisalignedBeyondUse { .. }));
+    assert_eq!(refuse(base.wrapping_add(ARENA_LEN / 2 - 4096), 8192), RegionError::Overlaps);
+    assert_eq!(refuse(base.wrapping_add(ARENA_LEN / 2 + 4096), 4096), RegionError::Overlaps);
+    assert_eq!(refuse(std::ptr::without_provenance_mut(usize::MAX - 4095), 8192), RegionError::TooLarge);
+    assert_eq!(refuse(base, usize::MAX / 2 + 1), RegionError::TooLarge);
+    for layout in [
+        Layout::from_size_align(ARENA_LEN, 1).unwrap(),
+        Layout::from_size_align(8, 1 << 30).unwrap(),
+        Layout::from_size_align(isize::MAX as usize - (1 << 20), 1).unwrap(),
+    ] {
+        assert!(locked.try_allocate(layout).is_err(), "{layout:?} cannot fit, yet was granted");
+        check_unchanged();
+    }
+    assert_eq!(locked.stats().failed_requests, 3);
+    // The heap still works.
+    let ok = locked.try_allocate(Layout::new::<u64>()).expect("heap broken by refused calls");
+    // SAFETY: live with this layout.
+    unsafe { locked.lock().deallocate(ok, Layout::new::<u64>()) };
+    check_unchanged();
+    drop(locked);
+    drop(arena);
+}
+
+/// Two touching regions added one after the other become one: some free block spans the seam.
+pub fn touching_regions_merge<H: RawHeap>(make: fn() -> H) {
+    let arena = Arena::new(128 * 1024, 128 * 1024);
+    let seam = 40 * 1024;
+    let mut heap = make();
+    // SAFETY: both slices are the arena's, which outlives the heap; only the heap uses them.
+    unsafe {
+        heap.add_region(arena.slice(0, seam)).unwrap();
+        heap.add_region(arena.slice(seam, arena.len() - seam)).unwrap();
+    }
+    heap.check_invariants().unwrap();
+    let mut regions = 0;
+    heap.for_each_region(&mut |_, _| regions += 1);
+    assert_eq!(regions, 1, "touching regions were not joined");
+    let seam_addr = arena.base().as_ptr().addr() + seam;
+    let mut spanning = false;
+    heap.for_each_free_block(&mut |start, len| spanning |= start.addr() < seam_addr && start.addr() + len > seam_addr);
+    assert!(spanning, "no free block spans the seam");
+    // Joined in the other order too.
+    let mut heap = make();
+    // SAFETY: as above.
+    unsafe {
+        heap.add_region(arena.slice(seam, arena.len() - seam)).unwrap();
+        heap.add_region(arena.slice(0, seam)).unwrap();
+    }
+    heap.check_invariants().unwrap();
+    let mut regions = 0;
+    heap.for_each_region(&mut |_, _| regions += 1);
+    assert_eq!(regions, 1, "touching regions were not joined (prepended)");
+}
+
+/// Requested, allocated, peak, live and failure counters are exact, and fragmentation follows
+/// from them.
+pub fn statistics_are_exact<H: RawHeap>(make: fn() -> H) {
+    let mut f = Fixture::new(make, ARENA_LEN);
+    let initial = f.heap.stats();
+    assert_eq!(initial.allocated_bytes, 0);
+    assert_eq!(initial.external_fragmentation_permille(), 1000 - initial.largest_free_block * 1000 / initial.free_bytes);
+    let a = f.allocate(Layout::from_size_align(100, 8).unwrap()).unwrap();
+    let b = f.allocate(Layout::from_size_align(3000, 8).unwrap()).unwrap();
+    let s = f.heap.stats();
+    assert_eq!(s.requested_bytes, 3100);
+    assert_eq!(s.peak_requested_bytes, 3100);
+    assert_eq!(s.live_allocations, 2);
+    assert!(s.allocated_bytes >= 3100);
+    assert_eq!(s.internal_fragmentation_bytes(), s.allocated_bytes - 3100);
+    f.free(b);
+    let s = f.heap.stats();
+    assert_eq!(s.requested_bytes, 100);
+    assert_eq!(s.peak_requested_bytes, 3100, "peak forgot its high-water mark");
+    assert!(f.heap.allocate(Layout::from_size_align(ARENA_LEN * 4, 8).unwrap()).is_err());
+    assert_eq!(f.heap.stats().failed_requests, 1);
+    f.free(a);
+    f.check();
+    let ext = f.heap.stats().external_fragmentation();
+    assert!((0.0..1.0).contains(&ext));
+}

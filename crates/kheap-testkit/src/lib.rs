@@ -1,0 +1,72 @@
+//! The kheap test kit: what every heap algorithm is checked against.
+//!
+//! - [`Arena`]: aligned host memory to hand to a heap.
+//! - [`Shadow`]: a model of the live allocations, checking each result of the heap and the
+//!   byte pattern written into every block.
+//! - [`conformance`]: one suite of checks, generic over [`kheap::RawHeap`];
+//!   [`conformance_suite!`] instantiates it as `#[test]`s for one heap configuration.
+//! - [`Rng`]: a seeded generator; [`SeedReport`] prints the seed when a test fails.
+
+mod arena;
+pub mod conformance;
+mod rng;
+mod shadow;
+
+pub use arena::Arena;
+pub use rng::{Rng, SeedReport};
+pub use shadow::Shadow;
+
+/// Instantiates the conformance suite as a module of `#[test]` functions for one heap.
+///
+/// `$make` is an expression building an empty heap (called once per test).
+#[macro_export]
+macro_rules! conformance_suite {
+    ($name:ident, $heap:ty, $make:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            use $crate::conformance as c;
+
+            fn make() -> $heap {
+                $make
+            }
+
+            #[test]
+            fn every_alignment_from_1_byte_to_64_kib_is_honoured() {
+                c::every_alignment_is_honoured(make);
+            }
+            #[test]
+            fn every_size_up_to_the_whole_heap_succeeds_iff_a_free_block_holds_it() {
+                c::every_size_up_to_the_whole_heap(make);
+            }
+            #[test]
+            fn exhausting_then_freeing_everything_restores_the_initial_heap() {
+                c::exhaust_then_free_everything(make);
+            }
+            #[test]
+            fn random_scripts_agree_with_the_shadow_model() {
+                c::random_scripts(make);
+            }
+            #[test]
+            fn grow_and_shrink_in_place_keep_contents_and_counts() {
+                c::resize_in_place(make);
+            }
+            #[test]
+            fn realloc_through_locked_heap_preserves_contents() {
+                c::realloc_preserves_contents(make);
+            }
+            #[test]
+            fn refused_regions_and_layouts_leave_the_heap_untouched() {
+                c::bad_input_is_refused(make);
+            }
+            #[test]
+            fn touching_regions_added_separately_merge() {
+                c::touching_regions_merge(make);
+            }
+            #[test]
+            fn statistics_track_requested_peak_and_fragmentation() {
+                c::statistics_are_exact(make);
+            }
+        }
+    };
+}

@@ -1,0 +1,64 @@
+//! A bit array stored in memory the heap owns (inside one of its regions).
+
+use core::ptr::NonNull;
+
+const WORD_BITS: usize = usize::BITS as usize;
+
+/// `len_words` words of bits starting at `words`.
+///
+/// Invariant: `words` points to `len_words` initialised `usize`s inside the heap's own
+/// bookkeeping, which nothing but the owning heap reads or writes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bitmap {
+    words: NonNull<usize>,
+    len_words: usize,
+}
+
+impl Bitmap {
+    /// Number of words needed for `bits` bits.
+    pub(crate) const fn words_for(bits: usize) -> usize {
+        bits.div_ceil(WORD_BITS)
+    }
+
+    /// Zeroes `len_words` words at `words` and takes them as a bitmap.
+    ///
+    /// # Safety
+    ///
+    /// 1. `words` is valid for writes of `len_words` `usize`s and aligned for `usize`.
+    /// 2. Only this bitmap (and copies of it held by the same owner) uses that memory from now on.
+    pub(crate) unsafe fn new_zeroed(words: NonNull<usize>, len_words: usize) -> Self {
+        // SAFETY: (1) the memory is valid and aligned for `len_words` words.
+        unsafe { words.as_ptr().write_bytes(0, len_words) };
+        Bitmap { words, len_words }
+    }
+
+    fn word(&self, bit: usize) -> *mut usize {
+        assert!(bit / WORD_BITS < self.len_words, "kheap: bitmap index {bit} out of range");
+        self.words.as_ptr().wrapping_add(bit / WORD_BITS)
+    }
+
+    pub(crate) fn get(&self, bit: usize) -> bool {
+        // SAFETY: `word` checked the index; the type invariant makes the word valid and ours.
+        let word = unsafe { self.word(bit).read() };
+        word & (1 << (bit % WORD_BITS)) != 0
+    }
+
+    pub(crate) fn set(&mut self, bit: usize, value: bool) {
+        let word = self.word(bit);
+        let mask = 1 << (bit % WORD_BITS);
+        // SAFETY: `word` checked the index; the type invariant makes the word valid and ours,
+        // and `&mut self` means no other access is in progress.
+        unsafe {
+            let old = word.read();
+            word.write(if value { old | mask } else { old & !mask });
+        }
+    }
+
+    /// Number of bits set.
+    pub(crate) fn count_ones(&self) -> usize {
+        (0..self.len_words)
+            // SAFETY: `i < len_words`; the type invariant makes the words valid.
+            .map(|i| unsafe { self.words.as_ptr().add(i).read() }.count_ones() as usize)
+            .sum()
+    }
+}

@@ -1,0 +1,4 @@
+//! Drop-in replacements for other allocators' APIs, so existing kernels switch by changing a
+//! `use` line.
+
+pub mod buddy_system_allocator;

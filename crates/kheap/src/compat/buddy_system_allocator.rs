@@ -1,0 +1,242 @@
+//! The API of `buddy_system_allocator::LockedHeap` (the rCore tutorial's allocator), on
+//! kheap's [`BuddyHeap`].
+//!
+//! The tutorial's `init_heap` works unchanged but for its `use` line:
+//!
+//! ```
+//! use kheap::compat::buddy_system_allocator::LockedHeap;
+//! # const KERNEL_HEAP_SIZE: usize = 0x30_0000;
+//!
+//! // #[global_allocator]
+//! static HEAP_ALLOCATOR: LockedHeap = LockedHeap::empty();
+//!
+//! static mut HEAP_SPACE: [u8; KERNEL_HEAP_SIZE] = [0; KERNEL_HEAP_SIZE];
+//!
+//! pub fn init_heap() {
+//!     unsafe {
+//!         HEAP_ALLOCATOR
+//!             .lock()
+//!             .init(HEAP_SPACE.as_ptr() as usize, KERNEL_HEAP_SIZE);
+//!     }
+//! }
+//! # init_heap();
+//! # assert!(HEAP_ALLOCATOR.lock().stats_total_bytes() > KERNEL_HEAP_SIZE * 9 / 10);
+//! ```
+//!
+//! Differences, all in the caller's favour: freeing is O(MAX_ORDER) instead of a free-list
+//! scan; touching ranges added separately merge; a bad range panics with the range and the
+//! reason instead of being silently misused; `alloc` returns a typed [`AllocError`].
+//!
+//! Addresses are `usize` here because the original API takes them so; they are turned into
+//! pointers with exposed provenance (the only place kheap does that).
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::ops::Deref;
+use core::ptr::NonNull;
+
+use crate::{AllocError, BuddyHeap, LockedHeap as Locked, RawHeap, RawSpinlock};
+
+/// A buddy heap with `buddy_system_allocator::Heap`'s method names.
+pub struct Heap<const ORDER: usize = 32> {
+    heap: BuddyHeap<ORDER>,
+}
+
+impl<const ORDER: usize> Heap<ORDER> {
+    /// An empty heap.
+    pub const fn new() -> Self {
+        Heap { heap: BuddyHeap::new() }
+    }
+
+    /// An empty heap.
+    pub const fn empty() -> Self {
+        Self::new()
+    }
+
+    /// Adds the memory `[start, end)` to the heap.
+    ///
+    /// # Panics
+    ///
+    /// When the range is refused (null, too small, overlapping, ...), naming it and why.
+    ///
+    /// # Safety
+    ///
+    /// 1. `[start, end)` is valid for reads and writes for as long as the heap is used.
+    /// 2. Nothing else reads or writes it from now on.
+    pub unsafe fn add_to_heap(&mut self, start: usize, end: usize) {
+        let Some(len) = end.checked_sub(start) else {
+            panic!("kheap: add_to_heap({start:#x}, {end:#x}): end is below start");
+        };
+        let region = NonNull::new(core::ptr::with_exposed_provenance_mut::<u8>(start))
+            .map(|p| NonNull::slice_from_raw_parts(p, len));
+        let added = match region {
+            // SAFETY: obligations 1 and 2 are this function's own.
+            Some(region) => unsafe { self.heap.add_region(region) },
+            None => Err(crate::RegionError::Null),
+        };
+        if let Err(error) = added {
+            panic!("kheap: add_to_heap({start:#x}, {end:#x}) refused: {error}");
+        }
+    }
+
+    /// Adds the memory `[start, start + size)` to the heap.
+    ///
+    /// # Panics
+    ///
+    /// As [`add_to_heap`](Self::add_to_heap).
+    ///
+    /// # Safety
+    ///
+    /// As [`add_to_heap`](Self::add_to_heap), for `[start, start + size)`.
+    pub unsafe fn init(&mut self, start: usize, size: usize) {
+        let Some(end) = start.checked_add(size) else {
+            panic!("kheap: init({start:#x}, {size:#x}): range wraps the address space");
+        };
+        // SAFETY: the obligations are this function's own.
+        unsafe { self.add_to_heap(start, end) }
+    }
+
+    /// Allocates a block for `layout`.
+    ///
+    /// # Errors
+    ///
+    /// [`AllocError`] when no free block can hold it.
+    pub fn alloc(&mut self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
+        self.heap.allocate(layout)
+    }
+
+    /// Frees a block.
+    ///
+    /// # Safety
+    ///
+    /// 1. `ptr` is a live allocation of this heap.
+    /// 2. `layout` is the layout it was allocated with.
+    pub unsafe fn dealloc(&mut self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: obligations 1 and 2 are this function's own.
+        unsafe { self.heap.deallocate(ptr, layout) }
+    }
+
+    /// Bytes callers asked for in live allocations.
+    pub fn stats_alloc_user(&self) -> usize {
+        self.heap.stats().requested_bytes
+    }
+
+    /// Bytes in allocated blocks, rounding included.
+    pub fn stats_alloc_actual(&self) -> usize {
+        self.heap.stats().allocated_bytes
+    }
+
+    /// Bytes the heap can hand out.
+    pub fn stats_total_bytes(&self) -> usize {
+        self.heap.stats().total_bytes
+    }
+
+    /// The underlying kheap heap, for its statistics and invariant walker.
+    pub fn inner(&self) -> &BuddyHeap<ORDER> {
+        &self.heap
+    }
+}
+
+impl<const ORDER: usize> Default for Heap<ORDER> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `buddy_system_allocator::LockedHeap`: a [`Heap`] behind a spinlock, usable as
+/// `#[global_allocator]`.
+pub struct LockedHeap<const ORDER: usize = 32>(Locked<RawSpinlock, Heap<ORDER>>);
+
+impl<const ORDER: usize> LockedHeap<ORDER> {
+    /// An empty heap.
+    pub const fn new() -> Self {
+        LockedHeap(Locked::new(Heap::new()))
+    }
+
+    /// An empty heap.
+    pub const fn empty() -> Self {
+        Self::new()
+    }
+}
+
+impl<const ORDER: usize> Default for LockedHeap<ORDER> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const ORDER: usize> Deref for LockedHeap<ORDER> {
+    type Target = Locked<RawSpinlock, Heap<ORDER>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+// SAFETY: forwards to `LockedHeap<RawSpinlock, Heap>`'s `GlobalAlloc`, whose contract is the
+// same; `Heap` forwards every `RawHeap` call to `BuddyHeap` unchanged.
+unsafe impl<const ORDER: usize> GlobalAlloc for LockedHeap<ORDER> {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        unsafe { self.0.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        unsafe { self.0.dealloc(ptr, layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        unsafe { self.0.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        unsafe { self.0.realloc(ptr, layout, new_size) }
+    }
+}
+
+// SAFETY: every method forwards to `BuddyHeap`, which upholds the contract.
+unsafe impl<const ORDER: usize> RawHeap for Heap<ORDER> {
+    const MIN_REGION: usize = BuddyHeap::<ORDER>::MIN_REGION;
+
+    unsafe fn add_region(&mut self, region: NonNull<[u8]>) -> Result<usize, crate::RegionError> {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        unsafe { self.heap.add_region(region) }
+    }
+
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
+        self.heap.allocate(layout)
+    }
+
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        unsafe { self.heap.deallocate(ptr, layout) }
+    }
+
+    unsafe fn grow_in_place(&mut self, ptr: NonNull<u8>, old: Layout, new_size: usize) -> Result<(), AllocError> {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        unsafe { self.heap.grow_in_place(ptr, old, new_size) }
+    }
+
+    unsafe fn shrink_in_place(&mut self, ptr: NonNull<u8>, old: Layout, new_size: usize) -> Result<(), AllocError> {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        unsafe { self.heap.shrink_in_place(ptr, old, new_size) }
+    }
+
+    fn stats(&self) -> crate::HeapStats {
+        self.heap.stats()
+    }
+
+    fn check_invariants(&self) -> Result<(), crate::InvariantError> {
+        self.heap.check_invariants()
+    }
+
+    fn for_each_region(&self, f: &mut dyn FnMut(*const u8, usize)) {
+        self.heap.for_each_region(f);
+    }
+
+    fn for_each_free_block(&self, f: &mut dyn FnMut(*const u8, usize)) {
+        self.heap.for_each_free_block(f);
+    }
+}

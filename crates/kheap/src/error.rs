@@ -1,0 +1,91 @@
+//! Typed errors: a refused region, a refused allocation, a broken invariant.
+
+use core::fmt;
+
+/// An allocation request the heap cannot satisfy now (out of memory) or ever (too large, or
+/// aligned beyond what the heap supports). The heap is unchanged by the refused call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AllocError;
+
+impl fmt::Display for AllocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("memory allocation failed")
+    }
+}
+
+impl core::error::Error for AllocError {}
+
+/// Why a heap refused a region. Nothing already in the heap is disturbed by a refused call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegionError {
+    /// The region starts at address zero.
+    Null,
+    /// The region is shorter than the smallest the heap can use.
+    TooSmall {
+        /// Length of the region handed in, in bytes.
+        size: usize,
+        /// The smallest region the heap accepts, in bytes.
+        minimum: usize,
+    },
+    /// The region is long enough, but once its ends are rounded inward to the heap's granule
+    /// (and its bookkeeping is placed) too little remains to hold one block.
+    MisalignedBeyondUse {
+        /// Usable bytes left after rounding.
+        usable: usize,
+        /// The smallest usable span the heap accepts, in bytes.
+        minimum: usize,
+    },
+    /// The region overlaps memory the heap already manages.
+    Overlaps,
+    /// The region wraps around the end of the address space or is longer than `isize::MAX`.
+    TooLarge,
+}
+
+impl fmt::Display for RegionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            RegionError::Null => f.write_str("region starts at the null address"),
+            RegionError::TooSmall { size, minimum } => {
+                write!(f, "region of {size} bytes is smaller than the minimum of {minimum}")
+            }
+            RegionError::MisalignedBeyondUse { usable, minimum } => write!(
+                f,
+                "region keeps only {usable} usable bytes after alignment (needs {minimum})"
+            ),
+            RegionError::Overlaps => f.write_str("region overlaps memory the heap already manages"),
+            RegionError::TooLarge => {
+                f.write_str("region wraps the address space or is longer than isize::MAX")
+            }
+        }
+    }
+}
+
+impl core::error::Error for RegionError {}
+
+/// A broken heap invariant found by [`RawHeap::check_invariants`](crate::RawHeap::check_invariants).
+///
+/// Names what is broken and where, so that a test, a fuzzer or a kernel's panic message can
+/// point at the block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InvariantError {
+    /// Which invariant is broken, in words.
+    pub what: &'static str,
+    /// The block or region where it is broken (null when the invariant is global).
+    pub at: *const u8,
+    /// A figure that helps: an order, a size or a count, depending on `what`.
+    pub value: usize,
+}
+
+impl InvariantError {
+    pub(crate) const fn new(what: &'static str, at: *const u8, value: usize) -> Self {
+        InvariantError { what, at, value }
+    }
+}
+
+impl fmt::Display for InvariantError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "heap invariant broken: {} (at {:p}, value {})", self.what, self.at, self.value)
+    }
+}
+
+impl core::error::Error for InvariantError {}

@@ -1,0 +1,427 @@
+//! `FirstFitHeap`: the textbook contiguous allocator over an address-ordered free list.
+//!
+//! The teaching baseline: every operation walks the free list, so allocation and free are
+//! O(n) in the number of free blocks. Four placement policies show the classic trade-offs.
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use crate::pointer::{align_up_addr, offset, GRANULE};
+use crate::region::{granule_span, Span};
+use crate::stats::Counters;
+use crate::{AllocError, HeapStats, InvariantError, RawHeap, RegionError};
+
+#[cfg(test)]
+mod tests;
+
+/// Which free block an allocation is carved from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FitPolicy {
+    /// The lowest-addressed block that fits: fast when small blocks gather at the bottom.
+    First,
+    /// The first block that fits at or after where the last allocation ended, wrapping around:
+    /// spreads allocations over the heap.
+    Next,
+    /// The smallest block that fits: keeps large blocks intact, leaves small slivers.
+    Best,
+    /// The largest block: leaves large remainders, breaks up large blocks early.
+    Worst,
+}
+
+/// Header of a free block, written into the block itself. Fits in one granule.
+#[repr(C)]
+struct FreeBlock {
+    size: usize,
+    next: Option<NonNull<FreeBlock>>,
+}
+
+/// Header of a region, in the region's first granule.
+#[repr(C)]
+struct RegionHeader {
+    len: usize,
+    next: Option<NonNull<RegionHeader>>,
+}
+
+/// A contiguous allocator with an address-ordered, singly linked free list and a choice of
+/// [`FitPolicy`].
+///
+/// - `allocate`, `deallocate`, `grow_in_place`, `shrink_in_place`: O(n) in free blocks.
+/// - Fragmentation: sizes are rounded up to the granule (two pointers); no per-block header;
+///   alignment slack before a block stays free; free blocks merge with both neighbours at once.
+/// - Each region keeps a one-granule header; a region touching an existing one is joined to it.
+pub struct FirstFitHeap {
+    policy: FitPolicy,
+    /// Invariant: blocks are in strictly increasing address order, none touches the next (they
+    /// would have been merged), each is granule-aligned, a multiple of the granule long and
+    /// inside a region, clear of its header.
+    free: Option<NonNull<FreeBlock>>,
+    /// Where the last allocation ended; only compared, never followed.
+    rover: *const u8,
+    /// Invariant: region spans do not overlap and do not touch.
+    regions: Option<NonNull<RegionHeader>>,
+    /// Invariant: the size of the largest block on `free` (0 when it is empty).
+    largest: usize,
+    /// Invariant: `counters.total - counters.allocated` equals the bytes on `free`.
+    counters: Counters,
+}
+
+// SAFETY: the heap exclusively owns its regions (obligation 2 of `add_region`); its pointers
+// are only followed through `&mut self` / `&self`, so the heap can move to another thread.
+unsafe impl Send for FirstFitHeap {}
+
+impl Default for FirstFitHeap {
+    fn default() -> Self {
+        Self::new(FitPolicy::First)
+    }
+}
+
+/// A free block seen during a walk: the block before it on the list, and the block.
+type Link = (Option<NonNull<FreeBlock>>, NonNull<FreeBlock>);
+
+impl FirstFitHeap {
+    /// An empty heap with the given placement policy.
+    pub const fn new(policy: FitPolicy) -> Self {
+        FirstFitHeap {
+            policy,
+            free: None,
+            rover: core::ptr::null(),
+            regions: None,
+            largest: 0,
+            counters: Counters::new(),
+        }
+    }
+
+    /// The policy this heap places allocations with.
+    pub fn policy(&self) -> FitPolicy {
+        self.policy
+    }
+
+    /// Bytes a request for `layout` occupies, or `None` when it overflows.
+    fn rounded(layout: Layout) -> Option<usize> {
+        layout.size().max(GRANULE).checked_next_multiple_of(GRANULE)
+    }
+
+    fn block(&self, block: NonNull<FreeBlock>) -> &FreeBlock {
+        // SAFETY: blocks on the free list hold `FreeBlock`s written by `link` into memory the
+        // heap owns; they only change through `&mut self`.
+        unsafe { block.as_ref() }
+    }
+
+    fn blocks(&self) -> impl Iterator<Item = Link> + '_ {
+        let mut prev = None;
+        core::iter::successors(self.free, |b| self.block(*b).next).map(move |b| {
+            let link = (prev, b);
+            prev = Some(b);
+            link
+        })
+    }
+
+    fn regions(&self) -> impl Iterator<Item = Span> + '_ {
+        core::iter::successors(self.regions, |r| {
+            // SAFETY: region headers are written by `add_region` into owned memory.
+            unsafe { r.as_ref().next }
+        })
+        .map(|r| Span {
+            start: r.cast(),
+            // SAFETY: as above.
+            len: unsafe { r.as_ref().len },
+        })
+    }
+
+    /// Writes a free block of `size` bytes at `at` and links it after `prev` (or first).
+    ///
+    /// Requires: `[at, at + size)` is owned, unused heap memory, and linking it there keeps the
+    /// list in address order.
+    fn link(&mut self, prev: Option<NonNull<FreeBlock>>, at: NonNull<u8>, size: usize) {
+        let block = at.cast::<FreeBlock>();
+        let next = match prev {
+            Some(p) => self.block(p).next,
+            None => self.free,
+        };
+        // SAFETY: `at` is owned, unused, granule-aligned memory of at least one granule
+        // (callers' requirement), so a `FreeBlock` fits there.
+        unsafe { block.write(FreeBlock { size, next }) };
+        self.set_next(prev, Some(block));
+        self.largest = self.largest.max(size);
+    }
+
+    /// Points `prev` (or the list head) at `next`.
+    fn set_next(&mut self, prev: Option<NonNull<FreeBlock>>, next: Option<NonNull<FreeBlock>>) {
+        match prev {
+            // SAFETY: `p` is on the free list; `&mut self` excludes other borrows.
+            Some(mut p) => unsafe { p.as_mut().next = next },
+            None => self.free = next,
+        }
+    }
+
+    fn recompute_largest(&mut self) {
+        self.largest = self.blocks().map(|(_, b)| self.block(b).size).max().unwrap_or(0);
+    }
+
+    /// Returns `[at, at + size)` to the free list, merging it with touching neighbours.
+    ///
+    /// # Errors
+    ///
+    /// When the range overlaps a free block (a double free); nothing is changed then.
+    fn insert(&mut self, at: NonNull<u8>, size: usize) -> Result<(), ()> {
+        let addr = at.as_ptr().addr();
+        let mut below: Option<Link> = None;
+        let mut above = None;
+        for link in self.blocks() {
+            if link.1.as_ptr().addr() > addr {
+                above = Some(link.1);
+                break;
+            }
+            below = Some(link);
+        }
+        let below_end = below.map(|(_, b)| b.as_ptr().addr() + self.block(b).size);
+        if below_end.is_some_and(|end| end > addr) || above.is_some_and(|n| n.as_ptr().addr() < addr + size) {
+            return Err(());
+        }
+        let (prev, start, mut size) = match below {
+            Some((before, b)) if below_end == Some(addr) => (before, b.cast::<u8>(), self.block(b).size + size),
+            Some((_, b)) => (Some(b), at, size),
+            None => (None, at, size),
+        };
+        let end = start.as_ptr().addr() + size;
+        let next = match above {
+            Some(n) if n.as_ptr().addr() == end => {
+                size += self.block(n).size;
+                self.block(n).next
+            }
+            other => other,
+        };
+        self.set_next(prev, next);
+        self.link(prev, start, size);
+        Ok(())
+    }
+
+    /// Chooses a block for `size` bytes at `align` by the heap's policy; returns the block and
+    /// the aligned start inside it.
+    fn find(&self, size: usize, align: usize) -> Option<(Link, usize)> {
+        let fits = |(_, b): &Link| {
+            let start = align_up_addr(b.as_ptr().addr(), align)?;
+            let end = b.as_ptr().addr() + self.block(*b).size;
+            (start.checked_add(size)? <= end).then_some(start)
+        };
+        let size_of = |link: &Link| self.block(link.1).size;
+        let mut candidates = self.blocks().filter_map(|link| fits(&link).map(|start| (link, start)));
+        match self.policy {
+            FitPolicy::First => candidates.next(),
+            FitPolicy::Next => {
+                let rover = self.rover.addr();
+                let mut first = None;
+                for (link, start) in candidates {
+                    if link.1.as_ptr().addr() >= rover {
+                        return Some((link, start));
+                    }
+                    first = first.or(Some((link, start)));
+                }
+                first
+            }
+            FitPolicy::Best => candidates.min_by_key(|(link, _)| size_of(link)),
+            FitPolicy::Worst => candidates.max_by_key(|(link, _)| size_of(link)),
+        }
+    }
+}
+
+// SAFETY: allocations are carved from blocks on the free list, which hold only disjoint free
+// memory inside regions and clear of the region headers (field invariants, checked by
+// `check_invariants`); the carved start is aligned to `max(align, GRANULE)` and is followed by
+// at least the rounded size inside the block; the heap writes only into free blocks and
+// region headers; refused calls return before changing anything but `failed`.
+unsafe impl RawHeap for FirstFitHeap {
+    const MIN_REGION: usize = 2 * GRANULE;
+
+    unsafe fn add_region(&mut self, region: NonNull<[u8]>) -> Result<usize, RegionError> {
+        let span = granule_span(region, Self::MIN_REGION)?;
+        if self.regions().any(|r| r.overlaps(&span)) {
+            return Err(RegionError::Overlaps);
+        }
+        let before = self.counters.total;
+        let mut link = self.regions;
+        while let Some(mut header) = link {
+            // SAFETY: region headers are written below into owned memory and only change here.
+            let header = unsafe { header.as_mut() };
+            let start = NonNull::from(&mut *header).cast::<u8>();
+            if start.as_ptr().addr() + header.len == span.start_addr() {
+                // Appending: the region grows, the new memory is one free range.
+                header.len += span.len;
+                self.counters.total += span.len;
+                self.insert(span.start, span.len).expect("new region overlapped a free block");
+                return Ok(self.counters.total - before);
+            }
+            link = header.next;
+        }
+        let header = span.start.cast::<RegionHeader>();
+        // SAFETY: `span` is owned by the heap from now on (obligations 1 and 2), granule-aligned
+        // and at least two granules long: its first granule holds the header.
+        unsafe { header.write(RegionHeader { len: span.len, next: self.regions }) };
+        self.regions = Some(header);
+        let body = offset(span.start, GRANULE);
+        self.counters.total += span.len - GRANULE;
+        self.insert(body, span.len - GRANULE).expect("new region overlapped a free block");
+        // A region that ends where another starts absorbs it; the old header becomes free memory.
+        let follower = self.regions().skip(1).find(|r| r.start_addr() == span.end_addr());
+        if let Some(follower) = follower {
+            let mut link = &mut self.regions;
+            while let Some(mut r) = *link {
+                // SAFETY: `r` is an owned region header; `&mut self` excludes other borrows.
+                let r = unsafe { r.as_mut() };
+                if NonNull::from(&*r).cast::<u8>() == follower.start {
+                    *link = r.next;
+                    break;
+                }
+                link = &mut r.next;
+            }
+            // SAFETY: `header` was written above and is owned by the heap.
+            unsafe { (*header.as_ptr()).len += follower.len };
+            self.counters.total += GRANULE;
+            self.insert(follower.start, GRANULE).expect("region header overlapped a free block");
+        }
+        Ok(self.counters.total - before)
+    }
+
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
+        let align = layout.align().max(GRANULE);
+        let found = Self::rounded(layout).and_then(|size| Some((size, self.find(size, align)?)));
+        let Some((size, ((prev, block), start))) = found else {
+            self.counters.failed += 1;
+            return Err(AllocError);
+        };
+        let FreeBlock { size: block_size, next } = *self.block(block);
+        let block_start = block.cast::<u8>();
+        let front = start - block_start.as_ptr().addr();
+        let back = block_size - front - size;
+        self.set_next(prev, next);
+        if back > 0 {
+            self.link(prev, offset(block_start, front + size), back);
+        }
+        if front > 0 {
+            self.link(prev, block_start, front);
+        }
+        if block_size == self.largest {
+            self.recompute_largest();
+        }
+        let ptr = offset(block_start, front);
+        self.rover = offset(ptr, size).as_ptr();
+        self.counters.on_allocate(layout.size(), size);
+        Ok(ptr)
+    }
+
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) {
+        let Some(size) = Self::rounded(layout) else {
+            panic!("kheap: deallocate({ptr:p}, {layout:?}): no block of this heap has that layout");
+        };
+        let addr = ptr.as_ptr().addr();
+        let inside = self.regions().any(|r| r.contains_range(addr, size) && addr >= r.start_addr() + GRANULE);
+        assert!(inside, "kheap: deallocate({ptr:p}, {layout:?}): pointer is not inside this heap");
+        assert!(
+            addr % layout.align().max(GRANULE) == 0,
+            "kheap: deallocate({ptr:p}, {layout:?}): pointer is not aligned as its layout says"
+        );
+        if self.insert(ptr, size).is_err() {
+            panic!("kheap: deallocate({ptr:p}, {layout:?}): block overlaps free memory (double free)");
+        }
+        self.counters.on_deallocate(layout.size(), size);
+    }
+
+    unsafe fn grow_in_place(&mut self, ptr: NonNull<u8>, old: Layout, new_size: usize) -> Result<(), AllocError> {
+        let old_size = Self::rounded(old).ok_or(AllocError)?;
+        let new = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
+        let new_rounded = Self::rounded(new).ok_or(AllocError)?;
+        if new_rounded > old_size {
+            let end = ptr.as_ptr().addr() + old_size;
+            let extra = new_rounded - old_size;
+            let Some((prev, next)) = self
+                .blocks()
+                .find(|(_, b)| b.as_ptr().addr() == end && self.block(*b).size >= extra)
+            else {
+                return Err(AllocError);
+            };
+            let FreeBlock { size, next: after } = *self.block(next);
+            self.set_next(prev, after);
+            if size > extra {
+                self.link(prev, offset(ptr, new_rounded), size - extra);
+            }
+            if size == self.largest {
+                self.recompute_largest();
+            }
+        }
+        self.counters.on_resize((old.size(), old_size), (new_size, new_rounded));
+        Ok(())
+    }
+
+    unsafe fn shrink_in_place(&mut self, ptr: NonNull<u8>, old: Layout, new_size: usize) -> Result<(), AllocError> {
+        let old_size = Self::rounded(old).ok_or(AllocError)?;
+        let new = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
+        let new_rounded = Self::rounded(new).ok_or(AllocError)?;
+        if new_rounded < old_size {
+            let tail = offset(ptr, new_rounded);
+            if self.insert(tail, old_size - new_rounded).is_err() {
+                panic!("kheap: shrink({ptr:p}, {old:?}): block overlaps free memory");
+            }
+        }
+        self.counters.on_resize((old.size(), old_size), (new_size, new_rounded));
+        Ok(())
+    }
+
+    fn stats(&self) -> HeapStats {
+        self.counters.snapshot(self.largest)
+    }
+
+    fn check_invariants(&self) -> Result<(), InvariantError> {
+        let fail = |what, at: *const u8, value| Err(InvariantError::new(what, at, value));
+        let regions = || self.regions();
+        for (i, a) in regions().enumerate() {
+            for b in regions().skip(i + 1) {
+                if a.overlaps(&b) || a.end_addr() == b.start_addr() || b.end_addr() == a.start_addr() {
+                    return fail("two regions overlap or touch", a.start.as_ptr(), a.len);
+                }
+            }
+        }
+        let mut free_bytes = 0;
+        let mut largest = 0;
+        let mut prev_end = None;
+        let limit = self.counters.total / GRANULE + 1;
+        for (count, (_, block)) in self.blocks().enumerate() {
+            let at = block.as_ptr().cast::<u8>().cast_const();
+            let addr = at.addr();
+            let size = self.block(block).size;
+            if count > limit {
+                return fail("free list has a cycle", at, count);
+            }
+            if addr % GRANULE != 0 || size % GRANULE != 0 || size == 0 {
+                return fail("free block not granule-aligned or sized", at, size);
+            }
+            if !regions().any(|r| r.contains_range(addr, size) && addr >= r.start_addr() + GRANULE) {
+                return fail("free block outside every region or over its header", at, size);
+            }
+            if prev_end.is_some_and(|end| end >= addr) {
+                return fail("free blocks out of order, overlapping or not merged", at, size);
+            }
+            prev_end = Some(addr + size);
+            free_bytes += size;
+            largest = largest.max(size);
+        }
+        if largest != self.largest {
+            return fail("largest free block figure is stale", core::ptr::null(), self.largest);
+        }
+        if free_bytes != self.counters.total - self.counters.allocated {
+            return fail("free bytes on the list disagree with the counters", core::ptr::null(), free_bytes);
+        }
+        Ok(())
+    }
+
+    fn for_each_region(&self, f: &mut dyn FnMut(*const u8, usize)) {
+        for r in self.regions() {
+            f(r.start.as_ptr(), r.len);
+        }
+    }
+
+    fn for_each_free_block(&self, f: &mut dyn FnMut(*const u8, usize)) {
+        for (_, b) in self.blocks() {
+            f(b.as_ptr().cast::<u8>(), self.block(b).size);
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! kheap: dynamic memory for operating-system kernels and bare-metal programs.
+//!
+//! A kernel hands kheap memory (a zeroed `static` array in `.bss`, later pages from its frame
+//! allocator); kheap manages it and, installed with `#[global_allocator]`, lets `Box`, `Vec`,
+//! `String`, `BTreeMap`, `Rc` and `Arc` work inside the kernel.
+//!
+//! The crate has three layers (see `ARCHITECTURE.md` in the repository):
+//!
+//! 1. **Algorithm heaps** implement [`RawHeap`]: [`BuddyHeap`] and [`FirstFitHeap`]. They are
+//!    single-threaded (`&mut self`), lock-free and own nothing but the regions given to them.
+//! 2. **Locks**: [`RawSpinlock`] and the interrupt-masking [`RawIrqSpinlock`].
+//! 3. **Fronts**: [`LockedHeap`] implements [`GlobalAlloc`](core::alloc::GlobalAlloc) over any
+//!    heap and any `lock_api::RawMutex`; [`compat::buddy_system_allocator`] is a drop-in for the
+//!    rCore tutorial's allocator.
+//!
+//! # Contract words
+//!
+//! These words are used with one meaning in every `# Safety` section of the crate.
+//!
+//! - <a id="live-allocation"></a>**live allocation**: a pointer returned by a heap's
+//!   `allocate` (or kept or moved by a successful `grow_in_place` / `shrink_in_place`) that has
+//!   not yet been passed to `deallocate`.
+//! - <a id="fits"></a>**fits**: a layout *fits* a live allocation when it is the layout the
+//!   allocation was last allocated or resized with (same size, same alignment).
+//! - <a id="region"></a>**region**: memory handed to a heap with `add_region`. From then on the
+//!   heap owns it: nothing else reads or writes it, and it stays valid for as long as the heap
+//!   is used (for ever, in a kernel).
+#![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(test)]
+extern crate std;
+
+mod bitmap;
+mod buddy;
+pub mod compat;
+mod error;
+mod first_fit;
+mod lock;
+mod locked_heap;
+mod pointer;
+mod raw_heap;
+mod region;
+mod stats;
+
+pub use buddy::BuddyHeap;
+pub use error::{AllocError, InvariantError, RegionError};
+pub use first_fit::{FirstFitHeap, FitPolicy};
+pub use lock::{InterruptControl, NoInterrupts, RawIrqSpinlock, RawSpinlock};
+#[cfg(any(target_arch = "riscv64", target_arch = "riscv32"))]
+pub use lock::RiscvSupervisorInterrupts;
+pub use lock_api;
+pub use locked_heap::LockedHeap;
+pub use raw_heap::RawHeap;
+pub use stats::HeapStats;

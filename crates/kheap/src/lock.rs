@@ -1,0 +1,161 @@
+//! Raw locks for [`LockedHeap`](crate::LockedHeap): a spinlock, and a spinlock that masks
+//! interrupts on the current CPU while it is held.
+//!
+//! A plain spinlock deadlocks a kernel whose interrupt handler allocates: the handler spins on
+//! a lock that the code it interrupted holds, on the same CPU, for ever. [`RawIrqSpinlock`]
+//! turns interrupts off *before* taking the lock and restores them after releasing it, so no
+//! handler can run on this CPU while the heap is locked.
+
+use core::marker::PhantomData;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use lock_api::{GuardNoSend, GuardSend, RawMutex};
+
+/// A test-and-test-and-set spinlock.
+pub struct RawSpinlock {
+    /// Invariant: `true` exactly while some holder owns the lock.
+    locked: AtomicBool,
+}
+
+impl RawSpinlock {
+    /// An unlocked spinlock.
+    pub const fn new() -> Self {
+        RawSpinlock { locked: AtomicBool::new(false) }
+    }
+}
+
+impl Default for RawSpinlock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// SAFETY: `try_lock` succeeds only by swapping `locked` from false to true with Acquire, so at
+// most one holder exists; `unlock` stores false with Release, publishing the holder's writes to
+// the next holder.
+unsafe impl RawMutex for RawSpinlock {
+    #[allow(clippy::declare_interior_mutable_const)]
+    const INIT: Self = RawSpinlock::new();
+    type GuardMarker = GuardSend;
+
+    fn lock(&self) {
+        while !self.try_lock() {
+            while self.locked.load(Ordering::Relaxed) {
+                core::hint::spin_loop();
+            }
+        }
+    }
+
+    fn try_lock(&self) -> bool {
+        self.locked.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok()
+    }
+
+    unsafe fn unlock(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+
+    fn is_locked(&self) -> bool {
+        self.locked.load(Ordering::Relaxed)
+    }
+}
+
+/// How a lock turns interrupts off and back on for the current CPU; the kernel supplies it.
+///
+/// # Safety
+///
+/// 1. After `disable()` returns, no interrupt handler runs on the current CPU until
+///    `restore` is called with the value `disable()` returned.
+/// 2. `restore(true)` re-enables interrupts; `restore(false)` leaves them disabled.
+pub unsafe trait InterruptControl {
+    /// Disables interrupts on this CPU; returns whether they were enabled.
+    fn disable() -> bool;
+
+    /// Re-enables interrupts on this CPU if `was_enabled`.
+    fn restore(was_enabled: bool);
+}
+
+/// For programs without interrupts (and host tests): does nothing.
+pub struct NoInterrupts;
+
+// SAFETY: with no interrupts there is no handler to keep out (obligation 1); `restore` has
+// nothing to re-enable (obligation 2).
+unsafe impl InterruptControl for NoInterrupts {
+    fn disable() -> bool {
+        false
+    }
+
+    fn restore(_: bool) {}
+}
+
+/// Supervisor-mode interrupts of the current RISC-V hart (`sstatus.SIE`).
+#[cfg(any(target_arch = "riscv64", target_arch = "riscv32"))]
+pub struct RiscvSupervisorInterrupts;
+
+#[cfg(any(target_arch = "riscv64", target_arch = "riscv32"))]
+// SAFETY: `csrrci` clears SIE atomically and returns its previous value, so no supervisor
+// interrupt is taken on this hart until SIE is set again (1); `csrsi` sets it only when it was
+// set before (2).
+unsafe impl InterruptControl for RiscvSupervisorInterrupts {
+    fn disable() -> bool {
+        let previous: usize;
+        // SAFETY: reads and clears one bit of sstatus; touches no memory.
+        unsafe { core::arch::asm!("csrrci {}, sstatus, 2", out(reg) previous, options(nostack)) };
+        previous & 2 != 0
+    }
+
+    fn restore(was_enabled: bool) {
+        if was_enabled {
+            // SAFETY: sets sstatus.SIE, which was set when `disable` ran; touches no memory.
+            unsafe { core::arch::asm!("csrsi sstatus, 2", options(nostack)) };
+        }
+    }
+}
+
+/// A spinlock that disables interrupts on the current CPU while it is held (through `I`), so
+/// an interrupt handler that allocates cannot deadlock against the code it interrupted.
+pub struct RawIrqSpinlock<I: InterruptControl> {
+    lock: RawSpinlock,
+    /// Invariant: while the lock is held, whether interrupts were enabled before the holder
+    /// disabled them. Written only by the holder.
+    were_enabled: AtomicBool,
+    _interrupts: PhantomData<fn() -> I>,
+}
+
+// SAFETY: interrupts are disabled before `lock` is tried and restored only after it is released,
+// so mutual exclusion is `RawSpinlock`'s; `were_enabled` is written by the holder after it owns
+// the lock and read by the holder before it releases it.
+unsafe impl<I: InterruptControl> RawMutex for RawIrqSpinlock<I> {
+    #[allow(clippy::declare_interior_mutable_const)]
+    const INIT: Self =
+        RawIrqSpinlock { lock: RawSpinlock::new(), were_enabled: AtomicBool::new(false), _interrupts: PhantomData };
+    // The guard must be dropped on the CPU whose interrupts it disabled.
+    type GuardMarker = GuardNoSend;
+
+    fn lock(&self) {
+        let were_enabled = I::disable();
+        self.lock.lock();
+        self.were_enabled.store(were_enabled, Ordering::Relaxed);
+    }
+
+    fn try_lock(&self) -> bool {
+        let were_enabled = I::disable();
+        if self.lock.try_lock() {
+            self.were_enabled.store(were_enabled, Ordering::Relaxed);
+            true
+        } else {
+            I::restore(were_enabled);
+            false
+        }
+    }
+
+    unsafe fn unlock(&self) {
+        let were_enabled = self.were_enabled.load(Ordering::Relaxed);
+        // SAFETY: the caller holds the lock (the `RawMutex::unlock` contract).
+        unsafe { self.lock.unlock() };
+        I::restore(were_enabled);
+    }
+
+    fn is_locked(&self) -> bool {
+        self.lock.is_locked()
+    }
+}

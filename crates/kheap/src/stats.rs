@@ -1,0 +1,112 @@
+//! Heap statistics: counters kept up to date on every call, so reading them is O(1).
+
+/// A snapshot of a heap's statistics. Every figure is in bytes except the two counts.
+///
+/// Fragmentation follows the rCore tutorial's definitions:
+/// *internal* fragmentation is memory handed out beyond what callers asked for
+/// ([`internal_fragmentation_bytes`](Self::internal_fragmentation_bytes)); *external*
+/// fragmentation is free memory that a large request cannot use because it is split
+/// ([`external_fragmentation`](Self::external_fragmentation)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeapStats {
+    /// Bytes the heap can hand out: the regions given to it, less its own bookkeeping and the
+    /// slivers lost to alignment at region ends.
+    pub total_bytes: usize,
+    /// Bytes in free blocks (`total_bytes - allocated_bytes`).
+    pub free_bytes: usize,
+    /// Bytes in allocated blocks, rounding included.
+    pub allocated_bytes: usize,
+    /// Bytes callers asked for in their live allocations.
+    pub requested_bytes: usize,
+    /// The largest `requested_bytes` has ever been.
+    pub peak_requested_bytes: usize,
+    /// The size of the largest free block: no request larger than this can succeed.
+    pub largest_free_block: usize,
+    /// Number of live allocations.
+    pub live_allocations: usize,
+    /// Number of allocation requests refused (out of memory or impossible layout).
+    pub failed_requests: usize,
+}
+
+impl HeapStats {
+    /// Bytes handed out beyond what was requested: rounding, splitting slack, size classes.
+    pub const fn internal_fragmentation_bytes(&self) -> usize {
+        self.allocated_bytes - self.requested_bytes
+    }
+
+    /// `1 - largest_free_block / free_bytes`: 0 when all free memory is one block, close to 1
+    /// when it is scattered in small pieces. 0 when nothing is free.
+    pub fn external_fragmentation(&self) -> f64 {
+        if self.free_bytes == 0 {
+            0.0
+        } else {
+            1.0 - self.largest_free_block as f64 / self.free_bytes as f64
+        }
+    }
+
+    /// [`external_fragmentation`](Self::external_fragmentation) in thousandths, for consoles
+    /// without floating point.
+    pub const fn external_fragmentation_permille(&self) -> usize {
+        if self.free_bytes == 0 {
+            0
+        } else {
+            1000 - self.largest_free_block * 1000 / self.free_bytes
+        }
+    }
+}
+
+/// The counters a heap updates on each call; the heap supplies `largest_free_block`.
+///
+/// Invariant: `allocated >= requested`, `allocated <= total`, `peak_requested >= requested`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) total: usize,
+    pub(crate) allocated: usize,
+    pub(crate) requested: usize,
+    pub(crate) peak_requested: usize,
+    pub(crate) live: usize,
+    pub(crate) failed: usize,
+}
+
+impl Counters {
+    pub(crate) const fn new() -> Self {
+        Counters { total: 0, allocated: 0, requested: 0, peak_requested: 0, live: 0, failed: 0 }
+    }
+
+    pub(crate) fn on_allocate(&mut self, requested: usize, allocated: usize) {
+        self.allocated += allocated;
+        self.requested += requested;
+        self.live += 1;
+        self.peak_requested = self.peak_requested.max(self.requested);
+    }
+
+    pub(crate) fn on_deallocate(&mut self, requested: usize, allocated: usize) {
+        self.allocated -= allocated;
+        self.requested -= requested;
+        self.live -= 1;
+    }
+
+    /// A live allocation changed size in place.
+    pub(crate) fn on_resize(
+        &mut self,
+        (old_requested, old_allocated): (usize, usize),
+        (new_requested, new_allocated): (usize, usize),
+    ) {
+        self.allocated = self.allocated - old_allocated + new_allocated;
+        self.requested = self.requested - old_requested + new_requested;
+        self.peak_requested = self.peak_requested.max(self.requested);
+    }
+
+    pub(crate) fn snapshot(&self, largest_free_block: usize) -> HeapStats {
+        HeapStats {
+            total_bytes: self.total,
+            free_bytes: self.total - self.allocated,
+            allocated_bytes: self.allocated,
+            requested_bytes: self.requested,
+            peak_requested_bytes: self.peak_requested,
+            largest_free_block,
+            live_allocations: self.live,
+            failed_requests: self.failed,
+        }
+    }
+}
