@@ -1,1 +1,95 @@
-fn main() {}
+//! Project commands, run as `cargo xtask <command>`:
+//!
+//! - `cargo xtask qemu [--compat]`: build the demo kernel and boot it in QEMU (the main job).
+//! - `cargo xtask test`: the whole test suite, as CI runs it.
+//! - `cargo xtask bench`: benchmarks against the peers from crates.io.
+//!
+//! Each command installs what it needs and is missing (rustup targets and components, QEMU).
+
+mod install;
+mod qemu;
+
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(),
+        Some("qemu") => qemu::main(&args[1..]),
+        Some("bench") => bench(&args[1..]),
+        Some("miri") => miri(),
+        _ => {
+            eprintln!("usage: cargo xtask <qemu [--compat] | test | bench [quick] | miri>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a command, streaming its output; fails with the command line if it fails.
+pub fn run(command: &mut Command) -> Result<(), String> {
+    eprintln!("$ {}", describe(command));
+    let status = command.status().map_err(|e| format!("cannot start {}: {e}", describe(command)))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{} failed ({status})", describe(command)))
+    }
+}
+
+fn describe(command: &Command) -> String {
+    let mut line = command.get_program().to_string_lossy().into_owned();
+    for arg in command.get_args() {
+        line.push(' ');
+        line.push_str(&arg.to_string_lossy());
+    }
+    line
+}
+
+/// `cargo` as the one running xtask.
+pub fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// The repository root (xtask lives one level below it).
+pub fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask has a parent").to_path_buf()
+}
+
+fn test() -> Result<(), String> {
+    install::rust_components(&["rustfmt", "clippy"])?;
+    install::rust_target("riscv64gc-unknown-none-elf")?;
+    let root = root();
+    run(cargo().current_dir(&root).args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().current_dir(&root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo().current_dir(&root).args(["test", "--workspace"]))?;
+    run(cargo().current_dir(&root).env("RUSTDOCFLAGS", "-D warnings").args(["doc", "--no-deps", "-p", "kheap"]))?;
+    run(cargo().current_dir(&root).args(["build", "-p", "kheap", "--target", "riscv64gc-unknown-none-elf"]))?;
+    run(cargo().current_dir(&root).args([
+        "clippy", "-p", "kheap", "--target", "riscv64gc-unknown-none-elf", "--", "-D", "warnings",
+    ]))?;
+    qemu::test()?;
+    eprintln!("xtask test: all checks passed");
+    Ok(())
+}
+
+fn bench(args: &[String]) -> Result<(), String> {
+    let root = root();
+    run(cargo().current_dir(&root).args(["run", "--release", "-p", "kheap-bench", "--"]).args(args))
+}
+
+fn miri() -> Result<(), String> {
+    install::nightly_with(&["miri", "rust-src"])?;
+    let root = root();
+    run(cargo()
+        .current_dir(&root)
+        .env("MIRIFLAGS", "-Zmiri-strict-provenance")
+        .env("KHEAP_SCRIPT_SEEDS", "1")
+        .args(["+nightly", "miri", "test", "-p", "kheap", "-p", "kheap-testkit"]))
+}

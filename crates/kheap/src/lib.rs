@@ -41,6 +41,7 @@ mod locked_heap;
 mod pointer;
 mod raw_heap;
 mod region;
+mod source;
 mod stats;
 
 pub use buddy::BuddyHeap;
@@ -52,4 +53,5 @@ pub use lock::RiscvSupervisorInterrupts;
 pub use lock_api;
 pub use locked_heap::LockedHeap;
 pub use raw_heap::RawHeap;
+pub use source::{region_len_for, MemorySource};
 pub use stats::HeapStats;

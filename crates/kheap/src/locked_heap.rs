@@ -6,7 +6,7 @@ use core::ptr::{self, NonNull};
 
 use lock_api::{Mutex, MutexGuard, RawMutex};
 
-use crate::{AllocError, HeapStats, InvariantError, RawHeap, RegionError};
+use crate::{region_len_for, AllocError, HeapStats, InvariantError, MemorySource, RawHeap, RegionError};
 
 /// A heap behind a lock, usable as `#[global_allocator]`.
 ///
@@ -46,12 +46,32 @@ use crate::{AllocError, HeapStats, InvariantError, RawHeap, RegionError};
 /// ```
 pub struct LockedHeap<R: RawMutex, H> {
     heap: Mutex<R, H>,
+    /// Asked for a new region when an allocation fails.
+    source: Option<&'static (dyn MemorySource + Sync)>,
 }
 
 impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
     /// Wraps `heap`; `const`, so it can initialise a `static`.
     pub const fn new(heap: H) -> Self {
-        LockedHeap { heap: Mutex::const_new(R::INIT, heap) }
+        LockedHeap { heap: Mutex::const_new(R::INIT, heap), source: None }
+    }
+
+    /// Wraps `heap`, growing it from `source` whenever an allocation would fail; `const`.
+    pub const fn with_source(heap: H, source: &'static (dyn MemorySource + Sync)) -> Self {
+        LockedHeap { heap: Mutex::const_new(R::INIT, heap), source: Some(source) }
+    }
+
+    /// Allocates from the locked heap; on failure, grows it from the source (if any) and tries
+    /// again.
+    fn allocate_or_grow(&self, heap: &mut H, layout: Layout) -> Result<NonNull<u8>, AllocError> {
+        if let Ok(block) = heap.allocate(layout) {
+            return Ok(block);
+        }
+        let source = self.source.ok_or(AllocError)?;
+        let region = source.acquire(region_len_for(layout)).ok_or(AllocError)?;
+        // SAFETY: `MemorySource` promises the region is valid for ever (1) and handed over (2).
+        unsafe { heap.add_region(region) }.map_err(|_| AllocError)?;
+        heap.allocate(layout)
     }
 
     /// Locks the heap for direct use of its [`RawHeap`] methods.
@@ -110,7 +130,7 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
     ///
     /// [`AllocError`] when the heap cannot satisfy `layout`.
     pub fn try_allocate(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
-        self.heap.lock().allocate(layout)
+        self.allocate_or_grow(&mut self.heap.lock(), layout)
     }
 }
 
@@ -119,11 +139,11 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
 // least the requested size, null on failure, contents kept by `realloc`.
 unsafe impl<R: RawMutex, H: RawHeap> GlobalAlloc for LockedHeap<R, H> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.heap.lock().allocate(layout).map_or(ptr::null_mut(), NonNull::as_ptr)
+        self.allocate_or_grow(&mut self.heap.lock(), layout).map_or(ptr::null_mut(), NonNull::as_ptr)
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let block = self.heap.lock().allocate(layout);
+        let block = self.allocate_or_grow(&mut self.heap.lock(), layout);
         let Ok(block) = block else { return ptr::null_mut() };
         // SAFETY: the heap handed out at least `layout.size()` writable bytes at `block`.
         unsafe { block.as_ptr().write_bytes(0, layout.size()) };
@@ -159,7 +179,7 @@ unsafe impl<R: RawMutex, H: RawHeap> GlobalAlloc for LockedHeap<R, H> {
         }
         // SAFETY: `realloc`'s contract makes `new_size` with this alignment a valid layout.
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        let Ok(moved) = heap.allocate(new_layout) else { return ptr::null_mut() };
+        let Ok(moved) = self.allocate_or_grow(&mut heap, new_layout) else { return ptr::null_mut() };
         // SAFETY: both blocks are live and distinct (the heap's promise 1) and hold at least
         // `min(old, new)` bytes; then the old block, with its layout, goes back to the heap.
         unsafe {
