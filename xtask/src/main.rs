@@ -69,10 +69,22 @@ fn test() -> Result<(), String> {
     run(cargo().current_dir(&root).args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().current_dir(&root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     run(cargo().current_dir(&root).args(["test", "--workspace"]))?;
-    run(cargo().current_dir(&root).env("RUSTDOCFLAGS", "-D warnings").args(["doc", "--no-deps", "-p", "kheap"]))?;
+    run(cargo().current_dir(&root).env("RUSTDOCFLAGS", "-D warnings").args([
+        "doc",
+        "--no-deps",
+        "-p",
+        "kheap",
+    ]))?;
     run(cargo().current_dir(&root).args(["build", "-p", "kheap", "--target", "riscv64gc-unknown-none-elf"]))?;
     run(cargo().current_dir(&root).args([
-        "clippy", "-p", "kheap", "--target", "riscv64gc-unknown-none-elf", "--", "-D", "warnings",
+        "clippy",
+        "-p",
+        "kheap",
+        "--target",
+        "riscv64gc-unknown-none-elf",
+        "--",
+        "-D",
+        "warnings",
     ]))?;
     qemu::test()?;
     eprintln!("xtask test: all checks passed");

@@ -125,10 +125,18 @@ pub fn every_size_up_to_the_whole_heap<H: RawHeap>(make: fn() -> H) {
                 f.free(ptr);
             }
             None => {
-                assert!(size > before.largest_free_block, "{size} bytes refused with a free block of {}", before.largest_free_block);
+                assert!(
+                    size > before.largest_free_block,
+                    "{size} bytes refused with a free block of {}",
+                    before.largest_free_block
+                );
                 let after = f.heap.stats();
                 assert_eq!(after.failed_requests, before.failed_requests + 1, "failure not counted");
-                assert_eq!(without_failures(after), without_failures(before), "refused call changed the heap");
+                assert_eq!(
+                    without_failures(after),
+                    without_failures(before),
+                    "refused call changed the heap"
+                );
             }
         }
         f.check();
@@ -150,7 +158,11 @@ pub fn exhaust_then_free_everything<H: RawHeap>(make: fn() -> H) {
         }
         assert!(count > 0, "no block of {size} bytes at all");
         let full = f.heap.stats();
-        assert!(full.largest_free_block < size, "refused {size} bytes with a free block of {}", full.largest_free_block);
+        assert!(
+            full.largest_free_block < size,
+            "refused {size} bytes with a free block of {}",
+            full.largest_free_block
+        );
         f.check();
         f.free_all(&mut Rng::new(seed));
         f.check();
@@ -177,13 +189,16 @@ fn random_layout(rng: &mut Rng) -> Layout {
 /// Seeded scripts of allocations, frees and in-place resizes, checked against the shadow
 /// model with `check_invariants()` after every step.
 pub fn random_scripts<H: RawHeap>(make: fn() -> H) {
-    let seeds: u64 = std::env::var("KHEAP_SCRIPT_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
+    let default_seeds = if cfg!(miri) { 1 } else { 12 };
+    let seeds: u64 =
+        std::env::var("KHEAP_SCRIPT_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(default_seeds);
     for seed in 0..seeds {
         let _report = SeedReport { label: "random_scripts", seed };
         let mut rng = Rng::new(seed);
         let mut f = Fixture::new(make, ARENA_LEN);
         let initial = f.heap.stats();
-        for _ in 0..1500 {
+        // Miri runs the same script, shorter.
+        for _ in 0..if cfg!(miri) { 150 } else { 1500 } {
             match rng.range(0..=99) {
                 0..=49 => {
                     let layout = random_layout(&mut rng);
@@ -191,7 +206,11 @@ pub fn random_scripts<H: RawHeap>(make: fn() -> H) {
                     if f.allocate(layout).is_none() {
                         // Any heap here can place `layout` in a free block this large.
                         let enough = 2 * layout.size().max(layout.align()).max(16) + layout.align();
-                        assert!(before.largest_free_block < enough, "{layout:?} refused with a free block of {}", before.largest_free_block);
+                        assert!(
+                            before.largest_free_block < enough,
+                            "{layout:?} refused with a free block of {}",
+                            before.largest_free_block
+                        );
                     }
                 }
                 50..=84 if !f.shadow.is_empty() => {
@@ -221,7 +240,11 @@ pub fn random_scripts<H: RawHeap>(make: fn() -> H) {
         f.free_all(&mut rng);
         f.check();
         assert_eq!(f.heap.stats().free_bytes, initial.free_bytes, "bytes lost by seed {seed}");
-        assert_eq!(f.heap.stats().largest_free_block, initial.largest_free_block, "heap left split by seed {seed}");
+        assert_eq!(
+            f.heap.stats().largest_free_block,
+            initial.largest_free_block,
+            "heap left split by seed {seed}"
+        );
     }
 }
 
@@ -345,7 +368,9 @@ pub fn touching_regions_merge<H: RawHeap>(make: fn() -> H) {
     assert_eq!(regions, 1, "touching regions were not joined");
     let seam_addr = arena.base().as_ptr().addr() + seam;
     let mut spanning = false;
-    heap.for_each_free_block(&mut |start, len| spanning |= start.addr() < seam_addr && start.addr() + len > seam_addr);
+    heap.for_each_free_block(&mut |start, len| {
+        spanning |= start.addr() < seam_addr && start.addr() + len > seam_addr
+    });
     assert!(spanning, "no free block spans the seam");
     // Joined in the other order too.
     let mut heap = make();
@@ -366,7 +391,10 @@ pub fn statistics_are_exact<H: RawHeap>(make: fn() -> H) {
     let mut f = Fixture::new(make, ARENA_LEN);
     let initial = f.heap.stats();
     assert_eq!(initial.allocated_bytes, 0);
-    assert_eq!(initial.external_fragmentation_permille(), 1000 - initial.largest_free_block * 1000 / initial.free_bytes);
+    assert_eq!(
+        initial.external_fragmentation_permille(),
+        1000 - initial.largest_free_block * 1000 / initial.free_bytes
+    );
     let a = f.allocate(Layout::from_size_align(100, 8).unwrap()).unwrap();
     let b = f.allocate(Layout::from_size_align(3000, 8).unwrap()).unwrap();
     let s = f.heap.stats();

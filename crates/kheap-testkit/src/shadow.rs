@@ -113,7 +113,11 @@ impl Shadow {
     pub fn moved(&mut self, old: NonNull<u8>, new: NonNull<u8>, new_size: usize) {
         let live = self.live.remove(&old.as_ptr().addr()).expect("moving a block the model does not know");
         let kept = live.layout.size().min(new_size);
-        let moved = Live { ptr: new, layout: Layout::from_size_align(new_size, live.layout.align()).expect("layout"), pattern: live.pattern };
+        let moved = Live {
+            ptr: new,
+            layout: Layout::from_size_align(new_size, live.layout.align()).expect("layout"),
+            pattern: live.pattern,
+        };
         verify(&moved, kept);
         fill(&moved, kept);
         self.requested = self.requested - live.layout.size() + new_size;

@@ -161,12 +161,7 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
     pub const fn new() -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::VALID;
-        BuddyHeap {
-            free_lists: [None; MAX_ORDER],
-            nonempty: 0,
-            regions: None,
-            counters: Counters::new(),
-        }
+        BuddyHeap { free_lists: [None; MAX_ORDER], nonempty: 0, regions: None, counters: Counters::new() }
     }
 
     /// The block size a request for `layout` occupies, or `None` if no block can hold it.
@@ -195,7 +190,13 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
         self.records().find(|r| self.record(*r).span.contains_range(addr, len))
     }
 
-    fn set_free_bit(&mut self, mut record: NonNull<RegionRecord<MAX_ORDER>>, addr: usize, k: usize, value: bool) {
+    fn set_free_bit(
+        &mut self,
+        mut record: NonNull<RegionRecord<MAX_ORDER>>,
+        addr: usize,
+        k: usize,
+        value: bool,
+    ) {
         // SAFETY: as in `record`, and `&mut self` excludes every other borrow of the record.
         let record = unsafe { record.as_mut() };
         let bit = record.bit(addr, k);
@@ -277,7 +278,11 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
 
     /// Replaces record `old` by `new` (which covers `old`'s span): carries the free bits over,
     /// relinks the record list and returns `old`'s bookkeeping to the heap as free memory.
-    fn replace_record(&mut self, old: NonNull<RegionRecord<MAX_ORDER>>, new: NonNull<RegionRecord<MAX_ORDER>>) {
+    fn replace_record(
+        &mut self,
+        old: NonNull<RegionRecord<MAX_ORDER>>,
+        new: NonNull<RegionRecord<MAX_ORDER>>,
+    ) {
         let old_span = self.record(old).span;
         for k in 0..MAX_ORDER {
             let mut cursor = self.free_lists[k];
@@ -335,7 +340,10 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
             let fresh = Span { start: span.start, len: span.len - meta_len };
             (Span { start: offset(span.start, fresh.len), len: meta_len }, fresh)
         } else {
-            (Span { start: span.start, len: meta_len }, Span { start: offset(span.start, meta_len), len: span.len - meta_len })
+            (
+                Span { start: span.start, len: meta_len },
+                Span { start: offset(span.start, meta_len), len: span.len - meta_len },
+            )
         };
         // SAFETY: (1) `meta` lies inside `span` (new, owned memory) and so inside `union`, and
         // is `meta_bytes(union)` long.
@@ -388,9 +396,8 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
         };
         let mut j = k + (self.nonempty >> k).trailing_zeros() as usize;
         let block = self.free_lists[j].expect("non-empty mask bit set for an empty list").cast::<u8>();
-        let record = self
-            .record_of(block.as_ptr().addr(), GRANULE << j)
-            .expect("free block outside every region");
+        let record =
+            self.record_of(block.as_ptr().addr(), GRANULE << j).expect("free block outside every region");
         self.unlink(record, block, j);
         while j > k {
             j -= 1;
@@ -413,10 +420,19 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
             addr % size == 0,
             "kheap: deallocate({ptr:p}, {layout:?}): pointer is not the start of a {size}-byte block"
         );
-        for j in k..MAX_ORDER {
+        // Double free: the block, or a block containing it, is free. Only orders with a free
+        // block can hold one, and once an ancestor leaves the region all larger ones do.
+        let mut orders = self.nonempty >> k << k;
+        while orders != 0 {
+            let j = orders.trailing_zeros() as usize;
+            orders &= orders - 1;
             let ancestor = addr & !((GRANULE << j) - 1);
+            let record = self.record(record);
+            if !record.span.contains_range(ancestor, GRANULE << j) {
+                break;
+            }
             assert!(
-                !self.record(record).is_free(ancestor, j),
+                !record.free.get(record.bit(ancestor, j)),
                 "kheap: deallocate({ptr:p}, {layout:?}): block is already free (double free)"
             );
         }
@@ -424,7 +440,12 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
         self.counters.on_deallocate(layout.size(), size);
     }
 
-    unsafe fn grow_in_place(&mut self, ptr: NonNull<u8>, old: Layout, new_size: usize) -> Result<(), AllocError> {
+    unsafe fn grow_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Result<(), AllocError> {
         let new = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
         let (Some(k_old), Some(k_new)) = (Self::order_for(old), Self::order_for(new)) else {
             return Err(AllocError);
@@ -446,7 +467,12 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
         Ok(())
     }
 
-    unsafe fn shrink_in_place(&mut self, ptr: NonNull<u8>, old: Layout, new_size: usize) -> Result<(), AllocError> {
+    unsafe fn shrink_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Result<(), AllocError> {
         let new = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
         let (Some(k_old), Some(k_new)) = (Self::order_for(old), Self::order_for(new)) else {
             return Err(AllocError);
@@ -475,7 +501,11 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
         for a in self.records() {
             let ra = self.record(a);
             if !ra.span.contains_range(ra.meta.start_addr(), ra.meta.len) {
-                return fail("region bookkeeping lies outside its region", ra.meta.start.as_ptr(), ra.meta.len);
+                return fail(
+                    "region bookkeeping lies outside its region",
+                    ra.meta.start.as_ptr(),
+                    ra.meta.len,
+                );
             }
             for b in self.records().filter(|b| *b != a) {
                 if ra.span.overlaps(&self.record(b).span) {
@@ -516,7 +546,8 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
                 if k + 1 < MAX_ORDER && record.is_free(addr ^ size, k) {
                     return fail("free block and its free buddy were not merged", at, k);
                 }
-                if let Some(j) = (k + 1..MAX_ORDER).find(|&j| record.is_free(addr & !((GRANULE << j) - 1), j)) {
+                if let Some(j) = (k + 1..MAX_ORDER).find(|&j| record.is_free(addr & !((GRANULE << j) - 1), j))
+                {
                     return fail("free block lies inside a larger free block", at, j);
                 }
                 // SAFETY: nodes on a free list hold `FreeBlock`s the heap owns.

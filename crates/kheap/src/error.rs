@@ -48,10 +48,9 @@ impl fmt::Display for RegionError {
             RegionError::TooSmall { size, minimum } => {
                 write!(f, "region of {size} bytes is smaller than the minimum of {minimum}")
             }
-            RegionError::MisalignedBeyondUse { usable, minimum } => write!(
-                f,
-                "region keeps only {usable} usable bytes after alignment (needs {minimum})"
-            ),
+            RegionError::MisalignedBeyondUse { usable, minimum } => {
+                write!(f, "region keeps only {usable} usable bytes after alignment (needs {minimum})")
+            }
             RegionError::Overlaps => f.write_str("region overlaps memory the heap already manages"),
             RegionError::TooLarge => {
                 f.write_str("region wraps the address space or is longer than isize::MAX")

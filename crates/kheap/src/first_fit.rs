@@ -179,7 +179,9 @@ impl FirstFitHeap {
             return Err(());
         }
         let (prev, start, mut size) = match below {
-            Some((before, b)) if below_end == Some(addr) => (before, b.cast::<u8>(), self.block(b).size + size),
+            Some((before, b)) if below_end == Some(addr) => {
+                (before, b.cast::<u8>(), self.block(b).size + size)
+            }
             Some((_, b)) => (Some(b), at, size),
             None => (None, at, size),
         };
@@ -326,16 +328,20 @@ unsafe impl RawHeap for FirstFitHeap {
         self.counters.on_deallocate(layout.size(), size);
     }
 
-    unsafe fn grow_in_place(&mut self, ptr: NonNull<u8>, old: Layout, new_size: usize) -> Result<(), AllocError> {
+    unsafe fn grow_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Result<(), AllocError> {
         let old_size = Self::rounded(old).ok_or(AllocError)?;
         let new = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
         let new_rounded = Self::rounded(new).ok_or(AllocError)?;
         if new_rounded > old_size {
             let end = ptr.as_ptr().addr() + old_size;
             let extra = new_rounded - old_size;
-            let Some((prev, next)) = self
-                .blocks()
-                .find(|(_, b)| b.as_ptr().addr() == end && self.block(*b).size >= extra)
+            let Some((prev, next)) =
+                self.blocks().find(|(_, b)| b.as_ptr().addr() == end && self.block(*b).size >= extra)
             else {
                 return Err(AllocError);
             };
@@ -352,7 +358,12 @@ unsafe impl RawHeap for FirstFitHeap {
         Ok(())
     }
 
-    unsafe fn shrink_in_place(&mut self, ptr: NonNull<u8>, old: Layout, new_size: usize) -> Result<(), AllocError> {
+    unsafe fn shrink_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Result<(), AllocError> {
         let old_size = Self::rounded(old).ok_or(AllocError)?;
         let new = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
         let new_rounded = Self::rounded(new).ok_or(AllocError)?;

@@ -47,11 +47,16 @@ mod stats;
 pub use buddy::BuddyHeap;
 pub use error::{AllocError, InvariantError, RegionError};
 pub use first_fit::{FirstFitHeap, FitPolicy};
-pub use lock::{InterruptControl, NoInterrupts, RawIrqSpinlock, RawSpinlock};
 #[cfg(any(target_arch = "riscv64", target_arch = "riscv32"))]
 pub use lock::RiscvSupervisorInterrupts;
+pub use lock::{InterruptControl, NoInterrupts, RawIrqSpinlock, RawSpinlock};
 pub use lock_api;
 pub use locked_heap::LockedHeap;
 pub use raw_heap::RawHeap;
 pub use source::{region_len_for, MemorySource};
 pub use stats::HeapStats;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

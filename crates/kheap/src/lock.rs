@@ -126,8 +126,11 @@ pub struct RawIrqSpinlock<I: InterruptControl> {
 // the lock and read by the holder before it releases it.
 unsafe impl<I: InterruptControl> RawMutex for RawIrqSpinlock<I> {
     #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: Self =
-        RawIrqSpinlock { lock: RawSpinlock::new(), were_enabled: AtomicBool::new(false), _interrupts: PhantomData };
+    const INIT: Self = RawIrqSpinlock {
+        lock: RawSpinlock::new(),
+        were_enabled: AtomicBool::new(false),
+        _interrupts: PhantomData,
+    };
     // The guard must be dropped on the CPU whose interrupts it disabled.
     type GuardMarker = GuardNoSend;
 

@@ -26,8 +26,7 @@ impl Span {
 
     /// Whether `[addr, addr + len)` lies inside this span.
     pub(crate) fn contains_range(&self, addr: usize, len: usize) -> bool {
-        addr >= self.start_addr()
-            && addr.checked_add(len).is_some_and(|end| end <= self.end_addr())
+        addr >= self.start_addr() && addr.checked_add(len).is_some_and(|end| end <= self.end_addr())
     }
 
     /// Whether this span and `other` share a byte.

@@ -47,10 +47,9 @@ impl HeapStats {
     /// [`external_fragmentation`](Self::external_fragmentation) in thousandths, for consoles
     /// without floating point.
     pub const fn external_fragmentation_permille(&self) -> usize {
-        if self.free_bytes == 0 {
-            0
-        } else {
-            1000 - self.largest_free_block * 1000 / self.free_bytes
+        match (self.largest_free_block * 1000).checked_div(self.free_bytes) {
+            Some(largest_share) => 1000 - largest_share,
+            None => 0,
         }
     }
 }

@@ -90,7 +90,10 @@ fn std_collections_across_threads_run_on_kheap() {
 
     GLOBAL.check_invariants().unwrap();
     let after = GLOBAL.stats();
-    assert!(after.peak_requested_bytes > before.requested_bytes + 100_000, "workload did not reach kheap: {after:?}");
+    assert!(
+        after.peak_requested_bytes > before.requested_bytes + 100_000,
+        "workload did not reach kheap: {after:?}"
+    );
     assert!(
         after.allocated_bytes <= before.allocated_bytes + 64 * 1024,
         "blocks leaked: {} bytes allocated before, {} after",

@@ -144,9 +144,13 @@ fn touching_regions_join_and_return_the_old_bookkeeping() {
     unsafe { heap.add_region(memory.region(1 << 16, 1 << 16)) }.unwrap();
     heap.check_invariants().unwrap();
     let mut once = BuddyHeap::<20>::new();
-    // SAFETY: a second, separate heap over a fresh copy of the same span.
     let other = Memory::new(1 << 17);
+    // SAFETY: a second heap over separate memory of the same length, which outlives it.
     unsafe { once.add_region(other.region(0, 1 << 17)) }.unwrap();
     assert!(heap.stats().total_bytes > 2 * alone, "old bookkeeping not returned");
-    assert_eq!(heap.stats().total_bytes, once.stats().total_bytes, "joined heap smaller than one added at once");
+    assert_eq!(
+        heap.stats().total_bytes,
+        once.stats().total_bytes,
+        "joined heap smaller than one added at once"
+    );
 }

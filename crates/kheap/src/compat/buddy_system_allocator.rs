@@ -214,12 +214,22 @@ unsafe impl<const ORDER: usize> RawHeap for Heap<ORDER> {
         unsafe { self.heap.deallocate(ptr, layout) }
     }
 
-    unsafe fn grow_in_place(&mut self, ptr: NonNull<u8>, old: Layout, new_size: usize) -> Result<(), AllocError> {
+    unsafe fn grow_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Result<(), AllocError> {
         // SAFETY: the caller's obligations are passed on unchanged.
         unsafe { self.heap.grow_in_place(ptr, old, new_size) }
     }
 
-    unsafe fn shrink_in_place(&mut self, ptr: NonNull<u8>, old: Layout, new_size: usize) -> Result<(), AllocError> {
+    unsafe fn shrink_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Result<(), AllocError> {
         // SAFETY: the caller's obligations are passed on unchanged.
         unsafe { self.heap.shrink_in_place(ptr, old, new_size) }
     }

@@ -1,0 +1,83 @@
+//! The physical memory after the kernel image, handed out in 4 KiB pages with a bump pointer:
+//! the kernel heap's [`MemorySource`] for growing when its static array runs out.
+
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use kheap::MemorySource;
+
+use crate::config::MEMORY_END;
+
+/// Page size; every chunk starts and ends on a page boundary.
+pub const PAGE_SIZE: usize = 4096;
+
+/// Hands out `[start, end)` front to back, never taking a chunk back.
+pub struct FrameSource {
+    /// Address of the next free page; 0 until [`init`](Self::init).
+    next: AtomicUsize,
+    /// First address past the memory this source may hand out.
+    end: AtomicUsize,
+    /// Where the memory started, for reporting.
+    start: AtomicUsize,
+}
+
+/// The frames from `ekernel` to the end of RAM.
+pub static FRAMES: FrameSource = FrameSource::new();
+
+impl FrameSource {
+    const fn new() -> Self {
+        FrameSource { next: AtomicUsize::new(0), end: AtomicUsize::new(0), start: AtomicUsize::new(0) }
+    }
+
+    /// Gives the source the RAM between the end of the kernel image and [`MEMORY_END`].
+    pub fn init(&self) {
+        extern "C" {
+            fn ekernel();
+        }
+        let start = (ekernel as usize).next_multiple_of(PAGE_SIZE);
+        self.start.store(start, Ordering::Relaxed);
+        self.end.store(MEMORY_END, Ordering::Relaxed);
+        // Release: a hart that sees `next` set also sees `end`.
+        self.next.store(start, Ordering::Release);
+    }
+
+    /// `(start, handed out, end)` addresses, for the console.
+    pub fn usage(&self) -> (usize, usize, usize) {
+        (
+            self.start.load(Ordering::Relaxed),
+            self.next.load(Ordering::Acquire),
+            self.end.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Takes `len` bytes (a multiple of the page size) off the front, or `None` if they do
+    /// not fit. Lock-free, so harts growing at once each get their own chunk.
+    fn take(&self, len: usize) -> Option<usize> {
+        let end = self.end.load(Ordering::Relaxed);
+        let mut next = self.next.load(Ordering::Acquire);
+        loop {
+            if next == 0 {
+                return None;
+            }
+            let after = next.checked_add(len).filter(|&after| after <= end)?;
+            match self.next.compare_exchange_weak(next, after, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(next),
+                Err(seen) => next = seen,
+            }
+        }
+    }
+}
+
+// SAFETY: each chunk is RAM of QEMU virt between the kernel image and the end of RAM, which
+// nothing else in this kernel uses and which stays mapped for ever (paging is off), so it is
+// valid for ever (1); the compare-exchange on `next` hands every byte out at most once (2).
+unsafe impl MemorySource for FrameSource {
+    fn acquire(&self, min_len: usize) -> Option<NonNull<[u8]>> {
+        let len = min_len.checked_next_multiple_of(PAGE_SIZE)?;
+        let start = self.take(len)?;
+        // Physical memory outside every Rust object: an address is all there is, so the
+        // pointer takes exposed provenance.
+        let start = NonNull::new(core::ptr::with_exposed_provenance_mut::<u8>(start))?;
+        Some(NonNull::slice_from_raw_parts(start, len))
+    }
+}

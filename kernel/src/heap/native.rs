@@ -1,0 +1,88 @@
+//! The default build's heap: kheap's native front, interrupt-safe and growing from the frames
+//! after the kernel image.
+
+use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use kheap::{BuddyHeap, HeapStats, InvariantError, LockedHeap, RawIrqSpinlock, RiscvSupervisorInterrupts};
+
+use crate::config::KERNEL_HEAP_SIZE;
+use crate::frames::FRAMES;
+
+/// The algorithm behind the global allocator.
+pub type Heap = BuddyHeap;
+
+/// What the console calls this build's allocator.
+pub const NAME: &str = "kheap::LockedHeap<RawIrqSpinlock<RiscvSupervisorInterrupts>, BuddyHeap>";
+
+/// The lock masks `sstatus.SIE` while held, so the timer handler can allocate at any moment.
+pub const IRQ_SAFE: bool = true;
+
+/// The heap asks [`FRAMES`] for more memory when an allocation would fail.
+pub const GROWS_BY_ITSELF: bool = true;
+
+/// The global allocator: a buddy heap behind an interrupt-masking spinlock.
+#[global_allocator]
+static HEAP_ALLOCATOR: LockedHeap<RawIrqSpinlock<RiscvSupervisorInterrupts>, BuddyHeap> =
+    LockedHeap::with_source(BuddyHeap::new(), &FRAMES);
+
+/// The static heap: a zeroed array, so it lands in `.bss` (`heap_test` checks).
+#[repr(C, align(4096))]
+struct HeapSpace([u8; KERNEL_HEAP_SIZE]);
+
+static mut HEAP_SPACE: HeapSpace = HeapSpace([0; KERNEL_HEAP_SIZE]);
+
+/// Set by the first `init_heap`: `HEAP_SPACE` is handed to the heap once only.
+static INITIALISED: AtomicBool = AtomicBool::new(false);
+
+/// Gives the static array to the global heap, like the tutorial's `init_heap`.
+pub fn init_heap() {
+    assert!(!INITIALISED.swap(true, Ordering::AcqRel), "init_heap called twice");
+    // SAFETY: the swap above lets this line run once, so this is the only reference ever made
+    // to HEAP_SPACE; `u8` and `MaybeUninit<u8>` have the same layout and any bytes are valid
+    // for `MaybeUninit`.
+    let space: &'static mut [MaybeUninit<u8>; KERNEL_HEAP_SIZE] =
+        unsafe { &mut *core::ptr::addr_of_mut!(HEAP_SPACE.0).cast() };
+    HEAP_ALLOCATOR.add_region(space).expect("the static heap is refused");
+}
+
+/// The tutorial's `heap_test`, unchanged: boxes and vectors come from `.bss`.
+#[allow(clippy::needless_range_loop)]
+pub fn heap_test() {
+    use alloc::boxed::Box;
+    use alloc::vec::Vec;
+    extern "C" {
+        fn sbss();
+        fn ebss();
+    }
+    let bss_range = sbss as usize..ebss as usize;
+    let a = Box::new(5);
+    assert_eq!(*a, 5);
+    assert!(bss_range.contains(&(a.as_ref() as *const _ as usize)));
+    drop(a);
+    let mut v: Vec<usize> = Vec::new();
+    for i in 0..500 {
+        v.push(i);
+    }
+    for i in 0..500 {
+        assert_eq!(v[i], i);
+    }
+    assert!(bss_range.contains(&(v.as_ptr() as usize)));
+    drop(v);
+    println!("heap_test passed!");
+}
+
+/// A snapshot of the global heap's statistics.
+pub fn stats() -> HeapStats {
+    HEAP_ALLOCATOR.stats()
+}
+
+/// Runs the global heap's invariant walker.
+pub fn check_invariants() -> Result<(), InvariantError> {
+    HEAP_ALLOCATOR.check_invariants()
+}
+
+/// Runs `f` on the locked heap; `f` must not allocate (the lock is held).
+pub fn with_locked<T>(f: impl FnOnce(&Heap) -> T) -> T {
+    f(&HEAP_ALLOCATOR.lock())
+}
