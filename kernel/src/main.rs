@@ -1,0 +1,61 @@
+//! A small RISC-V S-mode kernel, booted by OpenSBI on QEMU `virt`, that puts kheap through the
+//! rCore / Blog OS tutorials' heap exercises and a test suite of its own. See README.md.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+#[macro_use]
+mod console;
+
+mod config;
+mod entry;
+mod frames;
+mod harts;
+mod heap;
+mod heapmap;
+mod panic;
+mod qemu_exit;
+mod report;
+mod rng;
+mod sbi;
+mod tests;
+mod timer;
+mod trap;
+mod workload;
+
+/// The boot hart's Rust entry, from `_start` (stack set, `.bss` zeroed).
+pub extern "C" fn boot_main(hartid: usize, dtb: usize) -> ! {
+    trap::init_hart();
+    println!("[kernel] kheap demo kernel on hart {hartid} (device tree at {dtb:#x})");
+    print_layout();
+    frames::FRAMES.init();
+    heap::init_heap();
+    println!("[kernel] heap: {}", heap::NAME);
+    let stats = heap::stats();
+    println!("[kernel] static heap: {} bytes allocatable, seed {:#x}", stats.total_bytes, config::SEED);
+
+    let (passed, failed) = tests::run_all(hartid);
+    report::show();
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        qemu_exit::pass()
+    } else {
+        qemu_exit::fail(1)
+    }
+}
+
+/// Prints where the linker put the image and `.bss`.
+fn print_layout() {
+    extern "C" {
+        fn stext();
+        fn etext();
+        fn sbss();
+        fn ebss();
+        fn ekernel();
+    }
+    println!(
+        "[kernel] .text [{:#x}, {:#x}), .bss [{:#x}, {:#x}), image ends at {:#x}",
+        stext as usize, etext as usize, sbss as usize, ebss as usize, ekernel as usize
+    );
+}
