@@ -13,6 +13,7 @@ pub const MAX_HARTS: usize = 4;
 
 /// Bytes of stack per hart. The test suite and the trap handler run on it.
 pub const STACK_SIZE: usize = 64 * 1024;
+const _: () = assert!(STACK_SIZE.is_power_of_two(), "_start shifts by log2(STACK_SIZE)");
 
 /// The stacks, lowest hart first. `_start` points `sp` at the top of its hart's slice.
 #[repr(C, align(4096))]
@@ -52,8 +53,7 @@ _start_secondary:
     bgeu a0, t0, 3f
     la sp, HART_STACKS
     addi t0, a0, 1
-    li t1, {stack_size}
-    mul t0, t0, t1
+    slli t0, t0, {stack_shift}
     add sp, sp, t0
     ret
 3:  wfi
@@ -62,7 +62,7 @@ _start_secondary:
     boot_main = sym crate::boot_main,
     secondary_main = sym crate::harts::secondary_main,
     max_harts = const MAX_HARTS,
-    stack_size = const STACK_SIZE,
+    stack_shift = const STACK_SIZE.trailing_zeros(),
 );
 
 extern "C" {

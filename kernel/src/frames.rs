@@ -34,7 +34,7 @@ impl FrameSource {
         extern "C" {
             fn ekernel();
         }
-        let start = (ekernel as usize).next_multiple_of(PAGE_SIZE);
+        let start = (ekernel as *const () as usize).next_multiple_of(PAGE_SIZE);
         self.start.store(start, Ordering::Relaxed);
         self.end.store(MEMORY_END, Ordering::Relaxed);
         // Release: a hart that sees `next` set also sees `end`.

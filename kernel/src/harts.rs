@@ -29,7 +29,7 @@ pub fn start_others(me: usize, job: fn(usize)) -> usize {
         if sbi::hart_get_status(id) != Ok(sbi::HART_STOPPED) {
             continue;
         }
-        match sbi::hart_start(id, crate::entry::_start_secondary as usize, 0) {
+        match sbi::hart_start(id, crate::entry::_start_secondary as *const () as usize, 0) {
             Ok(()) => started += 1,
             Err(error) => println!("    hart {id}: SBI hart_start failed ({error:?})"),
         }

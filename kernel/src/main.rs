@@ -10,6 +10,7 @@ mod console;
 
 mod config;
 mod entry;
+mod fnv;
 mod frames;
 mod harts;
 mod heap;
@@ -56,6 +57,6 @@ fn print_layout() {
     }
     println!(
         "[kernel] .text [{:#x}, {:#x}), .bss [{:#x}, {:#x}), image ends at {:#x}",
-        stext as usize, etext as usize, sbss as usize, ebss as usize, ekernel as usize
+        stext as *const () as usize, etext as *const () as usize, sbss as *const () as usize, ebss as *const () as usize, ekernel as *const () as usize
     );
 }

@@ -75,7 +75,7 @@ extern "C" fn trap_handler() {
 
 /// Points `stvec` at the vector (direct mode) and switches the FPU off on this hart.
 pub fn init_hart() {
-    let vector = trap_vector as usize;
+    let vector = trap_vector as *const () as usize;
     // SAFETY: `trap_vector` is 4-byte aligned (direct mode needs the low two bits clear) and
     // handles every trap the kernel can take; writing stvec touches no memory.
     unsafe { asm!("csrw stvec, {}", in(reg) vector, options(nomem, nostack)) };

@@ -4,10 +4,15 @@
 //! The tutorial keeps `HEAP_ALLOCATOR` private to its file. Rather than edit the file, it is
 //! pulled in with `include!`, so the accessors below live in the same module and can see it.
 
-// The tutorial's file predates the `static_mut_refs` lint and documents none of its unsafe
-// blocks; it is kept as written (see `tutorial_heap.rs` for why its unsafe code is sound:
+// The tutorial's file predates the `static_mut_refs` and `function_casts_as_integer` lints and
+// documents none of its unsafe blocks; it is kept as written (see `tutorial_heap.rs` for why its unsafe code is sound:
 // `init_heap` runs once, on the boot hart, before anything else touches `HEAP_SPACE`).
-#[allow(static_mut_refs, clippy::undocumented_unsafe_blocks, clippy::needless_range_loop)]
+#[allow(
+    static_mut_refs,
+    function_casts_as_integer,
+    clippy::undocumented_unsafe_blocks,
+    clippy::needless_range_loop
+)]
 mod tutorial {
     include!("../tutorial_heap.rs");
 

@@ -1,0 +1,52 @@
+//! When the static heap runs out, the heap grows from the frames after the kernel image: by
+//! itself with the native front (a `MemorySource`), by the kernel's hand with the tutorial's
+//! allocator (`add_to_heap`, as the tutorial would).
+
+use alloc::vec::Vec;
+
+use super::{bss_range, ensure, ensure_eq, TestResult};
+use crate::config::KERNEL_HEAP_SIZE;
+use crate::frames::FRAMES;
+use crate::heap;
+use kheap::MemorySource;
+
+/// More than the whole static heap.
+const BIG: usize = KERNEL_HEAP_SIZE + KERNEL_HEAP_SIZE / 2;
+
+pub fn heap_grows() -> TestResult {
+    let before = heap::stats();
+    let (_, frames_before, _) = FRAMES.usage();
+    let mut big: Vec<u64> = Vec::new();
+    let words = BIG / 8;
+    if heap::GROWS_BY_ITSELF {
+        big.try_reserve_exact(words).map_err(|e| alloc::format!("reserving {BIG} bytes failed: {e}"))?;
+    } else {
+        ensure!(big.try_reserve_exact(words).is_err(), "{BIG} bytes fit in a heap without growth");
+        let region = FRAMES.acquire(kheap::region_len_for(core::alloc::Layout::array::<u64>(words).map_err(|e| alloc::format!("{e}"))?));
+        let region = region.ok_or("the frame source is exhausted")?;
+        println!("    the tutorial's allocator has no source: adding {} KiB of frames with add_to_heap", region.len() / 1024);
+        // SAFETY: FRAMES hands every frame out once and keeps it valid for ever.
+        unsafe { heap::add_memory(region.cast::<u8>().as_ptr(), region.len()) };
+        big.try_reserve_exact(words).map_err(|e| alloc::format!("reserving {BIG} bytes failed after growing: {e}"))?;
+    }
+    big.extend((0..words as u64).map(|i| i ^ 0x5a5a));
+    ensure!(big.iter().enumerate().all(|(i, &x)| x == i as u64 ^ 0x5a5a), "the big vector did not read back");
+    let at = big.as_ptr().addr();
+    ensure!(!bss_range().contains(&at), "the {BIG}-byte block at {at:#x} is inside .bss, which is too small for it");
+    let during = heap::stats();
+    let (_, frames_after, _) = FRAMES.usage();
+    println!(
+        "    heap grew from {} to {} bytes ({} KiB of frames); {BIG}-byte vector at {at:#x}",
+        before.total_bytes,
+        during.total_bytes,
+        (frames_after - frames_before) / 1024
+    );
+    drop(big);
+    let after = heap::stats();
+    ensure!(during.total_bytes > before.total_bytes, "total bytes did not grow");
+    ensure!(during.total_bytes >= before.total_bytes + BIG, "grew by less than the request");
+    ensure_eq!(after.total_bytes, during.total_bytes);
+    ensure_eq!(after.live_allocations, before.live_allocations);
+    ensure_eq!(after.allocated_bytes, before.allocated_bytes);
+    Ok(())
+}
