@@ -57,6 +57,10 @@ fn print_layout() {
     }
     println!(
         "[kernel] .text [{:#x}, {:#x}), .bss [{:#x}, {:#x}), image ends at {:#x}",
-        stext as *const () as usize, etext as *const () as usize, sbss as *const () as usize, ebss as *const () as usize, ekernel as *const () as usize
+        stext as *const () as usize,
+        etext as *const () as usize,
+        sbss as *const () as usize,
+        ebss as *const () as usize,
+        ekernel as *const () as usize
     );
 }

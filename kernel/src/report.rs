@@ -32,10 +32,20 @@ pub fn show() {
     println!("global heap, all freed:");
     print_stats(&heap::stats());
     let (start, next, end) = crate::frames::FRAMES.usage();
-    println!("frames: {} KiB of {} KiB after the kernel image handed to the heap", (next - start) / 1024, (end - start) / 1024);
+    println!(
+        "frames: {} KiB of {} KiB after the kernel image handed to the heap",
+        (next - start) / 1024,
+        (end - start) / 1024
+    );
 
-    println!("== time per call, {TIMED_OPS} random steps on a {} KiB arena (seed {SEED:#x}) ==", workload::ARENA_SIZE / 1024);
-    println!("    {:<22}{:>8}{:>12}{:>8}{:>12}{:>9}", "algorithm", "allocs", "ns/alloc", "frees", "ns/free", "refused");
+    println!(
+        "== time per call, {TIMED_OPS} random steps on a {} KiB arena (seed {SEED:#x}) ==",
+        workload::ARENA_SIZE / 1024
+    );
+    println!(
+        "    {:<22}{:>8}{:>12}{:>8}{:>12}{:>9}",
+        "algorithm", "allocs", "ns/alloc", "frees", "ns/free", "refused"
+    );
     for (name, algorithm) in workload::ALGORITHMS {
         match workload::run(algorithm, SEED, TIMED_OPS) {
             Ok(o) => println!(
@@ -50,7 +60,10 @@ pub fn show() {
             Err(error) => println!("    {name:<22}failed: {error}"),
         }
     }
-    println!("    (`time` CSR at {} MHz, read around each call; QEMU TCG, so only relative)", CLOCK_FREQ / 1_000_000);
+    println!(
+        "    (`time` CSR at {} MHz, read around each call; QEMU TCG, so only relative)",
+        CLOCK_FREQ / 1_000_000
+    );
 }
 
 /// Nanoseconds per call from a tick total.
@@ -63,7 +76,12 @@ pub fn print_stats(s: &HeapStats) {
     let ext = s.external_fragmentation_permille();
     println!(
         "    total {} B, used {} B (asked for {} B, peak {} B), free {} B, largest free block {} B",
-        s.total_bytes, s.allocated_bytes, s.requested_bytes, s.peak_requested_bytes, s.free_bytes, s.largest_free_block
+        s.total_bytes,
+        s.allocated_bytes,
+        s.requested_bytes,
+        s.peak_requested_bytes,
+        s.free_bytes,
+        s.largest_free_block
     );
     println!(
         "    {} live blocks, {} refused requests; fragmentation: internal {} B, external {}.{}%",

@@ -66,7 +66,9 @@ extern "C" fn trap_handler() {
     let sepc: usize;
     let stval: usize;
     // SAFETY: reads three CSRs; touches no memory.
-    unsafe { asm!("csrr {}, scause", "csrr {}, sepc", "csrr {}, stval", out(reg) scause, out(reg) sepc, out(reg) stval, options(nomem, nostack)) };
+    unsafe {
+        asm!("csrr {}, scause", "csrr {}, sepc", "csrr {}, stval", out(reg) scause, out(reg) sepc, out(reg) stval, options(nomem, nostack))
+    };
     match scause {
         SUPERVISOR_TIMER => crate::timer::on_interrupt(),
         _ => panic!("unexpected trap: scause {scause:#x}, sepc {sepc:#x}, stval {stval:#x}"),

@@ -82,7 +82,10 @@ fn run_on<H: RawHeap>(heap: &mut H, arena: NonNull<[u8]>, seed: u64, ops: usize)
     let usable = unsafe { heap.add_region(arena) }.map_err(|e| format!("arena refused: {e}"))?;
     let start = heap.stats();
     if start.total_bytes != usable || start.free_bytes != usable {
-        return Err(format!("fresh heap: total {} free {}, add_region said {usable}", start.total_bytes, start.free_bytes));
+        return Err(format!(
+            "fresh heap: total {} free {}, add_region said {usable}",
+            start.total_bytes, start.free_bytes
+        ));
     }
     let mut rng = Rng::new(seed, "workload");
     let mut slots: [Option<(NonNull<u8>, Layout, u8)>; SLOTS] = [None; SLOTS];
@@ -159,6 +162,8 @@ fn check_fill(block: NonNull<u8>, layout: Layout, fill: u8) -> Result<(), String
     let bytes = unsafe { core::slice::from_raw_parts(block.as_ptr(), layout.size()) };
     match bytes.iter().position(|&b| b != fill) {
         None => Ok(()),
-        Some(at) => Err(format!("block {block:p} ({layout:?}) byte {at} is {:#x}, wrote {fill:#x}", bytes[at])),
+        Some(at) => {
+            Err(format!("block {block:p} ({layout:?}) byte {at} is {:#x}, wrote {fill:#x}", bytes[at]))
+        }
     }
 }

@@ -383,6 +383,21 @@ pub fn touching_regions_merge<H: RawHeap>(make: fn() -> H) {
     let mut regions = 0;
     heap.for_each_region(&mut |_, _| regions += 1);
     assert_eq!(regions, 1, "touching regions were not joined (prepended)");
+    // A region filling the gap between two others touches both.
+    let mut heap = make();
+    let gap_end = 72 * 1024;
+    // SAFETY: as above.
+    unsafe {
+        heap.add_region(arena.slice(0, seam)).unwrap();
+        heap.add_region(arena.slice(gap_end, arena.len() - gap_end)).unwrap();
+        heap.add_region(arena.slice(seam, gap_end - seam)).unwrap();
+    }
+    heap.check_invariants().unwrap();
+    let mut spanning = false;
+    heap.for_each_free_block(&mut |start, len| {
+        spanning |= start.addr() < seam_addr && start.addr() + len > seam_addr
+    });
+    assert!(spanning, "no free block spans the first seam of a bridged gap");
 }
 
 /// Requested, allocated, peak, live and failure counters are exact, and fragmentation follows

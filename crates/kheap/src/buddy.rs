@@ -276,13 +276,10 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
         self.counters.total += len;
     }
 
-    /// Replaces record `old` by `new` (which covers `old`'s span): carries the free bits over,
-    /// relinks the record list and returns `old`'s bookkeeping to the heap as free memory.
-    fn replace_record(
-        &mut self,
-        old: NonNull<RegionRecord<MAX_ORDER>>,
-        new: NonNull<RegionRecord<MAX_ORDER>>,
-    ) {
+    /// Retires record `old` in favour of `new` (which covers `old`'s span and is already
+    /// linked): carries the free bits over, unlinks `old` and returns its bookkeeping to the
+    /// heap as free memory.
+    fn retire_record(&mut self, old: NonNull<RegionRecord<MAX_ORDER>>, new: NonNull<RegionRecord<MAX_ORDER>>) {
         let old_span = self.record(old).span;
         for k in 0..MAX_ORDER {
             let mut cursor = self.free_lists[k];
@@ -306,7 +303,6 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
             // SAFETY: `r` is a record the heap owns; `&mut self` excludes other borrows.
             link = unsafe { &mut r.as_mut().next };
         }
-        self.link_record(new);
         self.release(new, old_meta.start, old_meta.len);
     }
 
@@ -316,39 +312,36 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
         self.regions = Some(record);
     }
 
-    /// Joins `span` to a touching record if `span` can hold the joined bookkeeping.
-    /// Returns whether it did.
+    /// Joins `span` with the records it touches (one on each side at most) if `span` can hold
+    /// the joined bookkeeping. Returns whether it did.
     fn join(&mut self, span: Span) -> bool {
-        let touching = self.records().find(|r| {
-            let r = self.record(*r).span;
-            r.end_addr() == span.start_addr() || span.end_addr() == r.start_addr()
-        });
-        let Some(old) = touching else { return false };
-        let old_span = self.record(old).span;
-        let appending = old_span.end_addr() == span.start_addr();
-        let union = if appending {
-            Span { start: old_span.start, len: old_span.len + span.len }
-        } else {
-            Span { start: span.start, len: old_span.len + span.len }
-        };
+        let left = self.records().find(|r| self.record(*r).span.end_addr() == span.start_addr());
+        let right = self.records().find(|r| self.record(*r).span.start_addr() == span.end_addr());
+        if left.is_none() && right.is_none() {
+            return false;
+        }
+        let start = left.map_or(span.start, |l| self.record(l).span.start);
+        let end = right.map_or(span.end_addr(), |r| self.record(r).span.end_addr());
+        let union = Span { start, len: end - start.as_ptr().addr() };
         let meta_len = RegionRecord::<MAX_ORDER>::meta_bytes(&union);
         if meta_len >= span.len {
             return false;
         }
-        // The new bookkeeping goes at the far end of the new memory, so the seam stays free.
-        let (meta, fresh) = if appending {
-            let fresh = Span { start: span.start, len: span.len - meta_len };
-            (Span { start: offset(span.start, fresh.len), len: meta_len }, fresh)
+        // The new bookkeeping goes at the end of the new memory away from the left seam (or, with
+        // only a right neighbour, away from the right seam), so blocks merge across it.
+        let rest = span.len - meta_len;
+        let (meta, fresh) = if left.is_some() {
+            (Span { start: offset(span.start, rest), len: meta_len }, Span { start: span.start, len: rest })
         } else {
-            (
-                Span { start: span.start, len: meta_len },
-                Span { start: offset(span.start, meta_len), len: span.len - meta_len },
-            )
+            (Span { start: span.start, len: meta_len }, Span { start: offset(span.start, meta_len), len: rest })
         };
         // SAFETY: (1) `meta` lies inside `span` (new, owned memory) and so inside `union`, and
         // is `meta_bytes(union)` long.
         let new = unsafe { RegionRecord::write(union, meta) };
-        self.replace_record(old, new);
+        self.link_record(new);
+        for old in [left, right].into_iter().flatten() {
+            self.retire_record(old, new);
+        }
         self.release(new, fresh.start, fresh.len);
         true
     }

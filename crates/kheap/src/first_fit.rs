@@ -116,6 +116,17 @@ impl FirstFitHeap {
         })
     }
 
+    fn region_len(&self, header: NonNull<RegionHeader>) -> usize {
+        // SAFETY: region headers are written by `add_region` into owned memory and only change
+        // through `&mut self`.
+        unsafe { header.as_ref().len }
+    }
+
+    fn set_region_len(&mut self, mut header: NonNull<RegionHeader>, len: usize) {
+        // SAFETY: as in `region_len`; `&mut self` excludes other borrows.
+        unsafe { header.as_mut().len = len };
+    }
+
     fn regions(&self) -> impl Iterator<Item = Span> + '_ {
         core::iter::successors(self.regions, |r| {
             // SAFETY: region headers are written by `add_region` into owned memory.
@@ -241,30 +252,35 @@ unsafe impl RawHeap for FirstFitHeap {
             return Err(RegionError::Overlaps);
         }
         let before = self.counters.total;
-        let mut link = self.regions;
-        while let Some(mut header) = link {
-            // SAFETY: region headers are written below into owned memory and only change here.
-            let header = unsafe { header.as_mut() };
-            let start = NonNull::from(&mut *header).cast::<u8>();
-            if start.as_ptr().addr() + header.len == span.start_addr() {
-                // Appending: the region grows, the new memory is one free range.
-                header.len += span.len;
+        let preceding = core::iter::successors(self.regions, |r| {
+            // SAFETY: region headers are written below into owned memory.
+            unsafe { r.as_ref().next }
+        })
+        .find(|r| r.as_ptr().addr() + self.region_len(*r) == span.start_addr());
+        let header = match preceding {
+            Some(header) => {
+                // Appending: that region grows and the new memory is one free range.
+                self.set_region_len(header, self.region_len(header) + span.len);
                 self.counters.total += span.len;
                 self.insert(span.start, span.len).expect("new region overlapped a free block");
-                return Ok(self.counters.total - before);
+                header
             }
-            link = header.next;
-        }
-        let header = span.start.cast::<RegionHeader>();
-        // SAFETY: `span` is owned by the heap from now on (obligations 1 and 2), granule-aligned
-        // and at least two granules long: its first granule holds the header.
-        unsafe { header.write(RegionHeader { len: span.len, next: self.regions }) };
-        self.regions = Some(header);
-        let body = offset(span.start, GRANULE);
-        self.counters.total += span.len - GRANULE;
-        self.insert(body, span.len - GRANULE).expect("new region overlapped a free block");
-        // A region that ends where another starts absorbs it; the old header becomes free memory.
-        let follower = self.regions().skip(1).find(|r| r.start_addr() == span.end_addr());
+            None => {
+                let header = span.start.cast::<RegionHeader>();
+                // SAFETY: `span` is owned by the heap from now on (obligations 1 and 2), granule-
+                // aligned and at least two granules long: its first granule holds the header.
+                unsafe { header.write(RegionHeader { len: span.len, next: self.regions }) };
+                self.regions = Some(header);
+                self.counters.total += span.len - GRANULE;
+                self.insert(offset(span.start, GRANULE), span.len - GRANULE)
+                    .expect("new region overlapped a free block");
+                header
+            }
+        };
+        // A region that now ends where another starts absorbs it; the other's header becomes
+        // free memory.
+        let end = header.as_ptr().addr() + self.region_len(header);
+        let follower = self.regions().find(|r| r.start_addr() == end);
         if let Some(follower) = follower {
             let mut link = &mut self.regions;
             while let Some(mut r) = *link {
@@ -276,8 +292,7 @@ unsafe impl RawHeap for FirstFitHeap {
                 }
                 link = &mut r.next;
             }
-            // SAFETY: `header` was written above and is owned by the heap.
-            unsafe { (*header.as_ptr()).len += follower.len };
+            self.set_region_len(header, self.region_len(header) + follower.len);
             self.counters.total += GRANULE;
             self.insert(follower.start, GRANULE).expect("region header overlapped a free block");
         }

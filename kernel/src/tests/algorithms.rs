@@ -14,7 +14,11 @@ pub fn every_algorithm() -> TestResult {
             "    {name:<20} {} allocations, {} refused, all memory back, invariants hold",
             outcome.allocations, outcome.refused
         );
-        ensure!(outcome.allocations > OPS / 4, "{name}: only {} of {OPS} steps allocated", outcome.allocations);
+        ensure!(
+            outcome.allocations > OPS / 4,
+            "{name}: only {} of {OPS} steps allocated",
+            outcome.allocations
+        );
     }
     Ok(())
 }

@@ -22,7 +22,8 @@ pub fn string() -> TestResult {
     }
     // 10 one-digit, 90 two-digit and 900 three-digit numbers, each with a comma.
     ensure_eq!(text.len(), 10 * 2 + 90 * 3 + 900 * 4);
-    let numbers: Vec<usize> = text.split(',').filter(|s| !s.is_empty()).map(|s| s.parse().unwrap_or(usize::MAX)).collect();
+    let numbers: Vec<usize> =
+        text.split(',').filter(|s| !s.is_empty()).map(|s| s.parse().unwrap_or(usize::MAX)).collect();
     ensure_eq!(numbers.len(), 1000);
     ensure!(numbers.iter().enumerate().all(|(i, &n)| i == n), "numbers do not read back in order");
     let shout = format!("{}-{}", "kheap", 42).to_uppercase();
@@ -97,10 +98,16 @@ pub fn btree_map() -> TestResult {
     }
     reference.sort_unstable();
     ensure_eq!(map.len(), reference.len());
-    ensure!(map.iter().map(|(&k, &v)| (k, v)).eq(reference.iter().copied()), "map differs from the sorted reference");
+    ensure!(
+        map.iter().map(|(&k, &v)| (k, v)).eq(reference.iter().copied()),
+        "map differs from the sorted reference"
+    );
     map.retain(|k, _| k % 2 == 0);
     ensure_eq!(map.len(), reference.iter().filter(|(k, _)| k % 2 == 0).count());
-    ensure_eq!(map.range(1000..2000).count(), reference.iter().filter(|(k, _)| k % 2 == 0 && (1000..2000).contains(k)).count());
+    ensure_eq!(
+        map.range(1000..2000).count(),
+        reference.iter().filter(|(k, _)| k % 2 == 0 && (1000..2000).contains(k)).count()
+    );
     Ok(())
 }
 
@@ -148,7 +155,8 @@ pub fn arc_spin_mutex() -> TestResult {
 /// The tutorial's "dynamic dictionary": word counts in a `hashbrown::HashMap`.
 pub fn hashbrown_dictionary() -> TestResult {
     let mut rng = Rng::new(SEED, "hashbrown");
-    let mut dictionary: hashbrown::HashMap<String, usize, FnvBuildHasher> = hashbrown::HashMap::with_hasher(FnvBuildHasher);
+    let mut dictionary: hashbrown::HashMap<String, usize, FnvBuildHasher> =
+        hashbrown::HashMap::with_hasher(FnvBuildHasher);
     let mut reference: BTreeMap<String, usize> = BTreeMap::new();
     for _ in 0..4000 {
         let word = format!("word{}", rng.below(700));
@@ -156,7 +164,10 @@ pub fn hashbrown_dictionary() -> TestResult {
         *reference.entry(word).or_insert(0) += 1;
     }
     ensure_eq!(dictionary.len(), reference.len());
-    ensure!(reference.iter().all(|(word, n)| dictionary.get(word) == Some(n)), "a count differs from the BTreeMap reference");
+    ensure!(
+        reference.iter().all(|(word, n)| dictionary.get(word) == Some(n)),
+        "a count differs from the BTreeMap reference"
+    );
     ensure_eq!(dictionary.values().sum::<usize>(), 4000);
     dictionary.retain(|_, n| *n > 5);
     ensure_eq!(dictionary.len(), reference.values().filter(|&&n| n > 5).count());

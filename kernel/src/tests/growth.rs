@@ -22,17 +22,26 @@ pub fn heap_grows() -> TestResult {
         big.try_reserve_exact(words).map_err(|e| alloc::format!("reserving {BIG} bytes failed: {e}"))?;
     } else {
         ensure!(big.try_reserve_exact(words).is_err(), "{BIG} bytes fit in a heap without growth");
-        let region = FRAMES.acquire(kheap::region_len_for(core::alloc::Layout::array::<u64>(words).map_err(|e| alloc::format!("{e}"))?));
+        let region = FRAMES.acquire(kheap::region_len_for(
+            core::alloc::Layout::array::<u64>(words).map_err(|e| alloc::format!("{e}"))?,
+        ));
         let region = region.ok_or("the frame source is exhausted")?;
-        println!("    the tutorial's allocator has no source: adding {} KiB of frames with add_to_heap", region.len() / 1024);
+        println!(
+            "    the tutorial's allocator has no source: adding {} KiB of frames with add_to_heap",
+            region.len() / 1024
+        );
         // SAFETY: FRAMES hands every frame out once and keeps it valid for ever.
         unsafe { heap::add_memory(region.cast::<u8>().as_ptr(), region.len()) };
-        big.try_reserve_exact(words).map_err(|e| alloc::format!("reserving {BIG} bytes failed after growing: {e}"))?;
+        big.try_reserve_exact(words)
+            .map_err(|e| alloc::format!("reserving {BIG} bytes failed after growing: {e}"))?;
     }
     big.extend((0..words as u64).map(|i| i ^ 0x5a5a));
     ensure!(big.iter().enumerate().all(|(i, &x)| x == i as u64 ^ 0x5a5a), "the big vector did not read back");
     let at = big.as_ptr().addr();
-    ensure!(!bss_range().contains(&at), "the {BIG}-byte block at {at:#x} is inside .bss, which is too small for it");
+    ensure!(
+        !bss_range().contains(&at),
+        "the {BIG}-byte block at {at:#x} is inside .bss, which is too small for it"
+    );
     let during = heap::stats();
     let (_, frames_after, _) = FRAMES.usage();
     println!(

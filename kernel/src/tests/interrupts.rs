@@ -60,7 +60,13 @@ fn main_flow_round(round: usize) -> Result<(), String> {
         map.insert(i, alloc::format!("{round}:{i}"));
         v.push(i * round);
     }
-    ensure!(v.iter().enumerate().all(|(i, &x)| x == i * round), "vector changed under interrupts (round {round})");
-    ensure!(map.iter().all(|(i, s)| *s == alloc::format!("{round}:{i}")), "map changed under interrupts (round {round})");
+    ensure!(
+        v.iter().enumerate().all(|(i, &x)| x == i * round),
+        "vector changed under interrupts (round {round})"
+    );
+    ensure!(
+        map.iter().all(|(i, s)| *s == alloc::format!("{round}:{i}")),
+        "map changed under interrupts (round {round})"
+    );
     Ok(())
 }

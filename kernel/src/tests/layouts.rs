@@ -15,12 +15,16 @@ use crate::rng::Rng;
 pub fn long_lived_among_churn() -> TestResult {
     let before = heap::stats();
     let mut rng = Rng::new(SEED, "churn");
-    let long: Vec<Box<[u32]>> = (0..300u32).map(|i| alloc::vec![i; rng.range(1, 200)].into_boxed_slice()).collect();
+    let long: Vec<Box<[u32]>> =
+        (0..300u32).map(|i| alloc::vec![i; rng.range(1, 200)].into_boxed_slice()).collect();
     let mut short: Vec<Box<[u8]>> = Vec::with_capacity(64);
     for step in 0..20_000usize {
         if short.len() == 64 || (!short.is_empty() && rng.percent(45)) {
             let victim = short.swap_remove(rng.below(short.len()));
-            ensure!(victim.iter().all(|&b| b == victim.len() as u8), "short-lived block changed (step {step})");
+            ensure!(
+                victim.iter().all(|&b| b == victim.len() as u8),
+                "short-lived block changed (step {step})"
+            );
         } else {
             let len = rng.range(1, 1500);
             short.push(alloc::vec![len as u8; len].into_boxed_slice());
@@ -43,7 +47,11 @@ pub fn aligned_4k_and_64k() -> TestResult {
     struct Page([u8; 4096]);
     let pages: Vec<Box<Page>> = (0..8).map(|i| Box::new(Page([i; 4096]))).collect();
     for (i, page) in pages.iter().enumerate() {
-        ensure!(core::ptr::from_ref(&**page).addr() % 4096 == 0, "page {i} at {:p} is not 4 KiB aligned", &**page);
+        ensure!(
+            core::ptr::from_ref(&**page).addr() % 4096 == 0,
+            "page {i} at {:p} is not 4 KiB aligned",
+            &**page
+        );
         ensure!(page.0.iter().all(|&b| b == i as u8), "page {i} contents changed");
     }
     let mut blocks = Vec::new();

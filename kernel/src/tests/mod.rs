@@ -33,7 +33,11 @@ macro_rules! ensure_eq {
         if left != right {
             return Err(alloc::format!(
                 "{} = {:?}, expected {} = {:?} (line {})",
-                stringify!($left), left, stringify!($right), right, line!()
+                stringify!($left),
+                left,
+                stringify!($right),
+                right,
+                line!()
             ));
         }
     }};
@@ -41,8 +45,11 @@ macro_rules! ensure_eq {
 
 pub(crate) use {ensure, ensure_eq};
 
+/// A test: its name and its function.
+type Test = (&'static str, fn() -> TestResult);
+
 /// The suite, in running order.
-const TESTS: &[(&str, fn() -> TestResult)] = &[
+const TESTS: &[Test] = &[
     ("tutorial_heap_test", tutorial::heap_test),
     ("string", collections::string),
     ("vec_growth", collections::vec_growth),
