@@ -169,6 +169,12 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
         Self::order_for(layout).map(|k| GRANULE << k)
     }
 
+    /// Orders of a block with layout `old` and of the same block resized to `new_size`.
+    fn resize_orders(old: Layout, new_size: usize) -> Result<(usize, usize), AllocError> {
+        let new = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
+        Self::order_for(old).zip(Self::order_for(new)).ok_or(AllocError)
+    }
+
     fn order_for(layout: Layout) -> Option<usize> {
         let need = layout.size().max(layout.align()).max(GRANULE).checked_next_power_of_two()?;
         let k = (need.trailing_zeros() - GRANULE_SHIFT) as usize;
@@ -279,7 +285,11 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
     /// Retires record `old` in favour of `new` (which covers `old`'s span and is already
     /// linked): carries the free bits over, unlinks `old` and returns its bookkeeping to the
     /// heap as free memory.
-    fn retire_record(&mut self, old: NonNull<RegionRecord<MAX_ORDER>>, new: NonNull<RegionRecord<MAX_ORDER>>) {
+    fn retire_record(
+        &mut self,
+        old: NonNull<RegionRecord<MAX_ORDER>>,
+        new: NonNull<RegionRecord<MAX_ORDER>>,
+    ) {
         let old_span = self.record(old).span;
         for k in 0..MAX_ORDER {
             let mut cursor = self.free_lists[k];
@@ -333,7 +343,10 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
         let (meta, fresh) = if left.is_some() {
             (Span { start: offset(span.start, rest), len: meta_len }, Span { start: span.start, len: rest })
         } else {
-            (Span { start: span.start, len: meta_len }, Span { start: offset(span.start, meta_len), len: rest })
+            (
+                Span { start: span.start, len: meta_len },
+                Span { start: offset(span.start, meta_len), len: rest },
+            )
         };
         // SAFETY: (1) `meta` lies inside `span` (new, owned memory) and so inside `union`, and
         // is `meta_bytes(union)` long.
@@ -439,10 +452,7 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
         old: Layout,
         new_size: usize,
     ) -> Result<(), AllocError> {
-        let new = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
-        let (Some(k_old), Some(k_new)) = (Self::order_for(old), Self::order_for(new)) else {
-            return Err(AllocError);
-        };
+        let (k_old, k_new) = Self::resize_orders(old, new_size)?;
         let addr = ptr.as_ptr().addr();
         if k_new > k_old {
             let record = self.record_of(addr, GRANULE << k_old).ok_or(AllocError)?;
@@ -466,10 +476,7 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
         old: Layout,
         new_size: usize,
     ) -> Result<(), AllocError> {
-        let new = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
-        let (Some(k_old), Some(k_new)) = (Self::order_for(old), Self::order_for(new)) else {
-            return Err(AllocError);
-        };
+        let (k_old, k_new) = Self::resize_orders(old, new_size)?;
         if k_new < k_old {
             let record = self.record_of(ptr.as_ptr().addr(), GRANULE << k_old).ok_or(AllocError)?;
             // The upper halves' buddies are the lower halves, which stay allocated: no merging.

@@ -96,6 +96,12 @@ impl FirstFitHeap {
         self.policy
     }
 
+    /// Bytes a block with layout `old` occupies, and the same block resized to `new_size`.
+    fn resize_sizes(old: Layout, new_size: usize) -> Result<(usize, usize), AllocError> {
+        let new = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
+        Self::rounded(old).zip(Self::rounded(new)).ok_or(AllocError)
+    }
+
     /// Bytes a request for `layout` occupies, or `None` when it overflows.
     fn rounded(layout: Layout) -> Option<usize> {
         layout.size().max(GRANULE).checked_next_multiple_of(GRANULE)
@@ -349,9 +355,7 @@ unsafe impl RawHeap for FirstFitHeap {
         old: Layout,
         new_size: usize,
     ) -> Result<(), AllocError> {
-        let old_size = Self::rounded(old).ok_or(AllocError)?;
-        let new = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
-        let new_rounded = Self::rounded(new).ok_or(AllocError)?;
+        let (old_size, new_rounded) = Self::resize_sizes(old, new_size)?;
         if new_rounded > old_size {
             let end = ptr.as_ptr().addr() + old_size;
             let extra = new_rounded - old_size;
@@ -379,9 +383,7 @@ unsafe impl RawHeap for FirstFitHeap {
         old: Layout,
         new_size: usize,
     ) -> Result<(), AllocError> {
-        let old_size = Self::rounded(old).ok_or(AllocError)?;
-        let new = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
-        let new_rounded = Self::rounded(new).ok_or(AllocError)?;
+        let (old_size, new_rounded) = Self::resize_sizes(old, new_size)?;
         if new_rounded < old_size {
             let tail = offset(ptr, new_rounded);
             if self.insert(tail, old_size - new_rounded).is_err() {
