@@ -4,7 +4,7 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::arch::asm;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::config::TIMER_INTERVAL;
 use crate::sbi;
@@ -18,6 +18,10 @@ pub static TICKS: AtomicUsize = AtomicUsize::new(0);
 pub static HANDLER_ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 /// Handler allocations that failed or read back something else.
 pub static HANDLER_FAILURES: AtomicUsize = AtomicUsize::new(0);
+/// Sum of how late interrupts were taken, in `time` ticks past their deadline.
+pub static LATENESS: AtomicU64 = AtomicU64::new(0);
+/// The deadline the timer is armed for.
+static DEADLINE: AtomicU64 = AtomicU64::new(u64::MAX);
 /// While set, each interrupt re-arms the timer.
 static RUNNING: AtomicBool = AtomicBool::new(false);
 
@@ -32,7 +36,7 @@ pub fn now() -> u64 {
 /// Starts ticking every [`TIMER_INTERVAL`] on this hart and enables interrupts.
 pub fn start() {
     RUNNING.store(true, Ordering::Relaxed);
-    sbi::set_timer(now() + TIMER_INTERVAL);
+    arm(now() + TIMER_INTERVAL);
     // SAFETY: sets sie.STIE; the trap vector is installed (trap::init_hart); no memory.
     unsafe { asm!("csrs sie, {}", in(reg) SIE_STIE, options(nomem, nostack)) };
     crate::trap::enable_interrupts();
@@ -45,7 +49,7 @@ pub fn stop() {
     // SAFETY: clears sie.STIE; touches no memory.
     unsafe { asm!("csrc sie, {}", in(reg) SIE_STIE, options(nomem, nostack)) };
     // Push the deadline out of reach, which also clears a pending interrupt.
-    sbi::set_timer(u64::MAX);
+    arm(u64::MAX);
 }
 
 /// The timer interrupt: allocates a `Vec` and a `Box`, checks them, frees them, re-arms.
@@ -55,6 +59,7 @@ pub fn stop() {
 /// section, so this allocation cannot deadlock.
 pub fn on_interrupt() {
     let tick = TICKS.fetch_add(1, Ordering::Relaxed) + 1;
+    LATENESS.fetch_add(now().saturating_sub(DEADLINE.load(Ordering::Relaxed)), Ordering::Relaxed);
     let mut values: Vec<usize> = Vec::new();
     let fine = values.try_reserve(16 + tick % 48).is_ok() && {
         values.extend((0..values.capacity()).map(|i| i ^ tick));
@@ -68,8 +73,14 @@ pub fn on_interrupt() {
         HANDLER_FAILURES.fetch_add(1, Ordering::Relaxed);
     }
     if RUNNING.load(Ordering::Relaxed) {
-        sbi::set_timer(now() + TIMER_INTERVAL);
+        arm(now() + TIMER_INTERVAL);
     } else {
-        sbi::set_timer(u64::MAX);
+        arm(u64::MAX);
     }
+}
+
+/// Arms the timer for `deadline` (which also clears a pending timer interrupt).
+fn arm(deadline: u64) {
+    DEADLINE.store(deadline, Ordering::Relaxed);
+    sbi::set_timer(deadline);
 }

@@ -9,7 +9,7 @@ use core::sync::atomic::Ordering;
 use super::{ensure, ensure_eq, TestResult};
 use crate::config::{CLOCK_FREQ, TIMER_INTERVAL};
 use crate::heap;
-use crate::timer::{self, now, HANDLER_ALLOCATIONS, HANDLER_FAILURES, TICKS};
+use crate::timer::{self, now, HANDLER_ALLOCATIONS, HANDLER_FAILURES, LATENESS, TICKS};
 
 /// How long the main flow allocates with the timer running.
 const DURATION: u64 = CLOCK_FREQ * 3 / 10;
@@ -18,6 +18,7 @@ pub fn timer_handler_allocates() -> TestResult {
     let ticks_before = TICKS.load(Ordering::Relaxed);
     let allocations_before = HANDLER_ALLOCATIONS.load(Ordering::Relaxed);
     let failures_before = HANDLER_FAILURES.load(Ordering::Relaxed);
+    let lateness_before = LATENESS.load(Ordering::Relaxed);
     let start = now();
     timer::start();
     let mut rounds = 0usize;
@@ -39,6 +40,12 @@ pub fn timer_handler_allocates() -> TestResult {
     let ticks = TICKS.load(Ordering::Relaxed) - ticks_before;
     let allocations = HANDLER_ALLOCATIONS.load(Ordering::Relaxed) - allocations_before;
     let failures = HANDLER_FAILURES.load(Ordering::Relaxed) - failures_before;
+    let lateness =
+        (LATENESS.load(Ordering::Relaxed) - lateness_before).checked_div(ticks as u64).unwrap_or(0);
+    println!(
+        "    interrupts were taken {} us after their deadline on average",
+        lateness * 1_000_000 / CLOCK_FREQ
+    );
     println!(
         "    {} ms, timer every {} us: {ticks} interrupts, {allocations} handler allocations ok, {failures} failed; {rounds} main-flow rounds{}",
         DURATION * 1000 / CLOCK_FREQ,
