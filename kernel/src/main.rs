@@ -36,6 +36,9 @@ pub extern "C" fn boot_main(hartid: usize, dtb: usize) -> ! {
     let stats = heap::stats();
     println!("[kernel] static heap: {} bytes allocatable, seed {:#x}", stats.total_bytes, config::SEED);
 
+    let others = harts::start_others(hartid);
+    println!("[kernel] {others} other harts started and parked");
+
     let (passed, failed) = tests::run_all(hartid);
     report::show();
     println!("{passed} passed, {failed} failed");

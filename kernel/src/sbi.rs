@@ -1,5 +1,5 @@
 //! Calls into OpenSBI (the Supervisor Binary Interface): console output, the timer, starting
-//! and stopping harts.
+//! harts and sending them interrupts.
 
 use core::arch::asm;
 
@@ -7,11 +7,12 @@ use core::arch::asm;
 const EID_CONSOLE_PUTCHAR: usize = 0x01;
 /// The TIME extension ("TIME").
 const EID_TIME: usize = 0x5449_4D45;
+/// The IPI extension ("sPI").
+const EID_IPI: usize = 0x73_5049;
 /// The hart state management extension ("HSM").
 const EID_HSM: usize = 0x48_534D;
 
 const HSM_HART_START: usize = 0;
-const HSM_HART_STOP: usize = 1;
 const HSM_HART_GET_STATUS: usize = 2;
 
 /// An SBI error code (negative numbers in the specification).
@@ -67,6 +68,11 @@ pub fn set_timer(deadline: u64) {
     call(EID_TIME, 0, deadline as usize, 0, 0).expect("SBI set_timer");
 }
 
+/// Sends a supervisor software interrupt to the harts in `hart_mask` (bit `i`: hart `i`).
+pub fn send_ipi(hart_mask: usize) -> Result<(), SbiError> {
+    call(EID_IPI, 0, hart_mask, 0, 0).map(|_| ())
+}
+
 /// Starts `hartid` at `start` in S-mode with `a0` = hart id and `a1` = `opaque`.
 pub fn hart_start(hartid: usize, start: usize, opaque: usize) -> Result<(), SbiError> {
     call(EID_HSM, HSM_HART_START, hartid, start, opaque).map(|_| ())
@@ -76,12 +82,4 @@ pub fn hart_start(hartid: usize, start: usize, opaque: usize) -> Result<(), SbiE
 /// not exist.
 pub fn hart_get_status(hartid: usize) -> Result<usize, SbiError> {
     call(EID_HSM, HSM_HART_GET_STATUS, hartid, 0, 0)
-}
-
-/// Stops the calling hart; returns only if OpenSBI refused.
-pub fn hart_stop() -> SbiError {
-    match call(EID_HSM, HSM_HART_STOP, 0, 0, 0) {
-        Ok(_) => SbiError(0),
-        Err(error) => error,
-    }
 }
