@@ -5,7 +5,8 @@
 //! allocation to the contender under test, so `Vec`, `BTreeMap` and friends exercise it as a
 //! kernel's would; everything else (the runner's own bookkeeping) goes to the system allocator.
 //!
-//! `cargo xtask bench` (or `cargo run --release -p kheap-bench -- [--runs N] [--only NAME]`).
+//! `cargo xtask bench` (or `cargo run --release -p kheap-bench -- [--runs N] [--only ALLOCATOR]
+//! [--workload NAME]`).
 //! Prints a table of median times and ratios against kheap, and writes `target/kheap-bench.csv`.
 
 mod contenders;
@@ -19,13 +20,20 @@ use workloads::WORKLOADS;
 
 struct Options {
     runs: usize,
+    /// Run only this allocator (for callgrind: one process per contender).
     only: Option<String>,
+    /// Run only this workload.
+    workload: Option<String>,
 }
 
 fn options() -> Options {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
-    Options { runs: value("--runs").and_then(|r| r.parse().ok()).unwrap_or(5), only: value("--only") }
+    Options {
+        runs: value("--runs").and_then(|r| r.parse().ok()).unwrap_or(5),
+        only: value("--only"),
+        workload: value("--workload"),
+    }
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -40,7 +48,7 @@ fn main() {
         CONTENDERS.iter().filter(|c| options.only.as_deref().is_none_or(|o| c.name == o)).collect();
     let mut csv = String::from("workload,allocator,median_ms,runs\n");
     println!("kheap-bench: {} runs each, interleaved; median wall time (lower is better)", options.runs);
-    for workload in WORKLOADS {
+    for workload in WORKLOADS.iter().filter(|w| options.workload.as_deref().is_none_or(|o| w.name == o)) {
         println!("\n{} — {}", workload.name, workload.what);
         let mut samples = vec![Vec::new(); contenders.len()];
         for run in 0..options.runs {
