@@ -101,10 +101,13 @@ fn miri() -> Result<(), String> {
     install::nightly_with(&["miri", "rust-src"])?;
     let root = root();
     let miri = |args: &[&str]| {
-        run(cargo()
+        // Through rustup, so that the nightly toolchain is picked whatever started xtask.
+        run(Command::new("rustup")
             .current_dir(&root)
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("CARGO")
             .env("MIRIFLAGS", "-Zmiri-strict-provenance")
-            .args(["+nightly", "miri", "test"])
+            .args(["run", "nightly", "cargo", "miri", "test"])
             .args(args))
     };
     // The library's own tests, then the parts of the conformance suite that are quick under

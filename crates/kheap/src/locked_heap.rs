@@ -79,6 +79,17 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
         self.heap.lock()
     }
 
+    /// Locks the heap if no one holds it, without waiting: for code (an interrupt handler, a
+    /// panic handler printing statistics) that must not spin.
+    pub fn try_lock(&self) -> Option<MutexGuard<'_, R, H>> {
+        self.heap.try_lock()
+    }
+
+    /// Whether someone holds the lock now (a hint: it may change at once).
+    pub fn is_locked(&self) -> bool {
+        self.heap.is_locked()
+    }
+
     /// Gives the heap memory that lives for ever, such as a `static` array.
     /// Returns how many bytes of it can be allocated.
     ///

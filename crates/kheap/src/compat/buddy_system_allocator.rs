@@ -34,6 +34,8 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ops::Deref;
 use core::ptr::NonNull;
 
+use lock_api::RawMutex;
+
 use crate::{AllocError, BuddyHeap, LockedHeap as Locked, RawHeap, RawSpinlock};
 
 /// A buddy heap with `buddy_system_allocator::Heap`'s method names.
@@ -142,11 +144,22 @@ impl<const ORDER: usize> Default for Heap<ORDER> {
     }
 }
 
-/// `buddy_system_allocator::LockedHeap`: a [`Heap`] behind a spinlock, usable as
+/// `buddy_system_allocator::LockedHeap`: a [`Heap`] behind a lock, usable as
 /// `#[global_allocator]`.
-pub struct LockedHeap<const ORDER: usize = 32>(Locked<RawSpinlock, Heap<ORDER>>);
+///
+/// The lock `R` defaults to [`RawSpinlock`], like the original's `spin::Mutex`: a kernel whose
+/// interrupt handlers allocate deadlocks on it exactly as on the original. Name an
+/// interrupt-masking lock to fix that without touching the rest of the tutorial's code:
+///
+/// ```
+/// use kheap::compat::buddy_system_allocator::LockedHeap;
+/// use kheap::{NoInterrupts, RawIrqSpinlock};
+/// // In a RISC-V kernel: RawIrqSpinlock<kheap::RiscvSupervisorInterrupts>.
+/// static HEAP_ALLOCATOR: LockedHeap<32, RawIrqSpinlock<NoInterrupts>> = LockedHeap::empty();
+/// ```
+pub struct LockedHeap<const ORDER: usize = 32, R: RawMutex = RawSpinlock>(Locked<R, Heap<ORDER>>);
 
-impl<const ORDER: usize> LockedHeap<ORDER> {
+impl<const ORDER: usize, R: RawMutex> LockedHeap<ORDER, R> {
     /// An empty heap.
     pub const fn new() -> Self {
         LockedHeap(Locked::new(Heap::new()))
@@ -158,23 +171,23 @@ impl<const ORDER: usize> LockedHeap<ORDER> {
     }
 }
 
-impl<const ORDER: usize> Default for LockedHeap<ORDER> {
+impl<const ORDER: usize, R: RawMutex> Default for LockedHeap<ORDER, R> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<const ORDER: usize> Deref for LockedHeap<ORDER> {
-    type Target = Locked<RawSpinlock, Heap<ORDER>>;
+impl<const ORDER: usize, R: RawMutex> Deref for LockedHeap<ORDER, R> {
+    type Target = Locked<R, Heap<ORDER>>;
 
     fn deref(&self) -> &Self::Target {
         &self.0
     }
 }
 
-// SAFETY: forwards to `LockedHeap<RawSpinlock, Heap>`'s `GlobalAlloc`, whose contract is the
+// SAFETY: forwards to `kheap::LockedHeap<R, Heap>`'s `GlobalAlloc`, whose contract is the
 // same; `Heap` forwards every `RawHeap` call to `BuddyHeap` unchanged.
-unsafe impl<const ORDER: usize> GlobalAlloc for LockedHeap<ORDER> {
+unsafe impl<const ORDER: usize, R: RawMutex> GlobalAlloc for LockedHeap<ORDER, R> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller's obligations are passed on unchanged.
         unsafe { self.0.alloc(layout) }
