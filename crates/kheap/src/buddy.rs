@@ -35,8 +35,8 @@ struct FreeBlock {
 /// Invariants:
 /// - `meta` lies inside `span` and holds this record and its bitmap; no block overlapping
 ///   `meta` is ever free or allocated.
-/// - bit `bit_base[k] + slot(addr, k)` of `free` is set iff the block of order `k` at `addr`
-///   is on free list `k`.
+/// - bit `slot(addr, k) + bias[k]` (wrapping) of `free` is set iff the block of order `k` at
+///   `addr` is on free list `k`, where `slot(addr, k)` is `addr >> (GRANULE_SHIFT + k)`.
 /// - spans of different records never overlap.
 #[repr(C)]
 struct RegionRecord<const MAX_ORDER: usize> {
@@ -44,7 +44,9 @@ struct RegionRecord<const MAX_ORDER: usize> {
     meta: Span,
     next: Option<NonNull<RegionRecord<MAX_ORDER>>>,
     free: Bitmap,
-    bit_base: [usize; MAX_ORDER],
+    /// Per order, what turns a slot number into a bit number: the order's first bit minus the
+    /// span's first slot (wrapping), so a lookup is one shift and one add.
+    bias: [usize; MAX_ORDER],
 }
 
 impl<const MAX_ORDER: usize> RegionRecord<MAX_ORDER> {
@@ -53,16 +55,17 @@ impl<const MAX_ORDER: usize> RegionRecord<MAX_ORDER> {
         span.start_addr() >> (GRANULE_SHIFT as usize + k)
     }
 
-    /// Where each order's bits start, and how many bits there are in all, for `span`.
+    /// Each order's bias (see the field) and how many bits there are in all, for `span`.
     fn bit_layout(span: &Span) -> ([usize; MAX_ORDER], usize) {
-        let mut base = [0; MAX_ORDER];
-        let mut bits = 0;
-        for (k, slot) in base.iter_mut().enumerate() {
-            *slot = bits;
+        let mut bias = [0; MAX_ORDER];
+        let mut bits: usize = 0;
+        for (k, bias) in bias.iter_mut().enumerate() {
+            let first = Self::first_slot(span, k);
+            *bias = bits.wrapping_sub(first);
             let last = (span.end_addr() - 1) >> (GRANULE_SHIFT as usize + k);
-            bits += last - Self::first_slot(span, k) + 1;
+            bits += last - first + 1;
         }
-        (base, bits)
+        (bias, bits)
     }
 
     /// Bytes of bookkeeping a record for `span` needs, rounded up to the granule.
@@ -80,20 +83,19 @@ impl<const MAX_ORDER: usize> RegionRecord<MAX_ORDER> {
     ///    heap owns and uses for nothing else.
     unsafe fn write(span: Span, meta: Span) -> NonNull<Self> {
         const { assert!(align_of::<Self>() <= GRANULE) };
-        let (bit_base, bits) = Self::bit_layout(&span);
+        let (bias, bits) = Self::bit_layout(&span);
         let record = meta.start.cast::<Self>();
         let words = offset(meta.start, size_of::<Self>()).cast::<usize>();
         // SAFETY: (1) the words follow the record inside `meta`, which is long enough, owned
         // and aligned (granule-aligned start, record size a multiple of the word size).
         let free = unsafe { Bitmap::new_zeroed(words, Bitmap::words_for(bits)) };
         // SAFETY: (1) `meta` is owned, granule-aligned (enough for the record) and long enough.
-        unsafe { record.write(RegionRecord { span, meta, next: None, free, bit_base }) };
+        unsafe { record.write(RegionRecord { span, meta, next: None, free, bias }) };
         record
     }
 
     fn bit(&self, addr: usize, k: usize) -> usize {
-        let slot = addr >> (GRANULE_SHIFT as usize + k);
-        self.bit_base[k] + slot - Self::first_slot(&self.span, k)
+        (addr >> (GRANULE_SHIFT as usize + k)).wrapping_add(self.bias[k])
     }
 
     /// Whether the block of order `k` at `addr` lies inside the span and is free at that order.
