@@ -65,27 +65,20 @@ pub fn root() -> std::path::PathBuf {
 fn test() -> Result<(), String> {
     install::rust_components(&["rustfmt", "clippy"])?;
     install::rust_target("riscv64gc-unknown-none-elf")?;
-    let root = root();
-    run(cargo().current_dir(&root).args(["fmt", "--all", "--", "--check"]))?;
-    run(cargo().current_dir(&root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
-    run(cargo().current_dir(&root).args(["test", "--workspace"]))?;
-    run(cargo().current_dir(&root).env("RUSTDOCFLAGS", "-D warnings").args([
+    let cargo_here = |args: &[&str]| run(cargo().current_dir(root()).args(args));
+    let riscv = "riscv64gc-unknown-none-elf";
+    cargo_here(&["fmt", "--all", "--", "--check"])?;
+    cargo_here(&["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"])?;
+    cargo_here(&["test", "--workspace", "--all-features"])?;
+    run(cargo().current_dir(root()).env("RUSTDOCFLAGS", "-D warnings").args([
         "doc",
         "--no-deps",
+        "--all-features",
         "-p",
         "kheap",
     ]))?;
-    run(cargo().current_dir(&root).args(["build", "-p", "kheap", "--target", "riscv64gc-unknown-none-elf"]))?;
-    run(cargo().current_dir(&root).args([
-        "clippy",
-        "-p",
-        "kheap",
-        "--target",
-        "riscv64gc-unknown-none-elf",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
+    cargo_here(&["build", "-p", "kheap", "--all-features", "--target", riscv])?;
+    cargo_here(&["clippy", "-p", "kheap", "--all-features", "--target", riscv, "--", "-D", "warnings"])?;
     qemu::test()?;
     miri()?;
     eprintln!("xtask test: all checks passed");

@@ -31,6 +31,8 @@
 #[cfg(test)]
 extern crate std;
 
+#[cfg(feature = "allocator-api2")]
+mod allocator_api;
 mod bitmap;
 mod buddy;
 pub mod compat;
