@@ -6,7 +6,7 @@
 use std::alloc::{GlobalAlloc, Layout};
 use std::ptr::NonNull;
 
-use kheap::{HeapStats, LockedHeap, RawHeap, RawSpinlock, RegionError};
+use kheap::{HeapStats, LockedHeap, MemorySource, RawHeap, RawSpinlock, RegionError};
 
 use crate::{Arena, Rng, SeedReport, Shadow};
 
@@ -71,10 +71,14 @@ impl<H: RawHeap> Fixture<H> {
         assert_eq!(stats.requested_bytes, self.shadow.requested(), "requested bytes");
         assert!(stats.allocated_bytes >= stats.requested_bytes, "allocated below requested: {stats:?}");
         assert_eq!(stats.free_bytes, stats.total_bytes - stats.allocated_bytes, "free bytes");
-        assert!(stats.largest_free_block <= stats.free_bytes, "largest free block above free bytes");
-        let mut free = 0;
-        self.heap.for_each_free_block(&mut |_, len| free += len);
+        assert_eq!(stats.peak_requested_bytes, self.shadow.peak(), "peak requested bytes");
+        let (mut free, mut largest) = (0, 0);
+        self.heap.for_each_free_block(&mut |_, len| {
+            free += len;
+            largest = largest.max(len);
+        });
         assert_eq!(free, stats.free_bytes, "free blocks walked disagree with free bytes");
+        assert_eq!(largest, stats.largest_free_block, "largest free block disagrees with the walk");
     }
 }
 
@@ -400,32 +404,138 @@ pub fn touching_regions_merge<H: RawHeap>(make: fn() -> H) {
     assert!(spanning, "no free block spans the first seam of a bridged gap");
 }
 
-/// Requested, allocated, peak, live and failure counters are exact, and fragmentation follows
-/// from them.
+/// Requested, allocated, peak, live and failure counters follow every call exactly, and the
+/// fragmentation figures follow from them as the tutorial defines them.
 pub fn statistics_are_exact<H: RawHeap>(make: fn() -> H) {
     let mut f = Fixture::new(make, ARENA_LEN);
     let initial = f.heap.stats();
-    assert_eq!(initial.allocated_bytes, 0);
-    assert_eq!(
-        initial.external_fragmentation_permille(),
-        1000 - initial.largest_free_block * 1000 / initial.free_bytes
-    );
+    assert_eq!((initial.allocated_bytes, initial.requested_bytes, initial.live_allocations), (0, 0, 0));
+    assert_eq!(initial.free_bytes, initial.total_bytes);
+    assert!(initial.total_bytes > ARENA_LEN * 9 / 10, "more than a tenth lost to bookkeeping: {initial:?}");
     let a = f.allocate(Layout::from_size_align(100, 8).unwrap()).unwrap();
+    let after_a = f.heap.stats();
+    // Every heap here rounds a request up to at most the next power of two (and a granule).
+    assert!((100..=128).contains(&after_a.allocated_bytes), "100 bytes took {}", after_a.allocated_bytes);
     let b = f.allocate(Layout::from_size_align(3000, 8).unwrap()).unwrap();
     let s = f.heap.stats();
-    assert_eq!(s.requested_bytes, 3100);
-    assert_eq!(s.peak_requested_bytes, 3100);
-    assert_eq!(s.live_allocations, 2);
-    assert!(s.allocated_bytes >= 3100);
+    assert_eq!((s.requested_bytes, s.peak_requested_bytes, s.live_allocations), (3100, 3100, 2));
+    assert!((3000..=4096).contains(&(s.allocated_bytes - after_a.allocated_bytes)));
     assert_eq!(s.internal_fragmentation_bytes(), s.allocated_bytes - 3100);
+    f.check();
+    // Shrinking and growing in place move `requested` and keep `peak` as the high-water mark.
+    let layout_b = Layout::from_size_align(3000, 8).unwrap();
+    // SAFETY: `b` is live with `layout_b`; 10 <= 3000.
+    unsafe { f.heap.shrink_in_place(b, layout_b, 10) }.unwrap();
+    f.shadow.resized(b, 10);
+    f.check();
+    assert_eq!((f.heap.stats().requested_bytes, f.heap.stats().peak_requested_bytes), (110, 3100));
     f.free(b);
-    let s = f.heap.stats();
-    assert_eq!(s.requested_bytes, 100);
-    assert_eq!(s.peak_requested_bytes, 3100, "peak forgot its high-water mark");
     assert!(f.heap.allocate(Layout::from_size_align(ARENA_LEN * 4, 8).unwrap()).is_err());
     assert_eq!(f.heap.stats().failed_requests, 1);
     f.free(a);
     f.check();
-    let ext = f.heap.stats().external_fragmentation();
-    assert!((0.0..1.0).contains(&ext));
+    let end = f.heap.stats();
+    assert_eq!(end.allocated_bytes, 0);
+    assert_eq!(end.peak_requested_bytes, 3100);
+    let expected = 1.0 - end.largest_free_block as f64 / end.free_bytes as f64;
+    assert_eq!(end.external_fragmentation(), expected);
+    let permille = end.external_fragmentation_permille() as f64 / 1000.0;
+    assert!((end.external_fragmentation() - permille).abs() <= 0.001, "per-mille figure disagrees");
+}
+
+/// `alloc_zeroed` returns zeroed memory even where the heap's memory held other bytes.
+pub fn alloc_zeroed_returns_zeroes<H: RawHeap>(make: fn() -> H) {
+    let locked: LockedHeap<RawSpinlock, H> = LockedHeap::new(make());
+    let arena = Arena::new(ARENA_LEN, ARENA_ALIGN);
+    // SAFETY: the arena outlives `locked` within this function and only the heap uses it.
+    unsafe { locked.add_region_raw(arena.base().as_ptr(), arena.len()) }.unwrap();
+    let layout = Layout::from_size_align(4000, 16).unwrap();
+    for _ in 0..4 {
+        // SAFETY: non-zero size.
+        let dirty = unsafe { locked.alloc(layout) };
+        assert!(!dirty.is_null());
+        // SAFETY: the block is live and 4000 bytes long.
+        unsafe { dirty.write_bytes(0xA5, layout.size()) };
+        // SAFETY: allocated above with `layout`.
+        unsafe { locked.dealloc(dirty, layout) };
+        // SAFETY: non-zero size.
+        let zeroed = unsafe { locked.alloc_zeroed(layout) };
+        assert!(!zeroed.is_null());
+        // SAFETY: the block is live and 4000 bytes long.
+        let bytes = unsafe { std::slice::from_raw_parts(zeroed, layout.size()) };
+        assert!(bytes.iter().all(|&b| b == 0), "alloc_zeroed returned non-zero bytes");
+        // SAFETY: allocated above with `layout`.
+        unsafe { locked.dealloc(zeroed, layout) };
+    }
+    drop(locked);
+}
+
+/// A `LockedHeap` with a memory source grows when a request does not fit, and does not take
+/// memory from the source for a request no block could ever hold.
+pub fn growth_from_a_memory_source<H: RawHeap>(make: fn() -> H) {
+    let source: &'static PageSource = Box::leak(Box::new(PageSource::new(8 << 20)));
+    let locked: LockedHeap<RawSpinlock, H> = LockedHeap::with_source(make(), source);
+    let small = Arena::new(64 * 1024, ARENA_ALIGN);
+    // SAFETY: the arena outlives `locked` within this function and only the heap uses it.
+    unsafe { locked.add_region_raw(small.base().as_ptr(), small.len()) }.unwrap();
+    let before = locked.stats();
+    for size in [1 << 20, 1 << 40] {
+        let layout = Layout::from_size_align(size, 8).unwrap();
+        if locked.lock().could_ever_fit(layout) {
+            continue;
+        }
+        assert!(locked.try_allocate(layout).is_err());
+        assert_eq!(source.handed_out(), 0, "the source was drained for {size} bytes, which can never fit");
+        assert_eq!(locked.stats().total_bytes, before.total_bytes);
+    }
+    let big = Layout::from_size_align(200 * 1024, 8).unwrap();
+    let block = locked.try_allocate(big).expect("the heap did not grow from its source");
+    assert!(source.handed_out() > 0);
+    assert!(locked.stats().total_bytes > before.total_bytes + big.size());
+    locked.check_invariants().unwrap();
+    // SAFETY: live with `big`.
+    unsafe { locked.lock().deallocate(block, big) };
+    locked.check_invariants().unwrap();
+    drop(locked);
+}
+
+/// A memory source handing out page-aligned pieces of one leaked host allocation.
+pub struct PageSource {
+    base: NonNull<u8>,
+    len: usize,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+// SAFETY: `base` is never written through by the source itself; `next` is atomic, so each
+// piece is handed out once, to one caller.
+unsafe impl Sync for PageSource {}
+
+impl PageSource {
+    /// A source of `len` bytes (leaked: the heap may keep them for ever).
+    pub fn new(len: usize) -> Self {
+        let memory = Arena::new(len, 4096).leak();
+        let base = NonNull::new(memory.as_mut_ptr().cast::<u8>()).unwrap();
+        PageSource { base, len, next: std::sync::atomic::AtomicUsize::new(0) }
+    }
+
+    /// Bytes handed out so far.
+    pub fn handed_out(&self) -> usize {
+        self.next.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+// SAFETY: pieces come from a leaked allocation (valid for ever, 1) and the atomic cursor hands
+// each byte out once (2).
+unsafe impl MemorySource for PageSource {
+    fn acquire(&self, min_len: usize) -> Option<NonNull<[u8]>> {
+        let len = min_len.checked_next_multiple_of(4096)?;
+        let start = self.next.fetch_add(len, std::sync::atomic::Ordering::SeqCst);
+        if start.checked_add(len)? > self.len {
+            self.next.fetch_sub(len, std::sync::atomic::Ordering::SeqCst);
+            return None;
+        }
+        // SAFETY: `start + len <= self.len`, inside the leaked allocation.
+        let piece = unsafe { self.base.add(start) };
+        Some(NonNull::slice_from_raw_parts(piece, len))
+    }
 }

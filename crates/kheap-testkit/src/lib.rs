@@ -67,6 +67,14 @@ macro_rules! conformance_suite {
             fn statistics_track_requested_peak_and_fragmentation() {
                 c::statistics_are_exact(make);
             }
+            #[test]
+            fn alloc_zeroed_returns_zeroed_memory() {
+                c::alloc_zeroed_returns_zeroes(make);
+            }
+            #[test]
+            fn the_heap_grows_from_its_source_only_for_requests_that_can_fit() {
+                c::growth_from_a_memory_source(make);
+            }
         }
     };
 }

@@ -104,6 +104,13 @@ impl<const MAX_ORDER: usize> RegionRecord<MAX_ORDER> {
     }
 }
 
+/// The default number of block sizes of a [`BuddyHeap`]: 32 (blocks up to 32 GiB) on 64-bit
+/// targets, 28 (blocks up to 1 GiB, the most a 32-bit address space allows) on 32-bit ones.
+pub const DEFAULT_MAX_ORDER: usize = if usize::BITS >= 64 { 32 } else { 28 };
+
+// The default configuration must build on every target the crate builds for.
+const _: BuddyHeap = BuddyHeap::new();
+
 /// The binary buddy system with `MAX_ORDER` block sizes: `GRANULE << 0` up to
 /// `GRANULE << (MAX_ORDER - 1)` bytes, where `GRANULE` is two pointers (16 bytes on 64-bit).
 ///
@@ -126,7 +133,7 @@ impl<const MAX_ORDER: usize> RegionRecord<MAX_ORDER> {
 /// ```compile_fail
 /// let heap = kheap::BuddyHeap::<0>::new();
 /// ```
-pub struct BuddyHeap<const MAX_ORDER: usize = 32> {
+pub struct BuddyHeap<const MAX_ORDER: usize = DEFAULT_MAX_ORDER> {
     /// Heads of the doubly linked free lists, one per order.
     /// Invariant: every block on list `k` is free, of order `k`, inside a region, and its bit
     /// is set in its region's bitmap; no two free buddies of the same order both exist.
@@ -488,6 +495,10 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
         }
         self.counters.on_resize((old.size(), GRANULE << k_old), (new_size, GRANULE << k_new));
         Ok(())
+    }
+
+    fn could_ever_fit(&self, layout: Layout) -> bool {
+        Self::order_for(layout).is_some()
     }
 
     fn stats(&self) -> HeapStats {

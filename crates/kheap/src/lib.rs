@@ -46,7 +46,7 @@ mod region;
 mod source;
 mod stats;
 
-pub use buddy::BuddyHeap;
+pub use buddy::{BuddyHeap, DEFAULT_MAX_ORDER};
 pub use error::{AllocError, InvariantError, RegionError};
 pub use first_fit::{FirstFitHeap, FitPolicy};
 #[cfg(any(target_arch = "riscv64", target_arch = "riscv32"))]

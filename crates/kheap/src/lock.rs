@@ -11,6 +11,9 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use lock_api::{GuardNoSend, GuardSend, RawMutex};
 
+#[cfg(test)]
+mod tests;
+
 /// A test-and-test-and-set spinlock.
 pub struct RawSpinlock {
     /// Invariant: `true` exactly while some holder owns the lock.

@@ -67,7 +67,7 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
         if let Ok(block) = heap.allocate(layout) {
             return Ok(block);
         }
-        let source = self.source.ok_or(AllocError)?;
+        let source = self.source.filter(|_| heap.could_ever_fit(layout)).ok_or(AllocError)?;
         let region = source.acquire(region_len_for(layout)).ok_or(AllocError)?;
         // SAFETY: `MemorySource` promises the region is valid for ever (1) and handed over (2).
         unsafe { heap.add_region(region) }.map_err(|_| AllocError)?;

@@ -104,6 +104,14 @@ pub unsafe trait RawHeap {
         new_size: usize,
     ) -> Result<(), AllocError>;
 
+    /// Whether some block of this heap could ever hold `layout`, given enough memory. A front
+    /// asks before growing the heap, so a request no region could satisfy does not drain the
+    /// memory source. Heaps without a largest block keep the default, `true`.
+    fn could_ever_fit(&self, layout: Layout) -> bool {
+        let _ = layout;
+        true
+    }
+
     /// Statistics, read in O(1).
     fn stats(&self) -> HeapStats;
 

@@ -47,8 +47,9 @@ impl HeapStats {
     /// [`external_fragmentation`](Self::external_fragmentation) in thousandths, for consoles
     /// without floating point.
     pub const fn external_fragmentation_permille(&self) -> usize {
-        match (self.largest_free_block * 1000).checked_div(self.free_bytes) {
-            Some(largest_share) => 1000 - largest_share,
+        // In u64: `largest * 1000` overflows a 32-bit usize past 4 MiB.
+        match (self.largest_free_block as u64 * 1000).checked_div(self.free_bytes as u64) {
+            Some(largest_share) => 1000 - largest_share as usize,
             None => 0,
         }
     }

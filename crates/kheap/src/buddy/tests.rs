@@ -154,3 +154,37 @@ fn touching_regions_join_and_return_the_old_bookkeeping() {
         "joined heap smaller than one added at once"
     );
 }
+
+#[test]
+fn grow_in_place_refuses_an_upper_buddy_even_when_the_next_block_is_free() {
+    let memory = Memory::new(1 << 16);
+    let mut heap = heap_over(&memory, 0, 1 << 16);
+    let small = Layout::from_size_align(16, 16).unwrap();
+    // A 64-byte block at X, shrunk to 16 bytes: X+16 and X+32.. become free.
+    let big = Layout::from_size_align(64, 16).unwrap();
+    let x = heap.allocate(big).unwrap();
+    // SAFETY: `x` is live with `big`; 16 <= 64.
+    unsafe { heap.shrink_in_place(x, big, 16) }.unwrap();
+    // Take 16-byte blocks until X+16, X+32 and X+48 are all live.
+    let wanted: Vec<usize> = [16, 32, 48].iter().map(|d| x.as_ptr().addr() + d).collect();
+    let mut got = Vec::new();
+    while !wanted.iter().all(|w| got.iter().any(|g: &NonNull<u8>| g.as_ptr().addr() == *w)) {
+        got.push(heap.allocate(small).expect("heap ran out before reaching X+48"));
+    }
+    let at = |d: usize| *got.iter().find(|g| g.as_ptr().addr() == x.as_ptr().addr() + d).unwrap();
+    // X+32 free at order 0, right after X+16, which is the *upper* half of [X, X+32).
+    // SAFETY: live with `small`.
+    unsafe { heap.deallocate(at(32), small) };
+    // SAFETY: X+16 is live with `small`; 32 >= 16.
+    let grown = unsafe { heap.grow_in_place(at(16), small, 32) };
+    assert!(grown.is_err(), "an upper buddy grew into the next pair's block");
+    heap.check_invariants().unwrap();
+}
+
+#[test]
+fn could_ever_fit_knows_the_largest_block() {
+    let heap = BuddyHeap::<16>::new();
+    assert!(heap.could_ever_fit(Layout::from_size_align(BuddyHeap::<16>::MAX_BLOCK, 1).unwrap()));
+    assert!(!heap.could_ever_fit(Layout::from_size_align(BuddyHeap::<16>::MAX_BLOCK + 1, 1).unwrap()));
+    assert!(!heap.could_ever_fit(Layout::from_size_align(1, BuddyHeap::<16>::MAX_BLOCK * 2).unwrap()));
+}

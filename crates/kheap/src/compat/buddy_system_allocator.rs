@@ -36,10 +36,14 @@ use core::ptr::NonNull;
 
 use lock_api::RawMutex;
 
-use crate::{AllocError, BuddyHeap, LockedHeap as Locked, RawHeap, RawSpinlock};
+use crate::{AllocError, BuddyHeap, LockedHeap as Locked, RawHeap, RawSpinlock, DEFAULT_MAX_ORDER};
 
 /// A buddy heap with `buddy_system_allocator::Heap`'s method names.
-pub struct Heap<const ORDER: usize = 32> {
+///
+/// `ORDER` counts block sizes as [`BuddyHeap`]'s `MAX_ORDER` does, from 16-byte blocks (8-byte
+/// on 32-bit targets) rather than the original's 1-byte ones, so the same `ORDER` allows larger
+/// blocks; it may be at most 59 on 64-bit and 28 on 32-bit targets. The default suits both.
+pub struct Heap<const ORDER: usize = DEFAULT_MAX_ORDER> {
     heap: BuddyHeap<ORDER>,
 }
 
@@ -157,7 +161,9 @@ impl<const ORDER: usize> Default for Heap<ORDER> {
 /// // In a RISC-V kernel: RawIrqSpinlock<kheap::RiscvSupervisorInterrupts>.
 /// static HEAP_ALLOCATOR: LockedHeap<32, RawIrqSpinlock<NoInterrupts>> = LockedHeap::empty();
 /// ```
-pub struct LockedHeap<const ORDER: usize = 32, R: RawMutex = RawSpinlock>(Locked<R, Heap<ORDER>>);
+pub struct LockedHeap<const ORDER: usize = DEFAULT_MAX_ORDER, R: RawMutex = RawSpinlock>(
+    Locked<R, Heap<ORDER>>,
+);
 
 impl<const ORDER: usize, R: RawMutex> LockedHeap<ORDER, R> {
     /// An empty heap.
@@ -245,6 +251,10 @@ unsafe impl<const ORDER: usize> RawHeap for Heap<ORDER> {
     ) -> Result<(), AllocError> {
         // SAFETY: the caller's obligations are passed on unchanged.
         unsafe { self.heap.shrink_in_place(ptr, old, new_size) }
+    }
+
+    fn could_ever_fit(&self, layout: Layout) -> bool {
+        self.heap.could_ever_fit(layout)
     }
 
     fn stats(&self) -> crate::HeapStats {
