@@ -69,3 +69,31 @@ extern "C" {
     /// Entry point of the non-boot harts, for SBI `hart_start`.
     pub fn _start_secondary();
 }
+
+/// The word written at the bottom of every hart's stack: a stack that overflows runs through
+/// it (into the next-lower hart's stack, or for the lowest hart into `.data`, where the heap's
+/// state lives), so a changed canary names the overflow instead of silently corrupting memory.
+const STACK_CANARY: u64 = 0x6b68_6561_705f_5354;
+
+/// The bottom word of hart `hart`'s stack.
+fn canary_slot(hart: usize) -> *mut u64 {
+    (&raw mut HART_STACKS).cast::<u8>().wrapping_add(hart * STACK_SIZE).cast::<u64>()
+}
+
+/// Writes the canary at the bottom of every hart's stack. Call once on the boot hart, before
+/// any other hart runs.
+pub fn plant_stack_canaries() {
+    for hart in 0..MAX_HARTS {
+        // SAFETY: the slot is the lowest, 4096-aligned word of a hart's stack slice: inside
+        // HART_STACKS and never reached by a stack that has not overflowed 64 KiB; the other
+        // harts are not running yet and the boot hart's `sp` is near the top of its slice.
+        unsafe { canary_slot(hart).write_volatile(STACK_CANARY) };
+    }
+}
+
+/// The lowest hart whose stack canary was overwritten, if any.
+pub fn overflowed_stack() -> Option<usize> {
+    // SAFETY: reads the slots written by `plant_stack_canaries` (inside HART_STACKS); a racing
+    // write could only come from an overflowing stack, which is what is being looked for.
+    (0..MAX_HARTS).find(|&hart| unsafe { canary_slot(hart).read_volatile() } != STACK_CANARY)
+}

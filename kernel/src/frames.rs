@@ -29,14 +29,20 @@ impl FrameSource {
         FrameSource { next: AtomicUsize::new(0), end: AtomicUsize::new(0), start: AtomicUsize::new(0) }
     }
 
-    /// Gives the source the RAM between the end of the kernel image and [`MEMORY_END`].
-    pub fn init(&self) {
+    /// Gives the source the RAM between the end of the kernel image and [`MEMORY_END`], or the
+    /// device tree OpenSBI placed in RAM, whichever comes first (the tree stays untouched).
+    pub fn init(&self, device_tree: usize) {
         extern "C" {
             fn ekernel();
         }
         let start = (ekernel as *const () as usize).next_multiple_of(PAGE_SIZE);
         self.start.store(start, Ordering::Relaxed);
-        self.end.store(MEMORY_END, Ordering::Relaxed);
+        let end = if (start..MEMORY_END).contains(&device_tree) {
+            device_tree & !(PAGE_SIZE - 1)
+        } else {
+            MEMORY_END
+        };
+        self.end.store(end, Ordering::Relaxed);
         // Release: a hart that sees `next` set also sees `end`.
         self.next.store(start, Ordering::Release);
     }
@@ -68,8 +74,8 @@ impl FrameSource {
     }
 }
 
-// SAFETY: each chunk is RAM of QEMU virt between the kernel image and the end of RAM, which
-// nothing else in this kernel uses and which stays mapped for ever (paging is off), so it is
+// SAFETY: each chunk is RAM of QEMU virt between the kernel image and the end of RAM (or the
+// device tree, which `init` keeps out of the range), which nothing else in this kernel uses and which stays mapped for ever (paging is off), so it is
 // valid for ever (1); the compare-exchange on `next` hands every byte out at most once (2).
 unsafe impl MemorySource for FrameSource {
     fn acquire(&self, min_len: usize) -> Option<NonNull<[u8]>> {

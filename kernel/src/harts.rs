@@ -79,12 +79,12 @@ pub extern "C" fn secondary_main(hartid: usize, _opaque: usize) -> ! {
     PARKED.fetch_or(1 << hartid, Ordering::Release);
     loop {
         // Clear the IPI before looking, so one sent after the look keeps `wfi` from sleeping.
-        // SAFETY: clears sip.SSIP; touches no memory.
-        unsafe { asm!("csrc sip, {}", in(reg) SSI, options(nomem, nostack)) };
+        // SAFETY: clears sip.SSIP. Not `nomem`: the read of GENERATION below must stay after it.
+        unsafe { asm!("csrc sip, {}", in(reg) SSI, options(nostack)) };
         let now = GENERATION.load(Ordering::Acquire);
         if now == seen {
             // SAFETY: waits for an interrupt; with SIE clear none is taken, `wfi` returns.
-            unsafe { asm!("wfi", options(nomem, nostack)) };
+            unsafe { asm!("wfi", options(nostack)) };
             continue;
         }
         seen = now;

@@ -13,8 +13,10 @@ use crate::{heap, heapmap, workload};
 /// Steps of the timed workload per algorithm.
 const TIMED_OPS: usize = 20_000;
 
-/// Prints the heap report and the timing table.
-pub fn show() {
+/// Prints the heap report and the timing table; returns how many timed workloads failed
+/// their checks.
+pub fn show() -> usize {
+    let mut failures = 0;
     println!("== heap report ==");
     // A scattered heap to look at: 600 blocks of random sizes, then a random half freed.
     let mut rng = Rng::new(SEED, "report");
@@ -57,13 +59,17 @@ pub fn show() {
                 ns_per(o.free_ticks, o.frees),
                 o.refused
             ),
-            Err(error) => println!("    {name:<22}failed: {error}"),
+            Err(error) => {
+                println!("    {name:<22}failed: {error}");
+                failures += 1;
+            }
         }
     }
     println!(
         "    (`time` CSR at {} MHz, read around each call; QEMU TCG, so only relative)",
         CLOCK_FREQ / 1_000_000
     );
+    failures
 }
 
 /// Nanoseconds per call from a tick total.

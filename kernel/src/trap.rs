@@ -95,8 +95,9 @@ fn disable_fpu() {
 /// Disables supervisor interrupts on this hart; returns whether they were enabled.
 pub fn disable_interrupts() -> bool {
     let previous: usize;
-    // SAFETY: clears sstatus.SIE atomically and reads its old value; touches no memory.
-    unsafe { asm!("csrrci {}, sstatus, 2", out(reg) previous, options(nomem, nostack)) };
+    // SAFETY: clears sstatus.SIE atomically and reads its old value. Not `nomem`: memory
+    // accesses after this point must stay after it, inside the interrupt-free section.
+    unsafe { asm!("csrrci {}, sstatus, 2", out(reg) previous, options(nostack)) };
     previous & 2 != 0
 }
 
@@ -110,6 +111,6 @@ pub fn restore_interrupts(were_enabled: bool) {
 /// Enables supervisor interrupts (`sstatus.SIE`) on this hart.
 pub fn enable_interrupts() {
     // SAFETY: sets sstatus.SIE; `stvec` points at a vector able to take any trap (init_hart
-    // ran first); touches no memory.
-    unsafe { asm!("csrsi sstatus, 2", options(nomem, nostack)) };
+    // ran first). Not `nomem`: memory accesses before this point must stay before it.
+    unsafe { asm!("csrsi sstatus, 2", options(nostack)) };
 }

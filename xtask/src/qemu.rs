@@ -154,7 +154,11 @@ fn boot(elf: &Path) -> Result<Outcome, String> {
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                break Some(child.wait().map_err(|e| format!("waiting for QEMU: {e}"))?);
+                // The console closed: QEMU is exiting. Poll, so the time limit still holds.
+                match child.try_wait().map_err(|e| format!("waiting for QEMU: {e}"))? {
+                    Some(status) => break Some(status),
+                    None => thread::sleep(Duration::from_millis(20)),
+                }
             }
         }
         if started.elapsed() >= TIME_LIMIT {
@@ -182,6 +186,10 @@ impl Outcome {
         let failed_tests: Vec<&str> =
             self.console.lines().filter(|l| l.starts_with("test ") && l.contains("FAILED")).collect();
         let counts = self.console.lines().rev().find_map(parse_verdict);
+        let announced = self
+            .console
+            .lines()
+            .find_map(|l| l.strip_prefix("running ")?.strip_suffix(" tests")?.parse::<usize>().ok());
         eprintln!(
             "xtask qemu: QEMU {status} after {:.1} s; verdict line: {}",
             self.elapsed.as_secs_f64(),
@@ -194,6 +202,10 @@ impl Outcome {
             None => Err("the kernel printed no `N passed, M failed` line".into()),
             Some((_, failed)) if failed > 0 => Err(format!("{failed} kernel tests failed")),
             Some((0, _)) => Err("the kernel ran no test".into()),
+            Some((passed, failed)) if announced != Some(passed + failed) => Err(format!(
+                "the kernel announced {announced:?} tests but reported {} ({passed} passed, {failed} failed)",
+                passed + failed
+            )),
             Some(_) if !status.success() => Err(format!("QEMU exited with {status}")),
             Some(_) => Ok(()),
         }

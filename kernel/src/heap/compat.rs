@@ -5,8 +5,11 @@
 //! pulled in with `include!`, so the accessors below live in the same module and can see it.
 
 // The tutorial's file predates the `static_mut_refs` and `function_casts_as_integer` lints and
-// documents none of its unsafe blocks; it is kept as written (see `tutorial_heap.rs` for why its unsafe code is sound:
-// `init_heap` runs once, on the boot hart, before anything else touches `HEAP_SPACE`).
+// documents none of its unsafe blocks; it is kept verbatim, so its lints are allowed here rather
+// than fixed. What makes it work in this kernel: `init_heap` runs once, on the boot hart, before
+// anything else touches `HEAP_SPACE`. (Its `HEAP_SPACE.as_ptr() as usize` takes the address
+// through a shared reference and the heap then writes there: tolerated on bare metal, and the
+// reason the native build hands the heap a `&'static mut [MaybeUninit<u8>]` instead.)
 #[allow(
     static_mut_refs,
     function_casts_as_integer,
@@ -39,6 +42,11 @@ pub const IRQ_SAFE: bool = false;
 
 /// The tutorial's allocator has no memory source: the kernel adds memory itself.
 pub const GROWS_BY_ITSELF: bool = false;
+
+/// Whether the global heap's lock is held now.
+pub fn is_locked() -> bool {
+    tutorial::allocator().is_locked()
+}
 
 /// A snapshot of the global heap's statistics.
 pub fn stats() -> HeapStats {

@@ -73,6 +73,11 @@ pub fn heap_test() {
     println!("heap_test passed!");
 }
 
+/// Whether the global heap's lock is held now.
+pub fn is_locked() -> bool {
+    HEAP_ALLOCATOR.is_locked()
+}
+
 /// A snapshot of the global heap's statistics.
 pub fn stats() -> HeapStats {
     HEAP_ALLOCATOR.stats()

@@ -83,9 +83,14 @@ pub fn run_all(boot_hart: usize) -> (usize, usize) {
     println!("running {} tests", TESTS.len());
     for (name, test) in TESTS {
         CURRENT.store(core::ptr::from_ref(name).cast_mut(), Ordering::Relaxed);
-        let result = test().and_then(|()| {
-            crate::heap::check_invariants().map_err(|e| alloc::format!("global heap afterwards: {e}"))
-        });
+        let result = test()
+            .and_then(|()| {
+                crate::heap::check_invariants().map_err(|e| alloc::format!("global heap afterwards: {e}"))
+            })
+            .and_then(|()| match crate::entry::overflowed_stack() {
+                Some(hart) => Err(alloc::format!("hart {hart}'s stack overflowed its 64 KiB")),
+                None => Ok(()),
+            });
         CURRENT.store(core::ptr::null_mut(), Ordering::Relaxed);
         match result {
             Ok(()) => {
