@@ -49,14 +49,8 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
     unsafe fn resize(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
         let mut heap = self.lock();
         if new.align() == old.align() {
-            // SAFETY: (1), and the direction picks the method whose size obligation holds.
-            let in_place = unsafe {
-                if new.size() >= old.size() {
-                    heap.grow_in_place(ptr, old, new.size())
-                } else {
-                    heap.shrink_in_place(ptr, old, new.size())
-                }
-            };
+            // SAFETY: (1) gives obligations 1 and 2 (same alignment); `new` is a valid layout (3).
+            let in_place = unsafe { heap.resize_in_place(ptr, old, new.size()) };
             if in_place.is_ok() {
                 return Ok(NonNull::slice_from_raw_parts(ptr, new.size()));
             }

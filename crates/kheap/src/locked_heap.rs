@@ -176,15 +176,8 @@ unsafe impl<R: RawMutex, H: RawHeap> GlobalAlloc for LockedHeap<R, H> {
         };
         let mut heap = self.heap.lock();
         // SAFETY: `GlobalAlloc::realloc`'s contract: `block` is a live allocation with
-        // `layout` (1, 2), and `new_size` rounded to the alignment fits `isize` (3); the
-        // direction of the size change picks the method whose obligation 3 holds.
-        let in_place = unsafe {
-            if new_size >= layout.size() {
-                heap.grow_in_place(block, layout, new_size)
-            } else {
-                heap.shrink_in_place(block, layout, new_size)
-            }
-        };
+        // `layout` (1, 2), and `new_size` rounded to the alignment fits `isize` (3).
+        let in_place = unsafe { heap.resize_in_place(block, layout, new_size) };
         if in_place.is_ok() {
             return ptr;
         }

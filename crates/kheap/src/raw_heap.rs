@@ -104,6 +104,34 @@ pub unsafe trait RawHeap {
         new_size: usize,
     ) -> Result<(), AllocError>;
 
+    /// Grows or shrinks a *live allocation* in place, whichever `new_size` asks for.
+    ///
+    /// # Errors
+    ///
+    /// [`AllocError`] when the block cannot take the new size where it is; it is then unchanged.
+    ///
+    /// # Safety
+    ///
+    /// 1. `ptr` is a *live allocation* of this heap.
+    /// 2. `old` *fits* it.
+    /// 3. `new_size` rounded up to `old.align()` does not exceed `isize::MAX`.
+    unsafe fn resize_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Result<(), AllocError> {
+        // SAFETY: (1)-(3) are passed on; the direction picks the method whose size obligation
+        // holds.
+        unsafe {
+            if new_size >= old.size() {
+                self.grow_in_place(ptr, old, new_size)
+            } else {
+                self.shrink_in_place(ptr, old, new_size)
+            }
+        }
+    }
+
     /// Whether some block of this heap could ever hold `layout`, given enough memory. A front
     /// asks before growing the heap, so a request no region could satisfy does not drain the
     /// memory source. Heaps without a largest block keep the default, `true`.
