@@ -45,6 +45,8 @@ mod raw_heap;
 mod region;
 mod source;
 mod stats;
+#[cfg(test)]
+mod test_memory;
 
 pub use buddy::{BuddyHeap, DEFAULT_MAX_ORDER};
 pub use error::{AllocError, InvariantError, RegionError};

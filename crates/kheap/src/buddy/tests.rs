@@ -6,28 +6,7 @@ use core::ptr::NonNull;
 use std::vec::Vec;
 
 use super::*;
-
-/// Host memory aligned to 64 KiB, freed on drop.
-struct Memory(NonNull<u8>, std::alloc::Layout);
-
-impl Memory {
-    fn new(len: usize) -> Self {
-        let layout = std::alloc::Layout::from_size_align(len, 64 * 1024).unwrap();
-        // SAFETY: non-zero size.
-        Memory(NonNull::new(unsafe { std::alloc::alloc(layout) }).unwrap(), layout)
-    }
-
-    fn region(&self, from: usize, len: usize) -> NonNull<[u8]> {
-        NonNull::slice_from_raw_parts(offset(self.0, from), len)
-    }
-}
-
-impl Drop for Memory {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { std::alloc::dealloc(self.0.as_ptr(), self.1) }
-    }
-}
+use crate::test_memory::Memory;
 
 fn heap_over(memory: &Memory, from: usize, len: usize) -> BuddyHeap<20> {
     let mut heap = BuddyHeap::new();

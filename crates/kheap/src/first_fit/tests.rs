@@ -2,27 +2,10 @@
 //! `kheap-testkit`.
 
 use core::alloc::Layout;
-use core::ptr::NonNull;
 use std::vec::Vec;
 
 use super::*;
-
-struct Memory(NonNull<u8>, std::alloc::Layout);
-
-impl Memory {
-    fn new(len: usize) -> Self {
-        let layout = std::alloc::Layout::from_size_align(len, 4096).unwrap();
-        // SAFETY: non-zero size.
-        Memory(NonNull::new(unsafe { std::alloc::alloc(layout) }).unwrap(), layout)
-    }
-}
-
-impl Drop for Memory {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { std::alloc::dealloc(self.0.as_ptr(), self.1) }
-    }
-}
+use crate::test_memory::Memory;
 
 fn bytes(n: usize) -> Layout {
     Layout::from_size_align(n, 16).unwrap()
@@ -33,7 +16,7 @@ fn bytes(n: usize) -> Layout {
 fn heap_with_holes(memory: &Memory, policy: FitPolicy) -> (FirstFitHeap, [usize; 3]) {
     let mut heap = FirstFitHeap::new(policy);
     // SAFETY: the memory outlives the heap and only the heap uses it.
-    unsafe { heap.add_region(NonNull::slice_from_raw_parts(memory.0, 8192)) }.unwrap();
+    unsafe { heap.add_region(memory.region(0, 8192)) }.unwrap();
     let mut blocks = Vec::new();
     for size in [256, 32, 64, 32, 128, 32] {
         blocks.push((heap.allocate(bytes(size)).unwrap(), size));
@@ -69,7 +52,7 @@ fn deallocate_merges_with_both_neighbours() {
     let memory = Memory::new(8192);
     let mut heap = FirstFitHeap::new(FitPolicy::First);
     // SAFETY: the memory outlives the heap and only the heap uses it.
-    unsafe { heap.add_region(NonNull::slice_from_raw_parts(memory.0, 8192)) }.unwrap();
+    unsafe { heap.add_region(memory.region(0, 8192)) }.unwrap();
     let initial = heap.stats();
     let a = heap.allocate(bytes(100)).unwrap();
     let b = heap.allocate(bytes(100)).unwrap();
@@ -93,7 +76,7 @@ fn freeing_a_block_twice_panics_naming_it() {
     let memory = Memory::new(8192);
     let mut heap = FirstFitHeap::new(FitPolicy::First);
     // SAFETY: the memory outlives the heap and only the heap uses it.
-    unsafe { heap.add_region(NonNull::slice_from_raw_parts(memory.0, 8192)) }.unwrap();
+    unsafe { heap.add_region(memory.region(0, 8192)) }.unwrap();
     let a = heap.allocate(bytes(64)).unwrap();
     // SAFETY: the second call is the misuse under test, caught before anything changes.
     unsafe {
@@ -107,7 +90,7 @@ fn check_invariants_names_a_stale_largest_block() {
     let memory = Memory::new(8192);
     let mut heap = FirstFitHeap::new(FitPolicy::First);
     // SAFETY: the memory outlives the heap and only the heap uses it.
-    unsafe { heap.add_region(NonNull::slice_from_raw_parts(memory.0, 8192)) }.unwrap();
+    unsafe { heap.add_region(memory.region(0, 8192)) }.unwrap();
     heap.largest += GRANULE;
     let error = heap.check_invariants().unwrap_err();
     assert!(error.what.contains("largest"), "{error}");
