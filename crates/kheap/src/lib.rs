@@ -31,34 +31,26 @@
 #[cfg(test)]
 extern crate std;
 
-#[cfg(feature = "allocator-api2")]
-mod allocator_api;
-mod bitmap;
-mod buddy;
+mod algorithms;
 pub mod compat;
-mod error;
-mod first_fit;
-mod lock;
-mod locked_heap;
-mod pointer;
-mod raw_heap;
-mod region;
-mod source;
-mod stats;
+mod contract;
+mod fronts;
+mod locks;
+mod sources;
 #[cfg(test)]
 mod test_memory;
 
-pub use buddy::{BuddyHeap, DEFAULT_MAX_ORDER};
-pub use error::{AllocError, InvariantError, RegionError};
-pub use first_fit::{FirstFitHeap, FitPolicy};
-#[cfg(any(target_arch = "riscv64", target_arch = "riscv32"))]
-pub use lock::RiscvSupervisorInterrupts;
-pub use lock::{InterruptControl, NoInterrupts, RawIrqSpinlock, RawSpinlock};
+pub use algorithms::buddy::{BuddyHeap, DEFAULT_MAX_ORDER};
+pub use algorithms::first_fit::{FirstFitHeap, FitPolicy};
+pub use contract::error::{AllocError, InvariantError, RegionError};
+pub use contract::raw_heap::RawHeap;
+pub use contract::stats::HeapStats;
+pub use fronts::locked_heap::LockedHeap;
 pub use lock_api;
-pub use locked_heap::LockedHeap;
-pub use raw_heap::RawHeap;
-pub use source::{region_len_for, MemorySource};
-pub use stats::HeapStats;
+#[cfg(any(target_arch = "riscv64", target_arch = "riscv32"))]
+pub use locks::RiscvSupervisorInterrupts;
+pub use locks::{InterruptControl, NoInterrupts, RawIrqSpinlock, RawSpinlock};
+pub use sources::{region_len_for, MemorySource};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -2,7 +2,7 @@
 
 use core::ptr::NonNull;
 
-use crate::pointer::offset;
+use crate::algorithms::pointer::offset;
 
 /// `len` bytes from the host allocator, aligned to 64 KiB.
 pub(crate) struct Memory(pub(crate) NonNull<u8>, std::alloc::Layout);

@@ -14,10 +14,10 @@ use core::alloc::Layout;
 use core::mem::{align_of, size_of};
 use core::ptr::NonNull;
 
-use crate::bitmap::Bitmap;
-use crate::pointer::{offset, with_addr, GRANULE, GRANULE_SHIFT};
-use crate::region::{granule_span, Span};
-use crate::stats::Counters;
+use crate::algorithms::bitmap::Bitmap;
+use crate::algorithms::pointer::{offset, with_addr, GRANULE, GRANULE_SHIFT};
+use crate::algorithms::region::{granule_span, Span};
+use crate::contract::stats::Counters;
 use crate::{AllocError, HeapStats, InvariantError, RawHeap, RegionError};
 
 #[cfg(test)]

@@ -6,9 +6,9 @@
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
-use crate::pointer::{align_up_addr, offset, GRANULE};
-use crate::region::{granule_span, Span};
-use crate::stats::Counters;
+use crate::algorithms::pointer::{align_up_addr, offset, GRANULE};
+use crate::algorithms::region::{granule_span, Span};
+use crate::contract::stats::Counters;
 use crate::{AllocError, HeapStats, InvariantError, RawHeap, RegionError};
 
 #[cfg(test)]

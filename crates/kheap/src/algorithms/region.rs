@@ -2,7 +2,7 @@
 
 use core::ptr::NonNull;
 
-use crate::pointer::{align_down_addr, align_up_addr, with_addr, GRANULE};
+use crate::algorithms::pointer::{align_down_addr, align_up_addr, with_addr, GRANULE};
 use crate::RegionError;
 
 /// A span of memory whose both ends are multiples of [`GRANULE`].

@@ -1,0 +1,5 @@
+//! The contract every heap algorithm and layer implements, and the types it speaks in.
+
+pub(crate) mod error;
+pub(crate) mod raw_heap;
+pub(crate) mod stats;

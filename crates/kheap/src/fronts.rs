@@ -1,0 +1,5 @@
+//! Fronts: what a program installs as its allocator, over any heap and any lock.
+
+#[cfg(feature = "allocator-api2")]
+mod allocator_api;
+pub(crate) mod locked_heap;
