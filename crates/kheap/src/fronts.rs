@@ -2,4 +2,6 @@
 
 #[cfg(feature = "allocator-api2")]
 mod allocator_api;
+pub(crate) mod front;
 pub(crate) mod locked_heap;
+pub(crate) mod misuse_hook;

@@ -35,6 +35,7 @@ mod algorithms;
 pub mod compat;
 mod contract;
 mod fronts;
+mod layers;
 mod locks;
 mod sources;
 #[cfg(test)]
@@ -43,14 +44,19 @@ mod test_memory;
 pub use algorithms::buddy::{BuddyHeap, DEFAULT_MAX_ORDER};
 pub use algorithms::first_fit::{FirstFitHeap, FitPolicy};
 pub use contract::error::{AllocError, InvariantError, RegionError};
-pub use contract::raw_heap::RawHeap;
-pub use contract::stats::HeapStats;
+pub use contract::misuse::{Misuse, MisuseKind};
+pub use contract::raw_heap::{BlockLookup, RawHeap};
+pub use contract::stats::{HeapStats, HeapUsage};
+pub use contract::walk::{Part, PartKind};
+pub use fronts::front::Front;
 pub use fronts::locked_heap::LockedHeap;
+pub use fronts::misuse_hook::{panic_on_misuse, MisuseHook};
+pub use layers::counted::Counted;
 pub use lock_api;
 #[cfg(any(target_arch = "riscv64", target_arch = "riscv32"))]
 pub use locks::RiscvSupervisorInterrupts;
 pub use locks::{InterruptControl, NoInterrupts, RawIrqSpinlock, RawSpinlock};
-pub use sources::{region_len_for, MemorySource};
+pub use sources::MemorySource;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

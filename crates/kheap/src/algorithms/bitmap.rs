@@ -32,33 +32,43 @@ impl Bitmap {
         Bitmap { words, len_words }
     }
 
-    fn word(&self, bit: usize) -> *mut usize {
-        assert!(bit / WORD_BITS < self.len_words, "kheap: bitmap index {bit} out of range");
-        self.words.as_ptr().wrapping_add(bit / WORD_BITS)
+    /// The word holding `bit`.
+    ///
+    /// # Safety
+    ///
+    /// 1. `bit < len_words * usize::BITS`.
+    #[inline]
+    unsafe fn word(&self, bit: usize) -> *mut usize {
+        debug_assert!(bit / WORD_BITS < self.len_words, "kheap: bitmap index {bit} out of range");
+        // SAFETY: (1) keeps the word inside the bitmap's memory.
+        unsafe { self.words.as_ptr().add(bit / WORD_BITS) }
     }
 
-    pub(crate) fn get(&self, bit: usize) -> bool {
-        // SAFETY: `word` checked the index; the type invariant makes the word valid and ours.
+    /// Bits `bit` and `bit + 1` as a number 0..=3 (`bit` in the low place).
+    ///
+    /// # Safety
+    ///
+    /// 1. `bit` is even and `bit + 1 < len_words * usize::BITS`.
+    #[inline]
+    pub(crate) unsafe fn get_pair(&self, bit: usize) -> usize {
+        // SAFETY: (1) the index is in range; the type invariant makes the word valid and ours.
+        // An even `bit` and `bit + 1` share a word.
         let word = unsafe { self.word(bit).read() };
-        word & (1 << (bit % WORD_BITS)) != 0
+        (word >> (bit % WORD_BITS)) & 0b11
     }
 
-    pub(crate) fn set(&mut self, bit: usize, value: bool) {
-        let word = self.word(bit);
+    /// # Safety
+    ///
+    /// 1. `bit < len_words * usize::BITS`.
+    #[inline]
+    pub(crate) unsafe fn set(&mut self, bit: usize, value: bool) {
         let mask = 1 << (bit % WORD_BITS);
-        // SAFETY: `word` checked the index; the type invariant makes the word valid and ours,
+        // SAFETY: (1) the index is in range; the type invariant makes the word valid and ours,
         // and `&mut self` means no other access is in progress.
         unsafe {
+            let word = self.word(bit);
             let old = word.read();
             word.write(if value { old | mask } else { old & !mask });
         }
-    }
-
-    /// Number of bits set.
-    pub(crate) fn count_ones(&self) -> usize {
-        (0..self.len_words)
-            // SAFETY: `i < len_words`; the type invariant makes the words valid.
-            .map(|i| unsafe { self.words.as_ptr().add(i).read() }.count_ones() as usize)
-            .sum()
     }
 }

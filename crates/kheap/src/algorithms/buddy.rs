@@ -1,14 +1,18 @@
-//! `BuddyHeap`: the binary buddy system of the rCore tutorial, with O(1) buddy lookup.
+//! `BuddyHeap`: the binary buddy system of the rCore tutorial, with O(1) buddy lookup and exact
+//! misuse detection.
 //!
 //! Memory is cut into blocks of `GRANULE << order` bytes, each aligned (by address) to its
 //! own size. A free block of order `k` and its *buddy* (the block whose address differs only
 //! in bit `GRANULE_SHIFT + k`) merge into one block of order `k + 1`.
 //!
 //! The tutorial's allocator finds out whether a buddy is free by scanning a singly linked
-//! free list, so freeing costs O(free blocks). Here every region keeps a bitmap with one bit
-//! per possible block per order ("this block is free, at this order"), and free lists are
-//! doubly linked, so the buddy is checked and unlinked in O(1) and a free costs O(MAX_ORDER).
-//! The price is the bitmap: about 1/64 of each region (one bit per granule, twice over).
+//! free list, so freeing costs O(free blocks). Here every region keeps two bits per possible
+//! block per order: "free at this order" (the block is on free list `k`) and "allocated at this
+//! order" (the block was handed out as one block of order `k`). A buddy is then checked and
+//! unlinked in O(1) (free lists are doubly linked), and a free is checked exactly in O(1):
+//! the pointer must be the start of a block allocated at the order its layout asks for, so a
+//! double, interior, foreign or wrong-layout free is refused before anything changes. The
+//! price is about 1/32 of each region.
 
 use core::alloc::Layout;
 use core::mem::{align_of, size_of};
@@ -17,9 +21,11 @@ use core::ptr::NonNull;
 use crate::algorithms::bitmap::Bitmap;
 use crate::algorithms::pointer::{offset, with_addr, GRANULE, GRANULE_SHIFT};
 use crate::algorithms::region::{granule_span, Span};
-use crate::contract::stats::Counters;
-use crate::{AllocError, HeapStats, InvariantError, RawHeap, RegionError};
+use crate::{
+    AllocError, BlockLookup, HeapUsage, InvariantError, Misuse, MisuseKind, Part, PartKind, RawHeap, RegionError,
+};
 
+mod region_tree;
 #[cfg(test)]
 mod tests;
 
@@ -30,21 +36,30 @@ struct FreeBlock {
     prev: Option<NonNull<FreeBlock>>,
 }
 
+/// The state bits of a block slot: bit 0 "free at this order", bit 1 "allocated at this order".
+const FREE: usize = 0b01;
+const TAKEN: usize = 0b10;
+
 /// The bookkeeping of one contiguous span of memory, stored inside that span.
 ///
 /// Invariants:
 /// - `meta` lies inside `span` and holds this record and its bitmap; no block overlapping
 ///   `meta` is ever free or allocated.
-/// - bit `slot(addr, k) + bias[k]` (wrapping) of `free` is set iff the block of order `k` at
-///   `addr` is on free list `k`, where `slot(addr, k)` is `addr >> (GRANULE_SHIFT + k)`.
-/// - spans of different records never overlap.
+/// - for slot `s = slot(addr, k) + bias[k]` (wrapping, `slot(addr, k)` being
+///   `addr >> (GRANULE_SHIFT + k)`), bit `2s` of `bits` is set iff the block of order `k` at
+///   `addr` is on free list `k`, and bit `2s + 1` iff it is allocated as one block of order `k`.
+/// - every granule of `span` outside `meta` lies in exactly one free or allocated block.
+/// - spans of different records never overlap; `left` / `right` make a treap by span start
+///   and `priority` (see `region_tree`).
 #[repr(C)]
 struct RegionRecord<const MAX_ORDER: usize> {
     span: Span,
     meta: Span,
-    next: Option<NonNull<RegionRecord<MAX_ORDER>>>,
-    free: Bitmap,
-    /// Per order, what turns a slot number into a bit number: the order's first bit minus the
+    left: Option<NonNull<RegionRecord<MAX_ORDER>>>,
+    right: Option<NonNull<RegionRecord<MAX_ORDER>>>,
+    priority: u32,
+    bits: Bitmap,
+    /// Per order, what turns a slot number into a slot index: the order's first index minus the
     /// span's first slot (wrapping), so a lookup is one shift and one add.
     bias: [usize; MAX_ORDER],
 }
@@ -55,27 +70,28 @@ impl<const MAX_ORDER: usize> RegionRecord<MAX_ORDER> {
         span.start_addr() >> (GRANULE_SHIFT as usize + k)
     }
 
-    /// Each order's bias (see the field) and how many bits there are in all, for `span`.
-    fn bit_layout(span: &Span) -> ([usize; MAX_ORDER], usize) {
+    /// Each order's bias (see the field) and how many slots there are in all, for `span`.
+    fn slot_layout(span: &Span) -> ([usize; MAX_ORDER], usize) {
         let mut bias = [0; MAX_ORDER];
-        let mut bits: usize = 0;
+        let mut slots: usize = 0;
         for (k, bias) in bias.iter_mut().enumerate() {
             let first = Self::first_slot(span, k);
-            *bias = bits.wrapping_sub(first);
+            *bias = slots.wrapping_sub(first);
             let last = (span.end_addr() - 1) >> (GRANULE_SHIFT as usize + k);
-            bits += last - first + 1;
+            slots += last - first + 1;
         }
-        (bias, bits)
+        (bias, slots)
     }
 
     /// Bytes of bookkeeping a record for `span` needs, rounded up to the granule.
     fn meta_bytes(span: &Span) -> usize {
-        let (_, bits) = Self::bit_layout(span);
-        let bytes = size_of::<Self>() + Bitmap::words_for(bits) * size_of::<usize>();
+        let (_, slots) = Self::slot_layout(span);
+        let bytes = size_of::<Self>() + Bitmap::words_for(2 * slots) * size_of::<usize>();
         bytes.next_multiple_of(GRANULE)
     }
 
-    /// Builds a record covering `span` whose bookkeeping occupies `meta`; no block is free yet.
+    /// Builds a record covering `span` whose bookkeeping occupies `meta`; no block is free or
+    /// allocated yet.
     ///
     /// # Safety
     ///
@@ -83,24 +99,84 @@ impl<const MAX_ORDER: usize> RegionRecord<MAX_ORDER> {
     ///    heap owns and uses for nothing else.
     unsafe fn write(span: Span, meta: Span) -> NonNull<Self> {
         const { assert!(align_of::<Self>() <= GRANULE) };
-        let (bias, bits) = Self::bit_layout(&span);
+        let (bias, slots) = Self::slot_layout(&span);
         let record = meta.start.cast::<Self>();
         let words = offset(meta.start, size_of::<Self>()).cast::<usize>();
         // SAFETY: (1) the words follow the record inside `meta`, which is long enough, owned
         // and aligned (granule-aligned start, record size a multiple of the word size).
-        let free = unsafe { Bitmap::new_zeroed(words, Bitmap::words_for(bits)) };
+        let bits = unsafe { Bitmap::new_zeroed(words, Bitmap::words_for(2 * slots)) };
+        let priority = region_tree::priority(record);
         // SAFETY: (1) `meta` is owned, granule-aligned (enough for the record) and long enough.
-        unsafe { record.write(RegionRecord { span, meta, next: None, free, bias }) };
+        unsafe { record.write(RegionRecord { span, meta, left: None, right: None, priority, bits, bias }) };
         record
     }
 
-    fn bit(&self, addr: usize, k: usize) -> usize {
-        (addr >> (GRANULE_SHIFT as usize + k)).wrapping_add(self.bias[k])
+    /// The index of the first of the two state bits of the order-`k` block at `addr`.
+    ///
+    /// Meaningful only for a block inside `span` (then the index is in range).
+    #[inline]
+    fn state_bit(&self, addr: usize, k: usize) -> usize {
+        2 * (addr >> (GRANULE_SHIFT as usize + k)).wrapping_add(self.bias[k])
+    }
+
+    /// The state bits (`FREE`, `TAKEN`) of the order-`k` block at `addr`; 0 for a block that
+    /// does not lie inside the span.
+    #[inline]
+    fn state(&self, addr: usize, k: usize) -> usize {
+        if !self.span.contains_range(addr, GRANULE << k) {
+            return 0;
+        }
+        // SAFETY: a block inside the span has its two bits in the bitmap (record invariant).
+        unsafe { self.bits.get_pair(self.state_bit(addr, k)) }
     }
 
     /// Whether the block of order `k` at `addr` lies inside the span and is free at that order.
+    #[inline]
     fn is_free(&self, addr: usize, k: usize) -> bool {
-        self.span.contains_range(addr, GRANULE << k) && self.free.get(self.bit(addr, k))
+        self.state(addr, k) & FREE != 0
+    }
+
+    /// Sets or clears one state bit of the order-`k` block at `addr`.
+    ///
+    /// # Safety
+    ///
+    /// 1. The block lies inside the span.
+    #[inline]
+    unsafe fn set_state(&mut self, addr: usize, k: usize, which: usize, value: bool) {
+        debug_assert!(self.span.contains_range(addr, GRANULE << k));
+        let bit = self.state_bit(addr, k) + usize::from(which == TAKEN);
+        // SAFETY: (1) a block inside the span has its bits in the bitmap.
+        unsafe { self.bits.set(bit, value) };
+    }
+
+    /// The order of the allocated block starting at `addr`, if one does.
+    fn taken_order(&self, addr: usize) -> Option<usize> {
+        (0..MAX_ORDER).find(|&k| addr % (GRANULE << k) == 0 && self.state(addr, k) & TAKEN != 0)
+    }
+
+    /// The free or allocated block (order, state) that contains `addr`, if any.
+    fn block_containing(&self, addr: usize) -> Option<(usize, usize)> {
+        (0..MAX_ORDER).find_map(|k| {
+            let start = addr & !((GRANULE << k) - 1);
+            let state = self.state(start, k);
+            (state != 0).then_some((k, state))
+        })
+    }
+
+    /// Calls `visit(addr, order, state)` for every block with a state bit set.
+    fn for_each_block(&self, visit: &mut dyn FnMut(usize, usize, usize)) {
+        for k in 0..MAX_ORDER {
+            let size = GRANULE << k;
+            let first = self.span.start_addr().next_multiple_of(size);
+            let mut addr = first;
+            while addr.checked_add(size).is_some_and(|end| end <= self.span.end_addr()) {
+                let state = self.state(addr, k);
+                if state != 0 {
+                    visit(addr, k, state);
+                }
+                addr += size;
+            }
+        }
     }
 }
 
@@ -114,11 +190,20 @@ const _: BuddyHeap = BuddyHeap::new();
 /// The binary buddy system with `MAX_ORDER` block sizes: `GRANULE << 0` up to
 /// `GRANULE << (MAX_ORDER - 1)` bytes, where `GRANULE` is two pointers (16 bytes on 64-bit).
 ///
-/// - `allocate`: O(1) to find a list (a bit mask of non-empty lists), O(MAX_ORDER) to split.
-/// - `deallocate`: O(MAX_ORDER + R) where R is the number of separate regions (usually 1):
-///   buddy state comes from a bitmap, never from scanning a free list.
+/// - `allocate`: O(1) to find a list (a bit mask of non-empty lists), O(MAX_ORDER) to split,
+///   O(log R) expected to find the block's region among R separate regions.
+/// - `deallocate`: O(MAX_ORDER) to merge, O(log R) expected for the region; buddy state comes
+///   from a bitmap, never from scanning a free list.
+/// - Misuse: every free is checked exactly, in O(1): a pointer that is not the start of a
+///   block allocated with that layout's block size is refused as a [`Misuse`] (foreign,
+///   interior, double, wrong-layout, bookkeeping) and the heap is unchanged. A layout with the
+///   same block size as the one allocated is the same block, and is accepted.
 /// - Fragmentation: requests are rounded up to a power of two (up to 2x internal waste);
-///   alignment is free up to the block size; free blocks merge at once.
+///   alignment is free up to the block size; free blocks merge at once. Bookkeeping: about
+///   1/32 of each region.
+/// - Shrinking in place splits a block for good while it lives, so the heap shrinks in place
+///   only when no free block could take the smaller size elsewhere; otherwise it refuses and
+///   the front moves the block, which lets the large block merge again.
 ///
 /// Regions of any start and length are cut into the largest aligned blocks that fit, so no
 /// usable memory is dropped but the sub-granule slivers at their ends. A region added next to
@@ -135,15 +220,17 @@ const _: BuddyHeap = BuddyHeap::new();
 /// ```
 pub struct BuddyHeap<const MAX_ORDER: usize = DEFAULT_MAX_ORDER> {
     /// Heads of the doubly linked free lists, one per order.
-    /// Invariant: every block on list `k` is free, of order `k`, inside a region, and its bit
-    /// is set in its region's bitmap; no two free buddies of the same order both exist.
+    /// Invariant: every block on list `k` is free, of order `k`, inside a region, and its free
+    /// bit is set in its region's bitmap; no two free buddies of the same order both exist.
     free_lists: [Option<NonNull<FreeBlock>>; MAX_ORDER],
     /// Invariant: bit `k` is set iff `free_lists[k]` is not empty.
     nonempty: u64,
-    /// Singly linked list of region records. Invariant: their spans do not overlap.
+    /// Root of the treap of region records. Invariant: their spans do not overlap.
     regions: Option<NonNull<RegionRecord<MAX_ORDER>>>,
-    /// Invariant: `counters.total - counters.allocated` equals the bytes on the free lists.
-    counters: Counters,
+    /// Invariant: bytes in regions outside their bookkeeping.
+    total: usize,
+    /// Invariant: bytes on the free lists.
+    free: usize,
 }
 
 // SAFETY: the heap exclusively owns its regions (obligation 2 of `add_region`); the pointers it
@@ -153,7 +240,15 @@ unsafe impl<const MAX_ORDER: usize> Send for BuddyHeap<MAX_ORDER> {}
 
 impl<const MAX_ORDER: usize> Default for BuddyHeap<MAX_ORDER> {
     fn default() -> Self {
-        Self::new()
+        Self::with_orders()
+    }
+}
+
+impl BuddyHeap {
+    /// An empty heap with the default number of orders; give it memory with
+    /// [`RawHeap::add_region`]. (`BuddyHeap::<N>::with_orders()` picks another number.)
+    pub const fn new() -> Self {
+        Self::with_orders()
     }
 }
 
@@ -166,11 +261,11 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
     /// The largest block, and so the largest allocation, this heap can hand out.
     pub const MAX_BLOCK: usize = GRANULE << (MAX_ORDER - 1);
 
-    /// An empty heap; give it memory with [`RawHeap::add_region`].
-    pub const fn new() -> Self {
+    /// An empty heap with `MAX_ORDER` block sizes; give it memory with [`RawHeap::add_region`].
+    pub const fn with_orders() -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::VALID;
-        BuddyHeap { free_lists: [None; MAX_ORDER], nonempty: 0, regions: None, counters: Counters::new() }
+        BuddyHeap { free_lists: [None; MAX_ORDER], nonempty: 0, regions: None, total: 0, free: 0 }
     }
 
     /// The block size a request for `layout` occupies, or `None` if no block can hold it.
@@ -184,49 +279,51 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
         Self::order_for(old).zip(Self::order_for(new)).ok_or(AllocError)
     }
 
+    #[inline]
     fn order_for(layout: Layout) -> Option<usize> {
         let need = layout.size().max(layout.align()).max(GRANULE).checked_next_power_of_two()?;
         let k = (need.trailing_zeros() - GRANULE_SHIFT) as usize;
         (k < MAX_ORDER).then_some(k)
     }
 
+    #[inline]
     fn record(&self, record: NonNull<RegionRecord<MAX_ORDER>>) -> &RegionRecord<MAX_ORDER> {
         // SAFETY: records are written by `RegionRecord::write` into memory the heap owns and
         // are only changed through `&mut self`; the returned borrow is tied to `&self`.
         unsafe { record.as_ref() }
     }
 
-    fn records(&self) -> impl Iterator<Item = NonNull<RegionRecord<MAX_ORDER>>> + '_ {
-        core::iter::successors(self.regions, |r| self.record(*r).next)
-    }
-
-    /// The record whose span holds `[addr, addr + len)`.
-    fn record_of(&self, addr: usize, len: usize) -> Option<NonNull<RegionRecord<MAX_ORDER>>> {
-        self.records().find(|r| self.record(*r).span.contains_range(addr, len))
-    }
-
-    fn set_free_bit(
-        &mut self,
-        mut record: NonNull<RegionRecord<MAX_ORDER>>,
-        addr: usize,
-        k: usize,
-        value: bool,
-    ) {
+    #[inline]
+    fn record_mut(&mut self, mut record: NonNull<RegionRecord<MAX_ORDER>>) -> &mut RegionRecord<MAX_ORDER> {
         // SAFETY: as in `record`, and `&mut self` excludes every other borrow of the record.
-        let record = unsafe { record.as_mut() };
-        let bit = record.bit(addr, k);
-        record.free.set(bit, value);
+        unsafe { record.as_mut() }
+    }
+
+    /// The record whose span holds `addr`.
+    #[inline]
+    fn record_of(&self, addr: usize) -> Option<NonNull<RegionRecord<MAX_ORDER>>> {
+        // SAFETY: the tree holds only records the heap owns; `&self` keeps them unchanged.
+        unsafe { region_tree::find(self.regions, addr) }
+    }
+
+    /// Every record, in address order.
+    fn for_each_record(&self, visit: &mut dyn FnMut(NonNull<RegionRecord<MAX_ORDER>>)) {
+        // SAFETY: as in `record_of`.
+        unsafe { region_tree::for_each(self.regions, visit) }
     }
 
     /// Puts the block of order `k` at `block` on free list `k` and marks it free.
     ///
-    /// Requires (checked by callers' logic, not here): the block lies in `record`'s span,
-    /// outside its bookkeeping, belongs to nobody, and its buddy is not free at order `k`.
-    fn push(&mut self, record: NonNull<RegionRecord<MAX_ORDER>>, block: NonNull<u8>, k: usize) {
+    /// # Safety
+    ///
+    /// 1. The block lies in `record`'s span, outside its bookkeeping, and belongs to nobody.
+    /// 2. Its buddy is not free at order `k` (or it has no buddy in the span).
+    #[inline]
+    unsafe fn push(&mut self, record: NonNull<RegionRecord<MAX_ORDER>>, block: NonNull<u8>, k: usize) {
         let node = block.cast::<FreeBlock>();
         let head = self.free_lists[k];
-        // SAFETY: the block is at least one granule of owned memory that nobody else uses
-        // (callers' requirement), granule-aligned, so a `FreeBlock` can be written there.
+        // SAFETY: (1) the block is at least one granule of owned memory that nobody else uses,
+        // granule-aligned, so a `FreeBlock` can be written there.
         unsafe { node.write(FreeBlock { next: head, prev: None }) };
         if let Some(mut head) = head {
             // SAFETY: `head` is on a free list, so it holds a `FreeBlock` the heap owns.
@@ -234,15 +331,19 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
         }
         self.free_lists[k] = Some(node);
         self.nonempty |= 1 << k;
-        self.set_free_bit(record, block.as_ptr().addr(), k, true);
+        // SAFETY: (1) the block lies inside the span.
+        unsafe { self.record_mut(record).set_state(block.as_ptr().addr(), k, FREE, true) };
     }
 
     /// Takes the block of order `k` at `block` off free list `k`.
     ///
-    /// Requires: the block is on free list `k` and lies in `record`'s span.
-    fn unlink(&mut self, record: NonNull<RegionRecord<MAX_ORDER>>, block: NonNull<u8>, k: usize) {
+    /// # Safety
+    ///
+    /// 1. The block is on free list `k` and lies in `record`'s span.
+    #[inline]
+    unsafe fn unlink(&mut self, record: NonNull<RegionRecord<MAX_ORDER>>, block: NonNull<u8>, k: usize) {
         let node = block.cast::<FreeBlock>();
-        // SAFETY: the block is on a free list (callers' requirement), so it holds a `FreeBlock`.
+        // SAFETY: (1) the block is on a free list, so it holds a `FreeBlock`.
         let FreeBlock { next, prev } = unsafe { node.read() };
         match prev {
             // SAFETY: list neighbours are free blocks holding `FreeBlock`s.
@@ -256,27 +357,41 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
         if self.free_lists[k].is_none() {
             self.nonempty &= !(1 << k);
         }
-        self.set_free_bit(record, block.as_ptr().addr(), k, false);
+        // SAFETY: (1) the block lies inside the span.
+        unsafe { self.record_mut(record).set_state(block.as_ptr().addr(), k, FREE, false) };
     }
 
     /// Frees the block of order `k` at `block`, merging it with its buddies as far as they go.
-    fn free_block(&mut self, record: NonNull<RegionRecord<MAX_ORDER>>, mut block: NonNull<u8>, mut k: usize) {
+    ///
+    /// # Safety
+    ///
+    /// 1. The block lies in `record`'s span, outside its bookkeeping, is neither free nor
+    ///    marked allocated, and belongs to nobody.
+    #[inline]
+    unsafe fn free_block(&mut self, record: NonNull<RegionRecord<MAX_ORDER>>, mut block: NonNull<u8>, mut k: usize) {
         while k + 1 < MAX_ORDER {
             let addr = block.as_ptr().addr();
             let buddy = addr ^ (GRANULE << k);
             if !self.record(record).is_free(buddy, k) {
                 break;
             }
-            self.unlink(record, with_addr(block, buddy), k);
+            // SAFETY: the buddy is free at order `k` inside the span, so on free list `k`.
+            unsafe { self.unlink(record, with_addr(block, buddy), k) };
             block = with_addr(block, addr.min(buddy));
             k += 1;
         }
-        self.push(record, block, k);
+        // SAFETY: (1), and the loop stopped because the buddy is not free (or there is none).
+        unsafe { self.push(record, block, k) };
     }
 
-    /// Frees `[start, start + len)` (granule-aligned, inside `record`'s span, owned by nobody)
-    /// as the largest aligned blocks that fit, and counts it as heap memory.
-    fn release(&mut self, record: NonNull<RegionRecord<MAX_ORDER>>, start: NonNull<u8>, len: usize) {
+    /// Frees `[start, start + len)` as the largest aligned blocks that fit, and counts it as
+    /// heap memory.
+    ///
+    /// # Safety
+    ///
+    /// 1. The range is granule-aligned, inside `record`'s span, outside its bookkeeping, and
+    ///    owned by nobody (no state bit set for any block in it).
+    unsafe fn release(&mut self, record: NonNull<RegionRecord<MAX_ORDER>>, start: NonNull<u8>, len: usize) {
         let mut done = 0;
         while done < len {
             let block = offset(start, done);
@@ -285,57 +400,29 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
             while GRANULE << k > len - done {
                 k -= 1;
             }
-            self.free_block(record, block, k);
+            // SAFETY: (1) the block lies in the range.
+            unsafe { self.free_block(record, block, k) };
             done += GRANULE << k;
         }
-        self.counters.total += len;
+        self.total += len;
+        self.free += len;
     }
 
-    /// Retires record `old` in favour of `new` (which covers `old`'s span and is already
-    /// linked): carries the free bits over, unlinks `old` and returns its bookkeeping to the
-    /// heap as free memory.
-    fn retire_record(
-        &mut self,
-        old: NonNull<RegionRecord<MAX_ORDER>>,
-        new: NonNull<RegionRecord<MAX_ORDER>>,
-    ) {
-        let old_span = self.record(old).span;
-        for k in 0..MAX_ORDER {
-            let mut cursor = self.free_lists[k];
-            while let Some(node) = cursor {
-                let addr = node.as_ptr().addr();
-                if old_span.contains_range(addr, GRANULE << k) {
-                    self.set_free_bit(new, addr, k, true);
-                }
-                // SAFETY: nodes on a free list hold `FreeBlock`s.
-                cursor = unsafe { node.as_ref().next };
-            }
-        }
-        let old_meta = self.record(old).meta;
-        let old_next = self.record(old).next;
-        let mut link = &mut self.regions;
-        while let Some(mut r) = *link {
-            if r == old {
-                *link = old_next;
-                break;
-            }
-            // SAFETY: `r` is a record the heap owns; `&mut self` excludes other borrows.
-            link = unsafe { &mut r.as_mut().next };
-        }
-        self.release(new, old_meta.start, old_meta.len);
-    }
-
-    fn link_record(&mut self, mut record: NonNull<RegionRecord<MAX_ORDER>>) {
-        // SAFETY: `record` was just written by `RegionRecord::write` and is owned by the heap.
-        unsafe { record.as_mut().next = self.regions };
-        self.regions = Some(record);
+    fn link_record(&mut self, record: NonNull<RegionRecord<MAX_ORDER>>) {
+        // SAFETY: `record` was just written by `RegionRecord::write`, is owned by the heap, is
+        // not in the tree and overlaps no record in it (checked by `add_region`).
+        self.regions = unsafe { region_tree::insert(self.regions, record) };
     }
 
     /// Joins `span` with the records it touches (one on each side at most) if `span` can hold
     /// the joined bookkeeping. Returns whether it did.
     fn join(&mut self, span: Span) -> bool {
-        let left = self.records().find(|r| self.record(*r).span.end_addr() == span.start_addr());
-        let right = self.records().find(|r| self.record(*r).span.start_addr() == span.end_addr());
+        let left = span
+            .start_addr()
+            .checked_sub(1)
+            .and_then(|last| self.record_of(last))
+            .filter(|l| self.record(*l).span.end_addr() == span.start_addr());
+        let right = self.record_of(span.end_addr()).filter(|r| self.record(*r).span.start_addr() == span.end_addr());
         if left.is_none() && right.is_none() {
             return false;
         }
@@ -352,20 +439,75 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
         let (meta, fresh) = if left.is_some() {
             (Span { start: offset(span.start, rest), len: meta_len }, Span { start: span.start, len: rest })
         } else {
-            (
-                Span { start: span.start, len: meta_len },
-                Span { start: offset(span.start, meta_len), len: rest },
-            )
+            (Span { start: span.start, len: meta_len }, Span { start: offset(span.start, meta_len), len: rest })
         };
+        // The old records leave the tree before the union's record enters it (spans overlap).
+        let olds = [left, right];
+        for old in olds.into_iter().flatten() {
+            // SAFETY: the tree holds owned records, `old` among them.
+            self.regions = unsafe { region_tree::remove(self.regions, old) };
+        }
         // SAFETY: (1) `meta` lies inside `span` (new, owned memory) and so inside `union`, and
         // is `meta_bytes(union)` long.
         let new = unsafe { RegionRecord::write(union, meta) };
         self.link_record(new);
-        for old in [left, right].into_iter().flatten() {
-            self.retire_record(old, new);
+        for old in olds.into_iter().flatten() {
+            self.retire_old(old, new);
         }
-        self.release(new, fresh.start, fresh.len);
+        // SAFETY: `fresh` is the new memory outside the new bookkeeping, owned by nobody.
+        unsafe { self.release(new, fresh.start, fresh.len) };
         true
+    }
+
+    /// Carries `old`'s state bits into `new` and frees `old`'s bookkeeping (`old` has already
+    /// left the tree).
+    fn retire_old(&mut self, old: NonNull<RegionRecord<MAX_ORDER>>, new: NonNull<RegionRecord<MAX_ORDER>>) {
+        let mut blocks = |addr: usize, k: usize, state: usize| {
+            // SAFETY: `new` covers `old`'s span, so the block lies inside it; `old` is only
+            // read, `new` is a different record.
+            let new = unsafe { &mut *new.as_ptr() };
+            for which in [FREE, TAKEN] {
+                if state & which != 0 {
+                    // SAFETY: the block lies inside `new`'s span (above).
+                    unsafe { new.set_state(addr, k, which, true) };
+                }
+            }
+        };
+        self.record(old).for_each_block(&mut blocks);
+        let old_meta = self.record(old).meta;
+        // SAFETY: the old bookkeeping lies in `new`'s span, outside its bookkeeping (which is in
+        // the new memory), and is no block.
+        unsafe { self.release(new, old_meta.start, old_meta.len) };
+    }
+
+    /// Finds out what is wrong with a free of `ptr` with `layout` (order `k`), which the fast
+    /// check refused.
+    #[cold]
+    #[inline(never)]
+    fn diagnose(&self, ptr: NonNull<u8>, layout: Layout, k: usize) -> Misuse {
+        let addr = ptr.as_ptr().addr();
+        let misuse = |kind| Misuse::new(kind, ptr.as_ptr(), layout);
+        let Some(record) = self.record_of(addr) else { return misuse(MisuseKind::Foreign) };
+        let record = self.record(record);
+        if record.meta.contains_range(addr, 1) {
+            return misuse(MisuseKind::Bookkeeping);
+        }
+        if let Some(j) = record.taken_order(addr) {
+            debug_assert_ne!(j, k);
+            let size = GRANULE << j;
+            return misuse(MisuseKind::WrongLayout).found(Layout::from_size_align(size, size).unwrap_or(layout));
+        }
+        match record.block_containing(addr) {
+            Some((j, state)) if state & FREE != 0 => {
+                let size = GRANULE << j;
+                misuse(MisuseKind::DoubleFree).found(Layout::from_size_align(size, size).unwrap_or(layout))
+            }
+            Some((j, _)) => {
+                let size = GRANULE << j;
+                misuse(MisuseKind::NotBlockStart).found(Layout::from_size_align(size, size).unwrap_or(layout))
+            }
+            None => misuse(MisuseKind::NotBlockStart),
+        }
     }
 }
 
@@ -373,7 +515,8 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
 // inside regions and outside the bookkeeping (the field invariants, checked by
 // `check_invariants`); a block of order k is aligned to its size, which is at least
 // `max(size, align)`; the heap writes only into free blocks and its bookkeeping; refused
-// calls return before changing anything but `failed`.
+// calls return before changing anything; nothing panics (internal invariants are
+// `debug_assert!`s).
 unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
     /// One granule of blocks after the smallest possible bookkeeping.
     const MIN_REGION: usize =
@@ -381,10 +524,13 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
 
     unsafe fn add_region(&mut self, region: NonNull<[u8]>) -> Result<usize, RegionError> {
         let span = granule_span(region, Self::MIN_REGION)?;
-        if self.records().any(|r| self.record(r).span.overlaps(&span)) {
+        // SAFETY: the tree holds only owned records; `&mut self` keeps them unchanged here.
+        let next = unsafe { region_tree::first_at_or_after(self.regions, span.start_addr()) };
+        let overlaps_next = next.is_some_and(|n| self.record(n).span.start_addr() < span.end_addr());
+        if self.record_of(span.start_addr()).is_some() || overlaps_next {
             return Err(RegionError::Overlaps);
         }
-        let before = self.counters.total;
+        let before = self.total;
         if !self.join(span) {
             let meta_len = RegionRecord::<MAX_ORDER>::meta_bytes(&span);
             let minimum = meta_len + GRANULE;
@@ -394,137 +540,177 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
             if span.len < minimum {
                 return Err(RegionError::MisalignedBeyondUse { usable: span.len, minimum });
             }
-            let meta = Span { start: span.start, len: meta_len };
-            // SAFETY: (1) `meta` is the start of `span`, owned by the heap from now on
+            // The bookkeeping goes at the end, so a region aligned as `region_layout_for` asks
+            // holds its aligned block at its start.
+            let blocks = span.len - meta_len;
+            let meta = Span { start: offset(span.start, blocks), len: meta_len };
+            // SAFETY: (1) `meta` is the end of `span`, owned by the heap from now on
             // (obligations 1 and 2 of this function), and `meta_bytes(span)` long.
             let record = unsafe { RegionRecord::write(span, meta) };
             self.link_record(record);
-            self.release(record, offset(span.start, meta_len), span.len - meta_len);
+            // SAFETY: the rest of the new span is owned by nobody and outside the bookkeeping.
+            unsafe { self.release(record, span.start, blocks) };
         }
-        Ok(self.counters.total - before)
+        Ok(self.total - before)
     }
 
-    fn allocate(&mut self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
-        let Some(k) = Self::order_for(layout).filter(|k| self.nonempty >> k != 0) else {
-            self.counters.failed += 1;
+    #[inline]
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let k = Self::order_for(layout).ok_or(AllocError)?;
+        let larger = self.nonempty >> k;
+        if larger == 0 {
+            return Err(AllocError);
+        }
+        let mut j = k + larger.trailing_zeros() as usize;
+        let Some(block) = self.free_lists[j] else {
+            debug_assert!(false, "non-empty mask bit set for an empty list");
             return Err(AllocError);
         };
-        let mut j = k + (self.nonempty >> k).trailing_zeros() as usize;
-        let block = self.free_lists[j].expect("non-empty mask bit set for an empty list").cast::<u8>();
-        let record =
-            self.record_of(block.as_ptr().addr(), GRANULE << j).expect("free block outside every region");
-        self.unlink(record, block, j);
+        let block = block.cast::<u8>();
+        let Some(record) = self.record_of(block.as_ptr().addr()) else {
+            debug_assert!(false, "free block outside every region");
+            return Err(AllocError);
+        };
+        // SAFETY: the block heads free list `j` and lies in `record`'s span.
+        unsafe { self.unlink(record, block, j) };
         while j > k {
             j -= 1;
-            self.push(record, offset(block, GRANULE << j), j);
+            // SAFETY: the upper half of a block just taken off the lists is owned by nobody;
+            // its buddy, the lower half, is not free.
+            unsafe { self.push(record, offset(block, GRANULE << j), j) };
         }
-        self.counters.on_allocate(layout.size(), GRANULE << k);
-        Ok(block)
+        // SAFETY: the block lies inside the span.
+        unsafe { self.record_mut(record).set_state(block.as_ptr().addr(), k, TAKEN, true) };
+        self.free -= GRANULE << k;
+        Ok(NonNull::slice_from_raw_parts(block, GRANULE << k))
     }
 
-    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) {
+    #[inline]
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse> {
         let addr = ptr.as_ptr().addr();
         let Some(k) = Self::order_for(layout) else {
-            panic!("kheap: deallocate({ptr:p}, {layout:?}): no block of this heap has that layout");
+            return Err(Misuse::new(MisuseKind::ImpossibleLayout, ptr.as_ptr(), layout));
         };
-        let size = GRANULE << k;
-        let Some(record) = self.record_of(addr, size) else {
-            panic!("kheap: deallocate({ptr:p}, {layout:?}): pointer is not inside this heap");
+        let record = self.record_of(addr);
+        let allocated = record.is_some_and(|r| self.record(r).state(addr, k) & TAKEN != 0);
+        let Some(record) = record.filter(|_| allocated && addr % (GRANULE << k) == 0) else {
+            return Err(self.diagnose(ptr, layout, k));
         };
-        assert!(
-            addr % size == 0,
-            "kheap: deallocate({ptr:p}, {layout:?}): pointer is not the start of a {size}-byte block"
-        );
-        // Double free: the block, or a block containing it, is free. Only orders with a free
-        // block can hold one, and once an ancestor leaves the region all larger ones do.
-        let mut orders = self.nonempty >> k << k;
-        while orders != 0 {
-            let j = orders.trailing_zeros() as usize;
-            orders &= orders - 1;
-            let ancestor = addr & !((GRANULE << j) - 1);
-            let record = self.record(record);
-            if !record.span.contains_range(ancestor, GRANULE << j) {
-                break;
-            }
-            assert!(
-                !record.free.get(record.bit(ancestor, j)),
-                "kheap: deallocate({ptr:p}, {layout:?}): block is already free (double free)"
-            );
-        }
-        self.free_block(record, ptr, k);
-        self.counters.on_deallocate(layout.size(), size);
+        // SAFETY: the block lies inside the span (its state bit is set).
+        unsafe { self.record_mut(record).set_state(addr, k, TAKEN, false) };
+        // SAFETY: the block was allocated at order `k` (its bit said so), so it lies in the span
+        // outside the bookkeeping, and it is now neither free nor marked allocated.
+        unsafe { self.free_block(record, ptr, k) };
+        self.free += GRANULE << k;
+        Ok(())
     }
 
-    unsafe fn grow_in_place(
-        &mut self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new_size: usize,
-    ) -> Result<(), AllocError> {
+    unsafe fn grow_in_place(&mut self, ptr: NonNull<u8>, old: Layout, new_size: usize) -> Result<(), AllocError> {
         let (k_old, k_new) = Self::resize_orders(old, new_size)?;
+        if k_new <= k_old {
+            return Ok(());
+        }
         let addr = ptr.as_ptr().addr();
-        if k_new > k_old {
-            let record = self.record_of(addr, GRANULE << k_old).ok_or(AllocError)?;
-            let mergeable = (k_old..k_new).all(|j| {
-                addr % (GRANULE << (j + 1)) == 0 && self.record(record).is_free(addr + (GRANULE << j), j)
-            });
-            if !mergeable {
-                return Err(AllocError);
-            }
-            for j in k_old..k_new {
-                self.unlink(record, offset(ptr, GRANULE << j), j);
-            }
+        let record = self.record_of(addr).ok_or(AllocError)?;
+        let mergeable = (k_old..k_new)
+            .all(|j| addr % (GRANULE << (j + 1)) == 0 && self.record(record).is_free(addr + (GRANULE << j), j));
+        if !mergeable {
+            return Err(AllocError);
         }
-        self.counters.on_resize((old.size(), GRANULE << k_old), (new_size, GRANULE << k_new.max(k_old)));
+        for j in k_old..k_new {
+            // SAFETY: each upper half was just seen free at order `j` inside the span.
+            unsafe { self.unlink(record, offset(ptr, GRANULE << j), j) };
+        }
+        // SAFETY: (1) the block is live, so inside the span, and so is the grown block (its
+        // upper halves were inside).
+        unsafe {
+            self.record_mut(record).set_state(addr, k_old, TAKEN, false);
+            self.record_mut(record).set_state(addr, k_new, TAKEN, true);
+        }
+        self.free -= (GRANULE << k_new) - (GRANULE << k_old);
         Ok(())
     }
 
-    unsafe fn shrink_in_place(
-        &mut self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new_size: usize,
-    ) -> Result<(), AllocError> {
+    unsafe fn shrink_in_place(&mut self, ptr: NonNull<u8>, old: Layout, new_size: usize) -> Result<(), AllocError> {
         let (k_old, k_new) = Self::resize_orders(old, new_size)?;
-        if k_new < k_old {
-            let record = self.record_of(ptr.as_ptr().addr(), GRANULE << k_old).ok_or(AllocError)?;
-            // The upper halves' buddies are the lower halves, which stay allocated: no merging.
-            for j in (k_new..k_old).rev() {
-                self.push(record, offset(ptr, GRANULE << j), j);
-            }
+        if k_new >= k_old {
+            return Ok(());
         }
-        self.counters.on_resize((old.size(), GRANULE << k_old), (new_size, GRANULE << k_new));
+        // Splitting in place keeps the large block split while the small one lives. Where a
+        // free block can take the new size, moving is better: the large block merges again.
+        if self.nonempty >> k_new != 0 {
+            return Err(AllocError);
+        }
+        let addr = ptr.as_ptr().addr();
+        let record = self.record_of(addr).ok_or(AllocError)?;
+        // SAFETY: (1) the block is live, so it and its lower part lie inside the span.
+        unsafe {
+            self.record_mut(record).set_state(addr, k_old, TAKEN, false);
+            self.record_mut(record).set_state(addr, k_new, TAKEN, true);
+        }
+        for j in (k_new..k_old).rev() {
+            // SAFETY: the upper halves are part of the live block, now given back; their
+            // buddies are the lower halves, which stay allocated, so none is free.
+            unsafe { self.push(record, offset(ptr, GRANULE << j), j) };
+        }
+        self.free += (GRANULE << k_old) - (GRANULE << k_new);
         Ok(())
     }
 
-    fn could_ever_fit(&self, layout: Layout) -> bool {
-        Self::order_for(layout).is_some()
+    fn region_layout_for(&self, layout: Layout) -> Option<Layout> {
+        let block = GRANULE << Self::order_for(layout)?;
+        // A region of `block` bytes plus bookkeeping, aligned to `block`, holds the block at its
+        // start (`add_region` puts the bookkeeping at the end). Bookkeeping grows with the
+        // span: that of a span twice the block bounds it, and that of the block plus this bound
+        // is a tighter bound still (a span that long needs no more).
+        let at = NonNull::new(core::ptr::without_provenance_mut::<u8>(block))?;
+        let meta_of = |len| RegionRecord::<MAX_ORDER>::meta_bytes(&Span { start: at, len });
+        let meta = meta_of(block.checked_add(meta_of(block.checked_mul(2)?))?);
+        Layout::from_size_align(block.checked_add(meta)?, block).ok()
     }
 
-    fn stats(&self) -> HeapStats {
+    fn usage(&self) -> HeapUsage {
         let largest = match self.nonempty {
             0 => 0,
             mask => GRANULE << (63 - mask.leading_zeros()),
         };
-        self.counters.snapshot(largest)
+        HeapUsage { total_bytes: self.total, free_bytes: self.free, largest_free_block: largest }
     }
 
     fn check_invariants(&self) -> Result<(), InvariantError> {
         let fail = |what, at: *const u8, value| Err(InvariantError::new(what, at, value));
-        for a in self.records() {
-            let ra = self.record(a);
-            if !ra.span.contains_range(ra.meta.start_addr(), ra.meta.len) {
-                return fail(
-                    "region bookkeeping lies outside its region",
-                    ra.meta.start.as_ptr(),
-                    ra.meta.len,
-                );
+        let mut result = Ok(());
+        let mut previous_end = 0;
+        let mut total = 0;
+        self.for_each_record(&mut |r| {
+            let record = self.record(r);
+            if result.is_err() {
+                return;
             }
-            for b in self.records().filter(|b| *b != a) {
-                if ra.span.overlaps(&self.record(b).span) {
-                    return fail("two regions overlap", ra.span.start.as_ptr(), ra.span.len);
+            let at = record.span.start.as_ptr().cast_const();
+            if record.span.start_addr() < previous_end {
+                result = fail("regions overlap or are out of order in the tree", at, record.span.len);
+            } else if !record.span.contains_range(record.meta.start_addr(), record.meta.len) {
+                result = fail("region bookkeeping lies outside its region", at, record.meta.len);
+            } else {
+                // Every granule outside the bookkeeping is in exactly one free or allocated block.
+                let mut covered = 0;
+                record.for_each_block(&mut |addr, k, state| {
+                    if state == FREE | TAKEN && result.is_ok() {
+                        result = fail("block is both free and allocated", with_addr(record.span.start, addr).as_ptr(), k);
+                    }
+                    covered += GRANULE << k;
+                });
+                if result.is_ok() && covered + record.meta.len != record.span.len {
+                    result = fail("blocks and bookkeeping do not tile the region", at, covered);
                 }
             }
+            previous_end = record.span.end_addr();
+            total += record.span.len - record.meta.len;
+        });
+        result?;
+        if total != self.total {
+            return fail("region bytes disagree with the total", core::ptr::null(), total);
         }
         let mut free_bytes = 0;
         let mut free_blocks = 0;
@@ -540,10 +726,12 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
                 let at = node.as_ptr().cast::<u8>().cast_const();
                 let addr = at.addr();
                 on_list += 1;
-                if on_list > self.counters.total / size + 1 {
+                if on_list > self.total / size + 1 {
                     return fail("free list has a cycle", at, k);
                 }
-                let Some(record) = self.record_of(addr, size) else {
+                // Checked before the node is read: a corrupted link is reported, not followed.
+                let Some(record) = self.record_of(addr).filter(|r| self.record(*r).span.contains_range(addr, size))
+                else {
                     return fail("free block outside every region", at, k);
                 };
                 let record = self.record(record);
@@ -553,17 +741,17 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
                 if record.meta.contains_range(addr, 1) || record.meta.contains_range(addr + size - 1, 1) {
                     return fail("free block overlaps region bookkeeping", at, k);
                 }
-                if !record.free.get(record.bit(addr, k)) {
+                if !record.is_free(addr, k) {
                     return fail("free block's bitmap bit is clear", at, k);
                 }
                 if k + 1 < MAX_ORDER && record.is_free(addr ^ size, k) {
                     return fail("free block and its free buddy were not merged", at, k);
                 }
-                if let Some(j) = (k + 1..MAX_ORDER).find(|&j| record.is_free(addr & !((GRANULE << j) - 1), j))
-                {
-                    return fail("free block lies inside a larger free block", at, j);
+                if let Some(j) = (k + 1..MAX_ORDER).find(|&j| record.state(addr & !((GRANULE << j) - 1), j) != 0) {
+                    return fail("free block lies inside a larger free or allocated block", at, j);
                 }
-                // SAFETY: nodes on a free list hold `FreeBlock`s the heap owns.
+                // SAFETY: the node lies inside a region, outside its bookkeeping, aligned, and
+                // its free bit is set: it is a free block holding a `FreeBlock` the heap owns.
                 let links = unsafe { node.as_ref() };
                 if links.prev != prev {
                     return fail("free list back link is wrong", at, k);
@@ -574,31 +762,44 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
             free_bytes += on_list * size;
             free_blocks += on_list;
         }
-        let bits: usize = self.records().map(|r| self.record(r).free.count_ones()).sum();
-        if bits != free_blocks {
-            return fail("bitmap marks blocks free that no free list holds", core::ptr::null(), bits);
+        let mut free_bits = 0;
+        self.for_each_record(&mut |r| {
+            self.record(r).for_each_block(&mut |_, _, state| free_bits += usize::from(state & FREE != 0));
+        });
+        if free_bits != free_blocks {
+            return fail("bitmap marks blocks free that no free list holds", core::ptr::null(), free_bits);
         }
-        if free_bytes != self.counters.total - self.counters.allocated {
-            return fail("free bytes on the lists disagree with the counters", core::ptr::null(), free_bytes);
+        if free_bytes != self.free {
+            return fail("free bytes on the lists disagree with the count", core::ptr::null(), free_bytes);
         }
         Ok(())
     }
 
-    fn for_each_region(&self, f: &mut dyn FnMut(*const u8, usize)) {
-        for r in self.records() {
-            let span = self.record(r).span;
-            f(span.start.as_ptr(), span.len);
-        }
-    }
-
-    fn for_each_free_block(&self, f: &mut dyn FnMut(*const u8, usize)) {
+    fn walk(&self, visit: &mut dyn FnMut(Part)) {
+        self.for_each_record(&mut |r| {
+            let record = self.record(r);
+            visit(Part { kind: PartKind::Region, start: record.span.start.as_ptr(), len: record.span.len });
+            visit(Part { kind: PartKind::Bookkeeping, start: record.meta.start.as_ptr(), len: record.meta.len });
+        });
         for (k, head) in self.free_lists.iter().enumerate() {
             let mut cursor = *head;
             while let Some(node) = cursor {
-                f(node.as_ptr().cast::<u8>(), GRANULE << k);
+                visit(Part { kind: PartKind::Free, start: node.as_ptr().cast::<u8>(), len: GRANULE << k });
                 // SAFETY: nodes on a free list hold `FreeBlock`s the heap owns.
                 cursor = unsafe { node.as_ref().next };
             }
         }
+    }
+}
+
+// SAFETY: `block_layout` returns a layout only for an address whose "allocated at order k" bit
+// is set, i.e. the start of a block handed out as order `k`; the layout it returns
+// (`GRANULE << k` bytes, aligned to that) maps to order `k`, so `deallocate` frees exactly it.
+unsafe impl<const MAX_ORDER: usize> BlockLookup for BuddyHeap<MAX_ORDER> {
+    fn block_layout(&self, ptr: NonNull<u8>) -> Result<Layout, Misuse> {
+        let addr = ptr.as_ptr().addr();
+        let k = self.record_of(addr).and_then(|r| self.record(r).taken_order(addr));
+        let layout = k.and_then(|k| Layout::from_size_align(GRANULE << k, GRANULE << k).ok());
+        layout.ok_or_else(|| self.diagnose(ptr, Layout::new::<u8>(), usize::MAX))
     }
 }

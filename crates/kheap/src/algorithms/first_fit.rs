@@ -8,8 +8,7 @@ use core::ptr::NonNull;
 
 use crate::algorithms::pointer::{align_up_addr, offset, GRANULE};
 use crate::algorithms::region::{granule_span, Span};
-use crate::contract::stats::Counters;
-use crate::{AllocError, HeapStats, InvariantError, RawHeap, RegionError};
+use crate::{AllocError, HeapUsage, InvariantError, Misuse, MisuseKind, Part, PartKind, RawHeap, RegionError};
 
 #[cfg(test)]
 mod tests;
@@ -49,6 +48,12 @@ struct RegionHeader {
 /// - Fragmentation: sizes are rounded up to the granule (two pointers); no per-block header;
 ///   alignment slack before a block stays free; free blocks merge with both neighbours at once.
 /// - Each region keeps a one-granule header; a region touching an existing one is joined to it.
+/// - Misuse: a free outside every region, of a region header, misaligned for its layout, or
+///   overlapping free memory (a double free, or a layout larger than the block's where the
+///   memory after the block is free) is refused as a [`Misuse`]. Without a header per block
+///   the heap cannot tell an interior pointer or a wrong layout that stays inside allocated
+///   memory: those are not detected (use [`BuddyHeap`](crate::BuddyHeap), which checks every
+///   free exactly).
 pub struct FirstFitHeap {
     policy: FitPolicy,
     /// Invariant: blocks are in strictly increasing address order, none touches the next (they
@@ -61,8 +66,10 @@ pub struct FirstFitHeap {
     regions: Option<NonNull<RegionHeader>>,
     /// Invariant: the size of the largest block on `free` (0 when it is empty).
     largest: usize,
-    /// Invariant: `counters.total - counters.allocated` equals the bytes on `free`.
-    counters: Counters,
+    /// Invariant: bytes in regions outside their headers.
+    total: usize,
+    /// Invariant: the bytes on `free`.
+    free_bytes: usize,
 }
 
 // SAFETY: the heap exclusively owns its regions (obligation 2 of `add_region`); its pointers
@@ -87,7 +94,8 @@ impl FirstFitHeap {
             rover: core::ptr::null(),
             regions: None,
             largest: 0,
-            counters: Counters::new(),
+            total: 0,
+            free_bytes: 0,
         }
     }
 
@@ -179,8 +187,10 @@ impl FirstFitHeap {
     ///
     /// # Errors
     ///
-    /// When the range overlaps a free block (a double free); nothing is changed then.
-    fn insert(&mut self, at: NonNull<u8>, size: usize) -> Result<(), ()> {
+    /// When the range overlaps a free block: [`MisuseKind::DoubleFree`] when its start lies
+    /// in one, [`MisuseKind::WrongLayout`] when only its end does (a block freed with a larger
+    /// layout than its own). Nothing is changed then.
+    fn insert(&mut self, at: NonNull<u8>, size: usize) -> Result<(), MisuseKind> {
         let addr = at.as_ptr().addr();
         let mut below: Option<Link> = None;
         let mut above = None;
@@ -192,9 +202,13 @@ impl FirstFitHeap {
             below = Some(link);
         }
         let below_end = below.map(|(_, b)| b.as_ptr().addr() + self.block(b).size);
-        if below_end.is_some_and(|end| end > addr) || above.is_some_and(|n| n.as_ptr().addr() < addr + size) {
-            return Err(());
+        if below_end.is_some_and(|end| end > addr) {
+            return Err(MisuseKind::DoubleFree);
         }
+        if above.is_some_and(|n| n.as_ptr().addr() < addr + size) {
+            return Err(MisuseKind::WrongLayout);
+        }
+        self.free_bytes += size;
         let (prev, start, mut size) = match below {
             Some((before, b)) if below_end == Some(addr) => {
                 (before, b.cast::<u8>(), self.block(b).size + size)
@@ -257,7 +271,7 @@ unsafe impl RawHeap for FirstFitHeap {
         if self.regions().any(|r| r.overlaps(&span)) {
             return Err(RegionError::Overlaps);
         }
-        let before = self.counters.total;
+        let before = self.total;
         let preceding = core::iter::successors(self.regions, |r| {
             // SAFETY: region headers are written below into owned memory.
             unsafe { r.as_ref().next }
@@ -267,8 +281,9 @@ unsafe impl RawHeap for FirstFitHeap {
             Some(header) => {
                 // Appending: that region grows and the new memory is one free range.
                 self.set_region_len(header, self.region_len(header) + span.len);
-                self.counters.total += span.len;
-                self.insert(span.start, span.len).expect("new region overlapped a free block");
+                self.total += span.len;
+                let inserted = self.insert(span.start, span.len);
+                debug_assert!(inserted.is_ok(), "new region overlapped a free block");
                 header
             }
             None => {
@@ -277,9 +292,9 @@ unsafe impl RawHeap for FirstFitHeap {
                 // aligned and at least two granules long: its first granule holds the header.
                 unsafe { header.write(RegionHeader { len: span.len, next: self.regions }) };
                 self.regions = Some(header);
-                self.counters.total += span.len - GRANULE;
-                self.insert(offset(span.start, GRANULE), span.len - GRANULE)
-                    .expect("new region overlapped a free block");
+                self.total += span.len - GRANULE;
+                let inserted = self.insert(offset(span.start, GRANULE), span.len - GRANULE);
+                debug_assert!(inserted.is_ok(), "new region overlapped a free block");
                 header
             }
         };
@@ -299,17 +314,17 @@ unsafe impl RawHeap for FirstFitHeap {
                 link = &mut r.next;
             }
             self.set_region_len(header, self.region_len(header) + follower.len);
-            self.counters.total += GRANULE;
-            self.insert(follower.start, GRANULE).expect("region header overlapped a free block");
+            self.total += GRANULE;
+            let inserted = self.insert(follower.start, GRANULE);
+            debug_assert!(inserted.is_ok(), "region header overlapped a free block");
         }
-        Ok(self.counters.total - before)
+        Ok(self.total - before)
     }
 
-    fn allocate(&mut self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         let align = layout.align().max(GRANULE);
         let found = Self::rounded(layout).and_then(|size| Some((size, self.find(size, align)?)));
         let Some((size, ((prev, block), start))) = found else {
-            self.counters.failed += 1;
             return Err(AllocError);
         };
         let FreeBlock { size: block_size, next } = *self.block(block);
@@ -328,25 +343,30 @@ unsafe impl RawHeap for FirstFitHeap {
         }
         let ptr = offset(block_start, front);
         self.rover = offset(ptr, size).as_ptr();
-        self.counters.on_allocate(layout.size(), size);
-        Ok(ptr)
+        self.free_bytes -= size;
+        Ok(NonNull::slice_from_raw_parts(ptr, size))
     }
 
-    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) {
-        let Some(size) = Self::rounded(layout) else {
-            panic!("kheap: deallocate({ptr:p}, {layout:?}): no block of this heap has that layout");
-        };
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse> {
+        let misuse = |kind| Err(Misuse::new(kind, ptr.as_ptr(), layout));
+        let Some(size) = Self::rounded(layout) else { return misuse(MisuseKind::ImpossibleLayout) };
         let addr = ptr.as_ptr().addr();
-        let inside = self.regions().any(|r| r.contains_range(addr, size) && addr >= r.start_addr() + GRANULE);
-        assert!(inside, "kheap: deallocate({ptr:p}, {layout:?}): pointer is not inside this heap");
-        assert!(
-            addr % layout.align().max(GRANULE) == 0,
-            "kheap: deallocate({ptr:p}, {layout:?}): pointer is not aligned as its layout says"
-        );
-        if self.insert(ptr, size).is_err() {
-            panic!("kheap: deallocate({ptr:p}, {layout:?}): block overlaps free memory (double free)");
+        let Some(region) = self.regions().find(|r| r.contains_range(addr, 1)) else {
+            return misuse(MisuseKind::Foreign);
+        };
+        if addr < region.start_addr() + GRANULE {
+            return misuse(MisuseKind::Bookkeeping);
         }
-        self.counters.on_deallocate(layout.size(), size);
+        if !region.contains_range(addr, size) {
+            return misuse(MisuseKind::WrongLayout);
+        }
+        if addr % layout.align().max(GRANULE) != 0 {
+            return misuse(MisuseKind::NotBlockStart);
+        }
+        if let Err(kind) = self.insert(ptr, size) {
+            return misuse(kind);
+        }
+        Ok(())
     }
 
     unsafe fn grow_in_place(
@@ -372,8 +392,8 @@ unsafe impl RawHeap for FirstFitHeap {
             if size == self.largest {
                 self.recompute_largest();
             }
+            self.free_bytes -= extra;
         }
-        self.counters.on_resize((old.size(), old_size), (new_size, new_rounded));
         Ok(())
     }
 
@@ -386,16 +406,23 @@ unsafe impl RawHeap for FirstFitHeap {
         let (old_size, new_rounded) = Self::resize_sizes(old, new_size)?;
         if new_rounded < old_size {
             let tail = offset(ptr, new_rounded);
-            if self.insert(tail, old_size - new_rounded).is_err() {
-                panic!("kheap: shrink({ptr:p}, {old:?}): block overlaps free memory");
-            }
+            // A tail overlapping free memory means `old` was not the block's layout: refused.
+            self.insert(tail, old_size - new_rounded).map_err(|_| AllocError)?;
         }
-        self.counters.on_resize((old.size(), old_size), (new_size, new_rounded));
         Ok(())
     }
 
-    fn stats(&self) -> HeapStats {
-        self.counters.snapshot(self.largest)
+    fn region_layout_for(&self, layout: Layout) -> Option<Layout> {
+        // A fresh region starts with its one-granule header; the block goes at the first
+        // multiple of its alignment after it.
+        let size = Self::rounded(layout)?;
+        let align = layout.align().max(GRANULE);
+        let lead = if align > GRANULE { align } else { GRANULE };
+        Layout::from_size_align(lead.checked_add(size)?, align).ok()
+    }
+
+    fn usage(&self) -> HeapUsage {
+        HeapUsage { total_bytes: self.total, free_bytes: self.free_bytes, largest_free_block: self.largest }
     }
 
     fn check_invariants(&self) -> Result<(), InvariantError> {
@@ -411,19 +438,24 @@ unsafe impl RawHeap for FirstFitHeap {
         let mut free_bytes = 0;
         let mut largest = 0;
         let mut prev_end = None;
-        let limit = self.counters.total / GRANULE + 1;
-        for (count, (_, block)) in self.blocks().enumerate() {
+        let limit = self.total / GRANULE + 1;
+        let mut cursor = self.free;
+        let mut count = 0;
+        while let Some(block) = cursor {
             let at = block.as_ptr().cast::<u8>().cast_const();
             let addr = at.addr();
-            let size = self.block(block).size;
+            count += 1;
             if count > limit {
                 return fail("free list has a cycle", at, count);
             }
-            if addr % GRANULE != 0 || size % GRANULE != 0 || size == 0 {
-                return fail("free block not granule-aligned or sized", at, size);
+            // Checked before the block is read: a corrupted link is reported, not followed.
+            if addr % GRANULE != 0 || !regions().any(|r| r.contains_range(addr, GRANULE) && addr >= r.start_addr() + GRANULE)
+            {
+                return fail("free block outside every region, over its header or misaligned", at, 0);
             }
-            if !regions().any(|r| r.contains_range(addr, size) && addr >= r.start_addr() + GRANULE) {
-                return fail("free block outside every region or over its header", at, size);
+            let FreeBlock { size, next } = *self.block(block);
+            if size % GRANULE != 0 || size == 0 || !regions().any(|r| r.contains_range(addr, size)) {
+                return fail("free block's size is not a granule multiple inside its region", at, size);
             }
             if prev_end.is_some_and(|end| end >= addr) {
                 return fail("free blocks out of order, overlapping or not merged", at, size);
@@ -431,25 +463,28 @@ unsafe impl RawHeap for FirstFitHeap {
             prev_end = Some(addr + size);
             free_bytes += size;
             largest = largest.max(size);
+            cursor = next;
         }
         if largest != self.largest {
             return fail("largest free block figure is stale", core::ptr::null(), self.largest);
         }
-        if free_bytes != self.counters.total - self.counters.allocated {
-            return fail("free bytes on the list disagree with the counters", core::ptr::null(), free_bytes);
+        if free_bytes != self.free_bytes {
+            return fail("free bytes on the list disagree with the count", core::ptr::null(), free_bytes);
+        }
+        let region_bytes: usize = regions().map(|r| r.len - GRANULE).sum();
+        if region_bytes != self.total {
+            return fail("region bytes disagree with the total", core::ptr::null(), region_bytes);
         }
         Ok(())
     }
 
-    fn for_each_region(&self, f: &mut dyn FnMut(*const u8, usize)) {
+    fn walk(&self, visit: &mut dyn FnMut(Part)) {
         for r in self.regions() {
-            f(r.start.as_ptr(), r.len);
+            visit(Part { kind: PartKind::Region, start: r.start.as_ptr(), len: r.len });
+            visit(Part { kind: PartKind::Bookkeeping, start: r.start.as_ptr(), len: GRANULE });
         }
-    }
-
-    fn for_each_free_block(&self, f: &mut dyn FnMut(*const u8, usize)) {
         for (_, b) in self.blocks() {
-            f(b.as_ptr().cast::<u8>(), self.block(b).size);
+            visit(Part { kind: PartKind::Free, start: b.as_ptr().cast::<u8>(), len: self.block(b).size });
         }
     }
 }

@@ -24,40 +24,65 @@
 //! ```
 //!
 //! Differences, all in the caller's favour: freeing is O(MAX_ORDER) instead of a free-list
-//! scan; touching ranges added separately merge; a bad range panics with the range and the
-//! reason instead of being silently misused; `alloc` returns a typed [`AllocError`].
+//! scan, and checked (a double, foreign, interior or wrong-layout free is reported instead of
+//! corrupting the heap); touching ranges added separately merge; a bad range panics with the
+//! range and the reason instead of being silently misused; `alloc` returns a typed
+//! [`AllocError`].
 //!
 //! Addresses are `usize` here because the original API takes them so; they are turned into
 //! pointers with exposed provenance (the only place kheap does that).
 
 use core::alloc::{GlobalAlloc, Layout};
-use core::ops::Deref;
+use core::ops::{Deref, DerefMut};
 use core::ptr::NonNull;
 
 use lock_api::RawMutex;
 
-use crate::{AllocError, BuddyHeap, LockedHeap as Locked, RawHeap, RawSpinlock, DEFAULT_MAX_ORDER};
+use crate::{AllocError, BuddyHeap, Counted, LockedHeap as Locked, Misuse, RawHeap, RawSpinlock, DEFAULT_MAX_ORDER};
 
-/// A buddy heap with `buddy_system_allocator::Heap`'s method names.
+/// A buddy heap with `buddy_system_allocator::Heap`'s method names: a [`Counted`]
+/// [`BuddyHeap`] (the methods are on `Counted<BuddyHeap<ORDER>>`, which is also what
+/// [`LockedHeap::lock`](Locked::lock) hands out, so `lock().init(..)` works as in the original).
 ///
 /// `ORDER` counts block sizes as [`BuddyHeap`]'s `MAX_ORDER` does, from 16-byte blocks (8-byte
 /// on 32-bit targets) rather than the original's 1-byte ones, so the same `ORDER` allows larger
 /// blocks; it may be at most 59 on 64-bit and 28 on 32-bit targets. The default suits both.
-pub struct Heap<const ORDER: usize = DEFAULT_MAX_ORDER> {
-    heap: BuddyHeap<ORDER>,
-}
+pub struct Heap<const ORDER: usize = DEFAULT_MAX_ORDER>(Counted<BuddyHeap<ORDER>>);
 
 impl<const ORDER: usize> Heap<ORDER> {
     /// An empty heap.
     pub const fn new() -> Self {
-        Heap { heap: BuddyHeap::new() }
+        Heap(Counted::new(BuddyHeap::with_orders()))
     }
 
     /// An empty heap.
     pub const fn empty() -> Self {
         Self::new()
     }
+}
 
+impl<const ORDER: usize> Default for Heap<ORDER> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const ORDER: usize> Deref for Heap<ORDER> {
+    type Target = Counted<BuddyHeap<ORDER>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<const ORDER: usize> DerefMut for Heap<ORDER> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+/// `buddy_system_allocator::Heap`'s methods.
+impl<const ORDER: usize> Counted<BuddyHeap<ORDER>> {
     /// Adds the memory `[start, end)` to the heap.
     ///
     /// # Panics
@@ -76,7 +101,7 @@ impl<const ORDER: usize> Heap<ORDER> {
             .map(|p| NonNull::slice_from_raw_parts(p, len));
         let added = match region {
             // SAFETY: obligations 1 and 2 are this function's own.
-            Some(region) => unsafe { self.heap.add_region(region) },
+            Some(region) => unsafe { self.add_region(region) },
             None => Err(crate::RegionError::Null),
         };
         if let Err(error) = added {
@@ -107,49 +132,43 @@ impl<const ORDER: usize> Heap<ORDER> {
     ///
     /// [`AllocError`] when no free block can hold it.
     pub fn alloc(&mut self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
-        self.heap.allocate(layout)
+        self.allocate(layout).map(NonNull::cast)
     }
 
     /// Frees a block.
+    ///
+    /// # Errors
+    ///
+    /// The [`Misuse`] when the heap detects that the block is not a live allocation with this
+    /// layout (the original would corrupt its free lists); the heap is then unchanged.
     ///
     /// # Safety
     ///
     /// 1. `ptr` is a live allocation of this heap.
     /// 2. `layout` is the layout it was allocated with.
-    pub unsafe fn dealloc(&mut self, ptr: NonNull<u8>, layout: Layout) {
+    pub unsafe fn dealloc(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse> {
         // SAFETY: obligations 1 and 2 are this function's own.
-        unsafe { self.heap.deallocate(ptr, layout) }
+        unsafe { self.deallocate(ptr, layout) }
     }
 
     /// Bytes callers asked for in live allocations.
     pub fn stats_alloc_user(&self) -> usize {
-        self.heap.stats().requested_bytes
+        self.stats().requested_bytes
     }
 
     /// Bytes in allocated blocks, rounding included.
     pub fn stats_alloc_actual(&self) -> usize {
-        self.heap.stats().allocated_bytes
+        self.stats().allocated_bytes
     }
 
     /// Bytes the heap can hand out.
     pub fn stats_total_bytes(&self) -> usize {
-        self.heap.stats().total_bytes
-    }
-
-    /// The underlying kheap heap, for its statistics and invariant walker.
-    pub fn inner(&self) -> &BuddyHeap<ORDER> {
-        &self.heap
+        self.stats().total_bytes
     }
 }
 
-impl<const ORDER: usize> Default for Heap<ORDER> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// `buddy_system_allocator::LockedHeap`: a [`Heap`] behind a lock, usable as
-/// `#[global_allocator]`.
+/// `buddy_system_allocator::LockedHeap`: a [`BuddyHeap`] behind a lock, usable as
+/// `#[global_allocator]`; `lock()` gives the [`Heap`] methods.
 ///
 /// The lock `R` defaults to [`RawSpinlock`], like the original's `spin::Mutex`: a kernel whose
 /// interrupt handlers allocate deadlocks on it exactly as on the original. Name an
@@ -162,13 +181,13 @@ impl<const ORDER: usize> Default for Heap<ORDER> {
 /// static HEAP_ALLOCATOR: LockedHeap<32, RawIrqSpinlock<NoInterrupts>> = LockedHeap::empty();
 /// ```
 pub struct LockedHeap<const ORDER: usize = DEFAULT_MAX_ORDER, R: RawMutex = RawSpinlock>(
-    Locked<R, Heap<ORDER>>,
+    Locked<R, BuddyHeap<ORDER>>,
 );
 
 impl<const ORDER: usize, R: RawMutex> LockedHeap<ORDER, R> {
     /// An empty heap.
     pub const fn new() -> Self {
-        LockedHeap(Locked::new(Heap::new()))
+        LockedHeap(Locked::new(BuddyHeap::with_orders()))
     }
 
     /// An empty heap.
@@ -184,16 +203,19 @@ impl<const ORDER: usize, R: RawMutex> Default for LockedHeap<ORDER, R> {
 }
 
 impl<const ORDER: usize, R: RawMutex> Deref for LockedHeap<ORDER, R> {
-    type Target = Locked<R, Heap<ORDER>>;
+    type Target = Locked<R, BuddyHeap<ORDER>>;
 
     fn deref(&self) -> &Self::Target {
         &self.0
     }
 }
 
-// SAFETY: forwards to `kheap::LockedHeap<R, Heap>`'s `GlobalAlloc`, whose contract is the
-// same; `Heap` forwards every `RawHeap` call to `BuddyHeap` unchanged.
-unsafe impl<const ORDER: usize, R: RawMutex> GlobalAlloc for LockedHeap<ORDER, R> {
+// SAFETY: forwards to `kheap::LockedHeap<R, BuddyHeap>`'s `GlobalAlloc`, whose contract is the
+// same.
+unsafe impl<const ORDER: usize, R: RawMutex> GlobalAlloc for LockedHeap<ORDER, R>
+where
+    Locked<R, BuddyHeap<ORDER>>: Sync,
+{
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller's obligations are passed on unchanged.
         unsafe { self.0.alloc(layout) }
@@ -212,64 +234,5 @@ unsafe impl<const ORDER: usize, R: RawMutex> GlobalAlloc for LockedHeap<ORDER, R
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: the caller's obligations are passed on unchanged.
         unsafe { self.0.realloc(ptr, layout, new_size) }
-    }
-}
-
-// SAFETY: every method forwards to `BuddyHeap`, which upholds the contract.
-unsafe impl<const ORDER: usize> RawHeap for Heap<ORDER> {
-    const MIN_REGION: usize = BuddyHeap::<ORDER>::MIN_REGION;
-
-    unsafe fn add_region(&mut self, region: NonNull<[u8]>) -> Result<usize, crate::RegionError> {
-        // SAFETY: the caller's obligations are passed on unchanged.
-        unsafe { self.heap.add_region(region) }
-    }
-
-    fn allocate(&mut self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
-        self.heap.allocate(layout)
-    }
-
-    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) {
-        // SAFETY: the caller's obligations are passed on unchanged.
-        unsafe { self.heap.deallocate(ptr, layout) }
-    }
-
-    unsafe fn grow_in_place(
-        &mut self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new_size: usize,
-    ) -> Result<(), AllocError> {
-        // SAFETY: the caller's obligations are passed on unchanged.
-        unsafe { self.heap.grow_in_place(ptr, old, new_size) }
-    }
-
-    unsafe fn shrink_in_place(
-        &mut self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new_size: usize,
-    ) -> Result<(), AllocError> {
-        // SAFETY: the caller's obligations are passed on unchanged.
-        unsafe { self.heap.shrink_in_place(ptr, old, new_size) }
-    }
-
-    fn could_ever_fit(&self, layout: Layout) -> bool {
-        self.heap.could_ever_fit(layout)
-    }
-
-    fn stats(&self) -> crate::HeapStats {
-        self.heap.stats()
-    }
-
-    fn check_invariants(&self) -> Result<(), crate::InvariantError> {
-        self.heap.check_invariants()
-    }
-
-    fn for_each_region(&self, f: &mut dyn FnMut(*const u8, usize)) {
-        self.heap.for_each_region(f);
-    }
-
-    fn for_each_free_block(&self, f: &mut dyn FnMut(*const u8, usize)) {
-        self.heap.for_each_free_block(f);
     }
 }

@@ -3,13 +3,15 @@
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
-use crate::{AllocError, HeapStats, InvariantError, RegionError};
+use crate::{AllocError, HeapUsage, InvariantError, Misuse, Part, RegionError};
 
-/// A single-threaded heap algorithm over memory handed to it explicitly.
+/// A single-threaded heap over memory handed to it explicitly: an algorithm, or a layer in
+/// front of one (a layer is a `RawHeap` wrapping a `RawHeap`, so layers stack).
 ///
-/// A `RawHeap` has no lock and no global state; wrap it in a [`LockedHeap`](crate::LockedHeap)
-/// to use it as a global allocator. Words in *italics* below are defined once in the
-/// [crate documentation](crate#contract-words).
+/// The contract is mechanism only: a `RawHeap` has no lock and no global state, never panics
+/// on a caller's mistake (it returns an error and changes nothing) and decides no policy;
+/// wrap it in a [`LockedHeap`](crate::LockedHeap) to use it as a global allocator. Words in
+/// *italics* below are defined once in the [crate documentation](crate#contract-words).
 ///
 /// # Safety
 ///
@@ -21,7 +23,9 @@ use crate::{AllocError, HeapStats, InvariantError, RegionError};
 /// 2. The heap never reads or writes the bytes of a *live allocation*.
 /// 3. A successful `grow_in_place` / `shrink_in_place` keeps the pointer and the first
 ///    `min(old, new)` bytes, and leaves promise 1 true for the new layout.
-/// 4. A refused call (`Err`) changes nothing but the `failed_requests` counter.
+/// 4. A refused call (`Err`) changes nothing.
+/// 5. No method panics or unwinds on any input a caller can give it within the `# Safety`
+///    obligations of the method; refused requests and detected misuse are `Err` values.
 pub unsafe trait RawHeap {
     /// The smallest region, in bytes, that `add_region` can accept.
     const MIN_REGION: usize;
@@ -44,27 +48,27 @@ pub unsafe trait RawHeap {
     /// 2. Nothing else reads or writes it from now on: it becomes a *region* of this heap.
     unsafe fn add_region(&mut self, region: NonNull<[u8]>) -> Result<usize, RegionError>;
 
-    /// Allocates a block for `layout`.
+    /// Allocates a block for `layout`; returns it with its usable size (at least
+    /// `layout.size()`; the caller may use all of it).
     ///
     /// # Errors
     ///
-    /// [`AllocError`] when no free block can hold `layout` (the heap is unchanged but for its
-    /// `failed_requests` counter). Never panics.
-    fn allocate(&mut self, layout: Layout) -> Result<NonNull<u8>, AllocError>;
+    /// [`AllocError`] when no free block can hold `layout`; the heap is unchanged.
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError>;
 
     /// Returns a block to the heap.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// When the heap can tell that `ptr` is not a *live allocation* (outside every region,
-    /// misaligned for its block, or already free), with the address and layout in the
-    /// message. Not every misuse can be detected.
+    /// A [`Misuse`] when the heap detects that obligation 1 or 2 is broken (which kinds each
+    /// heap detects is in its documentation); the heap is then unchanged. Misuse that is not
+    /// detected is undefined behaviour.
     ///
     /// # Safety
     ///
     /// 1. `ptr` is a *live allocation* of this heap.
     /// 2. `layout` *fits* it.
-    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout);
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse>;
 
     /// Makes a *live allocation* larger without moving it, if the memory after it is free.
     ///
@@ -132,16 +136,13 @@ pub unsafe trait RawHeap {
         }
     }
 
-    /// Whether some block of this heap could ever hold `layout`, given enough memory. A front
-    /// asks before growing the heap, so a request no region could satisfy does not drain the
-    /// memory source. Heaps without a largest block keep the default, `true`.
-    fn could_ever_fit(&self, layout: Layout) -> bool {
-        let _ = layout;
-        true
-    }
+    /// The layout of a fresh region (from a memory source, touching no other region) in which
+    /// `allocate(layout)` is sure to succeed, or `None` when no region can make it succeed.
+    /// A front asks its source for exactly this when an allocation fails.
+    fn region_layout_for(&self, layout: Layout) -> Option<Layout>;
 
-    /// Statistics, read in O(1).
-    fn stats(&self) -> HeapStats;
+    /// Total, free and largest free bytes, read in O(1).
+    fn usage(&self) -> HeapUsage;
 
     /// Walks all of the heap's bookkeeping and reports the first broken invariant.
     ///
@@ -150,9 +151,26 @@ pub unsafe trait RawHeap {
     /// An [`InvariantError`] naming the invariant and the block where it fails.
     fn check_invariants(&self) -> Result<(), InvariantError>;
 
-    /// Calls `f(start, len)` for each region the heap manages (joined regions count once).
-    fn for_each_region(&self, f: &mut dyn FnMut(*const u8, usize));
+    /// Calls `visit` for every region (joined regions count once), every free block and every
+    /// piece of bookkeeping, in no particular order: for invariant checks, heap maps and the lab.
+    fn walk(&self, visit: &mut dyn FnMut(Part));
+}
 
-    /// Calls `f(start, len)` for each free block, in no particular order.
-    fn for_each_free_block(&self, f: &mut dyn FnMut(*const u8, usize));
+/// A heap that can tell, from its address alone, the block a *live allocation* occupies:
+/// what a C `free(ptr)` and a debug layer need, and what makes every wrong-layout free
+/// detectable.
+///
+/// # Safety
+///
+/// Implementors promise that when `block_layout(ptr)` returns `Ok(layout)`, `ptr` is the start
+/// of a block the heap has handed out, and `deallocate(ptr, layout)` frees exactly that block
+/// (`layout` *fits* it).
+pub unsafe trait BlockLookup: RawHeap {
+    /// The layout of the allocated block that starts at `ptr`.
+    ///
+    /// # Errors
+    ///
+    /// A [`Misuse`] (with `layout` set to `Layout::new::<u8>()`) when no allocated block starts
+    /// at `ptr`.
+    fn block_layout(&self, ptr: NonNull<u8>) -> Result<Layout, Misuse>;
 }

@@ -1,4 +1,18 @@
-//! Heap statistics: counters kept up to date on every call, so reading them is O(1).
+//! What a heap reports about its memory ([`HeapUsage`], from every algorithm) and about its
+//! callers ([`HeapStats`], counted once by the [`Counted`](crate::Counted) layer).
+
+/// What an algorithm knows about its memory, read in O(1): the figures every heap keeps anyway
+/// to manage its free space.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeapUsage {
+    /// Bytes the heap can hand out: the regions given to it, less its own bookkeeping and the
+    /// slivers lost to alignment at region ends.
+    pub total_bytes: usize,
+    /// Bytes in free blocks.
+    pub free_bytes: usize,
+    /// The size of the largest free block: no request larger than this can succeed.
+    pub largest_free_block: usize,
+}
 
 /// A snapshot of a heap's statistics. Every figure is in bytes except the two counts.
 ///
@@ -24,7 +38,8 @@ pub struct HeapStats {
     pub largest_free_block: usize,
     /// Number of live allocations.
     pub live_allocations: usize,
-    /// Number of allocation requests refused (out of memory or impossible layout).
+    /// Number of allocation requests refused to the caller (out of memory or impossible
+    /// layout), counted once per request even when a front grew the heap in between.
     pub failed_requests: usize,
 }
 
@@ -51,62 +66,6 @@ impl HeapStats {
         match (self.largest_free_block as u64 * 1000).checked_div(self.free_bytes as u64) {
             Some(largest_share) => 1000 - largest_share as usize,
             None => 0,
-        }
-    }
-}
-
-/// The counters a heap updates on each call; the heap supplies `largest_free_block`.
-///
-/// Invariant: `allocated >= requested`, `allocated <= total`, `peak_requested >= requested`.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) total: usize,
-    pub(crate) allocated: usize,
-    pub(crate) requested: usize,
-    pub(crate) peak_requested: usize,
-    pub(crate) live: usize,
-    pub(crate) failed: usize,
-}
-
-impl Counters {
-    pub(crate) const fn new() -> Self {
-        Counters { total: 0, allocated: 0, requested: 0, peak_requested: 0, live: 0, failed: 0 }
-    }
-
-    pub(crate) fn on_allocate(&mut self, requested: usize, allocated: usize) {
-        self.allocated += allocated;
-        self.requested += requested;
-        self.live += 1;
-        self.peak_requested = self.peak_requested.max(self.requested);
-    }
-
-    pub(crate) fn on_deallocate(&mut self, requested: usize, allocated: usize) {
-        self.allocated -= allocated;
-        self.requested -= requested;
-        self.live -= 1;
-    }
-
-    /// A live allocation changed size in place.
-    pub(crate) fn on_resize(
-        &mut self,
-        (old_requested, old_allocated): (usize, usize),
-        (new_requested, new_allocated): (usize, usize),
-    ) {
-        self.allocated = self.allocated - old_allocated + new_allocated;
-        self.requested = self.requested - old_requested + new_requested;
-        self.peak_requested = self.peak_requested.max(self.requested);
-    }
-
-    pub(crate) fn snapshot(&self, largest_free_block: usize) -> HeapStats {
-        HeapStats {
-            total_bytes: self.total,
-            free_bytes: self.total - self.allocated,
-            allocated_bytes: self.allocated,
-            requested_bytes: self.requested,
-            peak_requested_bytes: self.peak_requested,
-            largest_free_block,
-            live_allocations: self.live,
-            failed_requests: self.failed,
         }
     }
 }

@@ -6,13 +6,22 @@ use core::ptr::{self, NonNull};
 
 use lock_api::{Mutex, MutexGuard, RawMutex};
 
-use crate::{region_len_for, AllocError, HeapStats, InvariantError, MemorySource, RawHeap, RegionError};
+use crate::{
+    panic_on_misuse, AllocError, BlockLookup, Counted, Front, HeapStats, InvariantError, MemorySource,
+    Misuse, MisuseHook, MisuseKind, RawHeap, RegionError,
+};
 
 /// A heap behind a lock, usable as `#[global_allocator]`.
 ///
 /// `R` is the lock: [`RawIrqSpinlock`](crate::RawIrqSpinlock) in a kernel whose interrupt
 /// handlers allocate, [`RawSpinlock`](crate::RawSpinlock) where none do, or any other
-/// `lock_api::RawMutex`. `H` is the algorithm.
+/// `lock_api::RawMutex`. `H` is the algorithm; the front wraps it in [`Counted`] for exact
+/// statistics.
+///
+/// The front owns the policies: it grows the heap from a [`MemorySource`] in a loop, with the
+/// lock released; it copies a moving `realloc` with the lock released; and it hands a misuse the
+/// heap detects (a double free, say) to a [`MisuseHook`] after releasing the lock, so a report
+/// that allocates finds the heap free. Nothing unwinds out of its `GlobalAlloc` methods.
 ///
 /// ```
 /// use core::mem::MaybeUninit;
@@ -45,43 +54,98 @@ use crate::{region_len_for, AllocError, HeapStats, InvariantError, MemorySource,
 /// HEAP.add_region(&mut local).unwrap(); // error: `local` does not live long enough
 /// ```
 pub struct LockedHeap<R: RawMutex, H> {
-    heap: Mutex<R, H>,
-    /// Asked for a new region when an allocation fails.
+    heap: Mutex<R, Counted<H>>,
+    /// Asked for a new region when an allocation fails, with the lock released.
     source: Option<&'static (dyn MemorySource + Sync)>,
+    /// Called, with the lock released, when the heap refuses a call as a misuse.
+    on_misuse: MisuseHook,
 }
 
 impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
-    /// Wraps `heap`; `const`, so it can initialise a `static`.
+    /// Wraps `heap`; `const`, so it can initialise a `static`. Misuse is reported with
+    /// [`panic_on_misuse`]; no memory source.
     pub const fn new(heap: H) -> Self {
-        LockedHeap { heap: Mutex::const_new(R::INIT, heap), source: None }
-    }
-
-    /// Wraps `heap`, growing it from `source` whenever an allocation would fail; `const`.
-    pub const fn with_source(heap: H, source: &'static (dyn MemorySource + Sync)) -> Self {
-        LockedHeap { heap: Mutex::const_new(R::INIT, heap), source: Some(source) }
-    }
-
-    /// Allocates from the locked heap; on failure, grows it from the source (if any) and tries
-    /// again.
-    fn allocate_or_grow(&self, heap: &mut H, layout: Layout) -> Result<NonNull<u8>, AllocError> {
-        if let Ok(block) = heap.allocate(layout) {
-            return Ok(block);
+        LockedHeap {
+            heap: Mutex::const_new(R::INIT, Counted::new(heap)),
+            source: None,
+            on_misuse: panic_on_misuse,
         }
-        let source = self.source.filter(|_| heap.could_ever_fit(layout)).ok_or(AllocError)?;
-        let region = source.acquire(region_len_for(layout)).ok_or(AllocError)?;
-        // SAFETY: `MemorySource` promises the region is valid for ever (1) and handed over (2).
-        unsafe { heap.add_region(region) }.map_err(|_| AllocError)?;
-        heap.allocate(layout)
+    }
+
+    /// The same heap, growing from `source` whenever an allocation would fail: the front asks
+    /// the source for the region the heap says it needs
+    /// ([`RawHeap::region_layout_for`]), with the lock released, adds it and tries again, until
+    /// the allocation succeeds or the source has nothing more. `const`.
+    ///
+    /// ```
+    /// # use kheap::{BuddyHeap, LockedHeap, MemorySource, RawSpinlock};
+    /// # struct Frames;
+    /// # unsafe impl MemorySource for Frames {
+    /// #     fn acquire(&self, _: core::alloc::Layout) -> Option<core::ptr::NonNull<[u8]>> { None }
+    /// # }
+    /// static FRAMES: Frames = Frames;
+    /// static HEAP: LockedHeap<RawSpinlock, BuddyHeap> = LockedHeap::new(BuddyHeap::new()).with_source(&FRAMES);
+    /// ```
+    pub const fn with_source(mut self, source: &'static (dyn MemorySource + Sync)) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// The same heap, calling `hook` instead of [`panic_on_misuse`] when the heap detects a
+    /// misuse. `const`.
+    pub const fn on_misuse(mut self, hook: MisuseHook) -> Self {
+        self.on_misuse = hook;
+        self
+    }
+
+    /// Allocates from the heap; on failure, grows it from the source (if any) and tries again,
+    /// as long as the source supplies memory. The source is called with the lock released.
+    fn allocate_or_grow(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let mut heap = self.heap.lock();
+        loop {
+            if let Ok(block) = heap.allocate_quietly(layout) {
+                return Ok(block);
+            }
+            let wanted = self.source.zip(heap.region_layout_for(layout));
+            let Some((source, wanted)) = wanted else {
+                heap.count_refusal();
+                return Err(AllocError);
+            };
+            drop(heap);
+            let region = source.acquire(wanted);
+            heap = self.heap.lock();
+            let Some(region) = region else {
+                heap.count_refusal();
+                return Err(AllocError);
+            };
+            // SAFETY: `MemorySource` promises the region is valid for ever (1) and handed over (2).
+            if unsafe { heap.add_region(region) }.is_err() {
+                heap.count_refusal();
+                drop(heap);
+                // SAFETY: (1) the region is exactly what `acquire` returned, and the heap
+                // refused it, so nothing uses it. If the source cannot take it back, it stays
+                // unused: never handed out, never corrupted.
+                unsafe { source.release(region) };
+                return Err(AllocError);
+            }
+        }
+    }
+
+    /// Hands a misuse to the hook; the caller has released the lock.
+    #[cold]
+    #[inline(never)]
+    fn report(&self, misuse: &Misuse) {
+        (self.on_misuse)(misuse);
     }
 
     /// Locks the heap for direct use of its [`RawHeap`] methods.
-    pub fn lock(&self) -> MutexGuard<'_, R, H> {
+    pub fn lock(&self) -> MutexGuard<'_, R, Counted<H>> {
         self.heap.lock()
     }
 
     /// Locks the heap if no one holds it, without waiting: for code (an interrupt handler, a
     /// panic handler printing statistics) that must not spin.
-    pub fn try_lock(&self) -> Option<MutexGuard<'_, R, H>> {
+    pub fn try_lock(&self) -> Option<MutexGuard<'_, R, Counted<H>>> {
         self.heap.try_lock()
     }
 
@@ -134,62 +198,116 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
     pub fn check_invariants(&self) -> Result<(), InvariantError> {
         self.heap.lock().check_invariants()
     }
+}
 
-    /// Allocates without involving the global out-of-memory handler.
+impl<R: RawMutex, H: BlockLookup> LockedHeap<R, H> {
+    /// Frees a block given only its address, as C's `free` does: the heap looks up the block's
+    /// layout. A pointer that is not the start of an allocated block goes to the misuse hook.
     ///
-    /// # Errors
+    /// # Safety
     ///
-    /// [`AllocError`] when the heap cannot satisfy `layout`.
-    pub fn try_allocate(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
-        self.allocate_or_grow(&mut self.heap.lock(), layout)
+    /// 1. `ptr` was allocated by this front and is not used after this call.
+    pub unsafe fn deallocate_unsized(&self, ptr: NonNull<u8>) {
+        let result = {
+            let mut heap = self.heap.lock();
+            // SAFETY: the looked-up layout fits the block (`BlockLookup`'s promise), which is a
+            // live allocation by (1).
+            heap.block_layout(ptr).and_then(|layout| unsafe { heap.deallocate(ptr, layout) })
+        };
+        if let Err(misuse) = result {
+            self.report(&misuse);
+        }
     }
 }
 
-// SAFETY: every call goes to the `RawHeap` under the lock, so calls are serialised; the heap's
-// own contract (`RawHeap` promises 1-4) gives `GlobalAlloc`'s: aligned, disjoint blocks of at
-// least the requested size, null on failure, contents kept by `realloc`.
-unsafe impl<R: RawMutex, H: RawHeap> GlobalAlloc for LockedHeap<R, H> {
+// SAFETY: every heap call is made under the lock, so calls are serialised; the heap's own
+// contract (`RawHeap` promises 1-5) gives `Front`'s: aligned, disjoint blocks of at least the
+// requested size; `reallocate` copies `min(old, new)` bytes into a live block before freeing
+// the old one; nothing panics but the misuse hook, which cannot unwind by default.
+unsafe impl<R: RawMutex, H: RawHeap> Front for LockedHeap<R, H>
+where
+    Self: Sync,
+{
+    #[inline]
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.allocate_or_grow(layout)
+    }
+
+    #[inline]
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: (1) and (2) are the heap's obligations 1 and 2. The guard is a temporary,
+        // dropped at the end of this statement: the lock is free before any report.
+        let result = unsafe { self.heap.lock().deallocate(ptr, layout) };
+        if let Err(misuse) = result {
+            self.report(&misuse);
+        }
+    }
+
+    unsafe fn reallocate(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: (1)-(3) are `resize_in_place`'s obligations 1-3.
+        let in_place = unsafe { self.heap.lock().resize_in_place(ptr, old, new_size) };
+        if in_place.is_ok() {
+            return Ok(NonNull::slice_from_raw_parts(ptr, new_size));
+        }
+        let new = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
+        let moved = self.allocate_or_grow(new)?;
+        // SAFETY: both blocks are live and distinct (the heap's promise 1) and hold at least
+        // `min(old, new)` bytes; the copy runs with no lock held. Then the old block, with its
+        // layout (1, 2), goes back.
+        unsafe {
+            ptr::copy_nonoverlapping(ptr.as_ptr(), moved.cast::<u8>().as_ptr(), old.size().min(new_size));
+            Front::deallocate(self, ptr, old);
+        }
+        Ok(moved)
+    }
+
+    fn stats(&self) -> HeapStats {
+        LockedHeap::stats(self)
+    }
+}
+
+// SAFETY: forwards to `Front`, whose promises are `GlobalAlloc`'s; null is returned for every
+// refusal and nothing unwinds (a misuse goes to the hook, after the lock is released).
+unsafe impl<R: RawMutex, H: RawHeap> GlobalAlloc for LockedHeap<R, H>
+where
+    Self: Sync,
+{
+    #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.allocate_or_grow(&mut self.heap.lock(), layout).map_or(ptr::null_mut(), NonNull::as_ptr)
+        self.allocate_or_grow(layout).map_or(ptr::null_mut(), |block| block.cast::<u8>().as_ptr())
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let block = self.allocate_or_grow(&mut self.heap.lock(), layout);
-        let Ok(block) = block else { return ptr::null_mut() };
+        let Ok(block) = self.allocate_or_grow(layout) else { return ptr::null_mut() };
+        let block = block.cast::<u8>().as_ptr();
         // SAFETY: the heap handed out at least `layout.size()` writable bytes at `block`.
-        unsafe { block.as_ptr().write_bytes(0, layout.size()) };
-        block.as_ptr()
+        unsafe { block.write_bytes(0, layout.size()) };
+        block
     }
 
+    #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        let Some(block) = NonNull::new(ptr) else {
-            panic!("kheap: dealloc(null, {layout:?})");
-        };
-        // SAFETY: `GlobalAlloc::dealloc`'s contract: `ptr` was allocated by this allocator
-        // (a live allocation of the heap, 1) with `layout` (it fits, 2).
-        unsafe { self.heap.lock().deallocate(block, layout) }
+        match NonNull::new(ptr) {
+            // SAFETY: `GlobalAlloc::dealloc`'s contract: `ptr` was allocated by this allocator
+            // (1) with `layout` (2).
+            Some(block) => unsafe { Front::deallocate(self, block, layout) },
+            None => self.report(&Misuse::new(MisuseKind::Null, ptr, layout)),
+        }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let Some(block) = NonNull::new(ptr) else {
-            panic!("kheap: realloc(null, {layout:?}, {new_size})");
+            self.report(&Misuse::new(MisuseKind::Null, ptr, layout));
+            return ptr::null_mut();
         };
-        let mut heap = self.heap.lock();
-        // SAFETY: `GlobalAlloc::realloc`'s contract: `block` is a live allocation with
-        // `layout` (1, 2), and `new_size` rounded to the alignment fits `isize` (3).
-        let in_place = unsafe { heap.resize_in_place(block, layout, new_size) };
-        if in_place.is_ok() {
-            return ptr;
-        }
-        // SAFETY: `realloc`'s contract makes `new_size` with this alignment a valid layout.
-        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        let Ok(moved) = self.allocate_or_grow(&mut heap, new_layout) else { return ptr::null_mut() };
-        // SAFETY: both blocks are live and distinct (the heap's promise 1) and hold at least
-        // `min(old, new)` bytes; then the old block, with its layout, goes back to the heap.
-        unsafe {
-            ptr::copy_nonoverlapping(ptr, moved.as_ptr(), layout.size().min(new_size));
-            heap.deallocate(block, layout);
-        }
-        moved.as_ptr()
+        // SAFETY: `GlobalAlloc::realloc`'s contract: `block` is live with `layout` (1, 2), and
+        // `new_size` is non-zero and fits `isize` once rounded to the alignment (3).
+        unsafe { self.reallocate(block, layout, new_size) }
+            .map_or(ptr::null_mut(), |b| b.cast::<u8>().as_ptr())
     }
 }

@@ -1,5 +1,5 @@
-//! Tests of the buddy heap's own mechanics; the shared conformance suite lives in
-//! `kheap-testkit`.
+//! Tests of the buddy heap's own mechanics and its misuse detection; the shared conformance
+//! suite lives in `kheap-testkit`.
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -9,7 +9,7 @@ use super::*;
 use crate::test_memory::Memory;
 
 fn heap_over(memory: &Memory, from: usize, len: usize) -> BuddyHeap<20> {
-    let mut heap = BuddyHeap::new();
+    let mut heap = BuddyHeap::with_orders();
     // SAFETY: the memory outlives the heap in every test and only the heap uses it.
     unsafe { heap.add_region(memory.region(from, len)) }.unwrap();
     heap
@@ -17,9 +17,46 @@ fn heap_over(memory: &Memory, from: usize, len: usize) -> BuddyHeap<20> {
 
 fn free_blocks(heap: &BuddyHeap<20>) -> Vec<(usize, usize)> {
     let mut blocks = Vec::new();
-    heap.for_each_free_block(&mut |p, len| blocks.push((p.addr(), len)));
+    heap.walk(&mut |part| {
+        if part.kind == PartKind::Free {
+            blocks.push((part.start.addr(), part.len));
+        }
+    });
     blocks.sort();
     blocks
+}
+
+fn bookkeeping(heap: &BuddyHeap<20>) -> usize {
+    let mut bytes = 0;
+    heap.walk(&mut |part| {
+        if part.kind == PartKind::Bookkeeping {
+            bytes += part.len;
+        }
+    });
+    bytes
+}
+
+fn alloc(heap: &mut BuddyHeap<20>, layout: Layout) -> NonNull<u8> {
+    heap.allocate(layout).unwrap().cast()
+}
+
+fn layout(size: usize, align: usize) -> Layout {
+    Layout::from_size_align(size, align).unwrap()
+}
+
+/// Fills the heap with 16-byte blocks; returns their addresses, sorted, and the address of
+/// one with its three next neighbours live too, aligned to 64.
+fn fill_with_granules(heap: &mut BuddyHeap<20>) -> (Vec<usize>, usize) {
+    let mut live = Vec::new();
+    while let Ok(block) = heap.allocate(layout(16, 16)) {
+        live.push(block.cast::<u8>().as_ptr().addr());
+    }
+    live.sort();
+    let x = *live
+        .iter()
+        .find(|&&x| x % 64 == 0 && [16, 32, 48].iter().all(|d| live.binary_search(&(x + d)).is_ok()))
+        .expect("no four consecutive granules");
+    (live, x)
 }
 
 #[test]
@@ -27,18 +64,30 @@ fn freeing_both_halves_merges_them_back_into_the_parent() {
     let memory = Memory::new(1 << 16);
     let mut heap = heap_over(&memory, 0, 1 << 16);
     let initial = free_blocks(&heap);
-    let layout = Layout::from_size_align(16, 16).unwrap();
-    let a = heap.allocate(layout).unwrap();
-    let b = heap.allocate(layout).unwrap();
-    assert_eq!(a.as_ptr().addr() ^ b.as_ptr().addr(), 16, "two small blocks should be buddies");
-    heap.check_invariants().unwrap();
-    // SAFETY: `a` and `b` are live with `layout`.
+    let (live, x) = fill_with_granules(&mut heap);
+    let small = layout(16, 16);
+    // SAFETY: X and X+16 are live with `small`.
     unsafe {
-        heap.deallocate(a, layout);
-        heap.deallocate(b, layout);
+        heap.deallocate(with_addr(memory.0, x + 16), small).unwrap();
+        heap.deallocate(with_addr(memory.0, x), small).unwrap();
+    }
+    heap.check_invariants().unwrap();
+    assert_eq!(free_blocks(&heap), [(x, 32)], "the buddies did not merge");
+    for &addr in live.iter().filter(|&&a| a != x && a != x + 16) {
+        // SAFETY: every other block is live with `small`.
+        unsafe { heap.deallocate(with_addr(memory.0, addr), small) }.unwrap();
     }
     heap.check_invariants().unwrap();
     assert_eq!(free_blocks(&heap), initial);
+}
+
+#[test]
+fn allocate_reports_the_usable_size_of_the_block() {
+    let memory = Memory::new(1 << 16);
+    let mut heap = heap_over(&memory, 0, 1 << 16);
+    let block = heap.allocate(layout(100, 8)).unwrap();
+    assert_eq!(block.len(), 128);
+    assert_eq!(heap.usage().free_bytes, heap.usage().total_bytes - 128);
 }
 
 #[test]
@@ -50,110 +99,275 @@ fn a_region_of_any_start_and_length_loses_only_its_bookkeeping_and_slivers() {
     let first = (memory.0.as_ptr().addr() + from).next_multiple_of(GRANULE);
     let last = (memory.0.as_ptr().addr() + from + len) & !(GRANULE - 1);
     let meta = bookkeeping(&heap);
-    assert_eq!(heap.stats().total_bytes, last - first - meta);
-    assert!(meta < len / 32, "bookkeeping of {meta} bytes for {len}");
+    assert_eq!(heap.usage().total_bytes, last - first - meta);
+    assert!(meta < len / 16, "bookkeeping of {meta} bytes for {len}");
     heap.check_invariants().unwrap();
-}
-
-fn bookkeeping(heap: &BuddyHeap<20>) -> usize {
-    heap.records().map(|r| heap.record(r).meta.len).sum()
 }
 
 #[test]
 fn grow_in_place_takes_the_free_upper_buddy() {
     let memory = Memory::new(1 << 16);
     let mut heap = heap_over(&memory, 0, 1 << 16);
-    let layout = Layout::from_size_align(64, 64).unwrap();
-    let a = heap.allocate(layout).unwrap();
-    // SAFETY: `a` is live with `layout`; 256 >= 64.
-    unsafe { heap.grow_in_place(a, layout, 256) }.unwrap();
-    assert_eq!(heap.stats().allocated_bytes, 256);
+    let small = layout(64, 64);
+    let a = alloc(&mut heap, small);
+    let free_before = heap.usage().free_bytes;
+    // SAFETY: `a` is live with `small`; 256 >= 64.
+    unsafe { heap.grow_in_place(a, small, 256) }.unwrap();
+    assert_eq!(heap.usage().free_bytes, free_before - 192);
     heap.check_invariants().unwrap();
-    let big = Layout::from_size_align(256, 64).unwrap();
-    // SAFETY: `a` is now live with `big`.
-    unsafe { heap.deallocate(a, big) };
+    // SAFETY: `a` is now live with (256, 64), and that is the only layout its block accepts.
+    unsafe {
+        assert_eq!(heap.deallocate(a, small).unwrap_err().kind, MisuseKind::WrongLayout);
+        heap.deallocate(a, layout(256, 64)).unwrap();
+    }
     heap.check_invariants().unwrap();
 }
 
-#[test]
-#[should_panic(expected = "double free")]
-fn freeing_a_block_twice_panics_naming_it() {
+/// Runs `misuse` on a heap with some live blocks and checks that it is refused as `kind` and
+/// leaves the heap exactly as it was.
+fn refused(kind: MisuseKind, misuse: impl FnOnce(&mut BuddyHeap<20>, &[NonNull<u8>]) -> Result<(), Misuse>) {
     let memory = Memory::new(1 << 16);
     let mut heap = heap_over(&memory, 0, 1 << 16);
-    let layout = Layout::new::<u64>();
-    let a = heap.allocate(layout).unwrap();
-    let _keep_buddy_busy = heap.allocate(layout).unwrap();
-    // SAFETY: the first call is correct; the second is the misuse under test, caught before
-    // the heap changes anything.
-    unsafe {
-        heap.deallocate(a, layout);
-        heap.deallocate(a, layout);
-    }
+    let live: Vec<_> = [16, 16, 100, 4096, 16].iter().map(|&s| alloc(&mut heap, layout(s, 16))).collect();
+    // One correct free first, so that a double free has a block to try.
+    // SAFETY: `live[1]` is live with this layout; the tests use it only as a freed block.
+    unsafe { heap.deallocate(live[1], layout(16, 16)) }.unwrap();
+    let before = (free_blocks(&heap), heap.usage());
+    let error = misuse(&mut heap, &live).expect_err("misuse accepted");
+    assert_eq!(error.kind, kind, "{error}");
+    assert_eq!((free_blocks(&heap), heap.usage()), before, "a refused free changed the heap");
+    heap.check_invariants().unwrap();
 }
 
 #[test]
-#[should_panic(expected = "not inside this heap")]
-fn freeing_a_foreign_pointer_panics_naming_it() {
+fn a_second_free_is_refused_as_a_double_free() {
+    refused(MisuseKind::DoubleFree, |heap, live| {
+        // SAFETY: deliberately wrong: `live[1]` was freed by `refused`; refused.
+        unsafe { heap.deallocate(live[1], layout(16, 16)) }
+    });
+}
+
+#[test]
+fn a_free_with_a_larger_size_is_refused_as_a_wrong_layout() {
+    refused(MisuseKind::WrongLayout, |heap, live| {
+        // SAFETY: deliberately wrong; refused before anything changes.
+        unsafe { heap.deallocate(live[0], layout(64, 16)) }
+    });
+}
+
+#[test]
+fn a_free_with_a_larger_alignment_is_refused_as_a_wrong_layout() {
+    // A 16-byte block that happens to sit at a 4096-aligned address, freed as if it were
+    // aligned to 4096: once it merged over live neighbours.
+    let memory = Memory::new(1 << 16);
+    let mut heap = heap_over(&memory, 0, 1 << 16);
+    let mut live = Vec::new();
+    let a = loop {
+        let block = alloc(&mut heap, layout(16, 16));
+        if block.as_ptr().addr() % 4096 == 0 {
+            break block;
+        }
+        live.push(block);
+    };
+    let _neighbour = alloc(&mut heap, layout(16, 16));
+    // SAFETY: deliberately wrong; refused before anything changes.
+    let error = unsafe { heap.deallocate(a, layout(16, 4096)) }.unwrap_err();
+    assert_eq!(error.kind, MisuseKind::WrongLayout);
+    assert_eq!(error.found, Some(layout(16, 16)), "the report names the block really there");
+    heap.check_invariants().unwrap();
+}
+
+#[test]
+fn a_free_with_a_smaller_size_is_refused_as_a_wrong_layout() {
+    refused(MisuseKind::WrongLayout, |heap, live| {
+        // SAFETY: deliberately wrong (the block is 128 bytes); refused.
+        unsafe { heap.deallocate(live[2], layout(16, 16)) }
+    });
+}
+
+#[test]
+fn an_interior_pointer_is_refused() {
+    refused(MisuseKind::NotBlockStart, |heap, live| {
+        // SAFETY: deliberately wrong: 64 bytes into a live 128-byte block, aligned for the
+        // layout; refused.
+        unsafe { heap.deallocate(offset(live[2], 64), layout(16, 16)) }
+    });
+}
+
+#[test]
+fn a_second_free_after_the_block_was_reused_is_refused() {
+    let memory = Memory::new(1 << 16);
+    let mut heap = heap_over(&memory, 0, 1 << 16);
+    let (_, x) = fill_with_granules(&mut heap);
+    let small = layout(16, 16);
+    for d in [0, 16, 32, 48] {
+        // SAFETY: correct frees of live blocks.
+        unsafe { heap.deallocate(with_addr(memory.0, x + d), small) }.unwrap();
+    }
+    // The only free memory is [X, X+64): the next 64-byte block is X again.
+    let reused = alloc(&mut heap, layout(64, 16));
+    assert_eq!(reused.as_ptr().addr(), x);
+    // SAFETY: deliberately wrong: the 16-byte block at X was freed; X is a live 64-byte block.
+    let error = unsafe { heap.deallocate(reused, small) }.unwrap_err();
+    assert_eq!(error.kind, MisuseKind::WrongLayout, "{error}");
+    // SAFETY: deliberately wrong: X+16 was freed and now lies inside the live block.
+    let error = unsafe { heap.deallocate(with_addr(memory.0, x + 16), small) }.unwrap_err();
+    assert_eq!(error.kind, MisuseKind::NotBlockStart, "{error}");
+    heap.check_invariants().unwrap();
+}
+
+#[test]
+fn a_free_of_the_heaps_own_bookkeeping_is_refused() {
+    let memory = Memory::new(1 << 16);
+    let mut heap = heap_over(&memory, 0, 1 << 16);
+    let mut meta = None;
+    heap.walk(&mut |part| {
+        if part.kind == PartKind::Bookkeeping {
+            meta = Some(part.start);
+        }
+    });
+    let meta = with_addr(memory.0, meta.unwrap().addr());
+    // SAFETY: deliberately wrong; refused.
+    let error = unsafe { heap.deallocate(meta, layout(16, 16)) }.unwrap_err();
+    assert_eq!(error.kind, MisuseKind::Bookkeeping);
+    heap.check_invariants().unwrap();
+    assert!(heap.allocate(layout(16, 16)).is_ok());
+}
+
+#[test]
+fn a_foreign_pointer_is_refused() {
     let memory = Memory::new(1 << 16);
     let mut heap = heap_over(&memory, 0, 1 << 15);
     let foreign = offset(memory.0, 1 << 15);
-    // SAFETY: deliberately wrong; the heap detects it before touching anything.
-    unsafe { heap.deallocate(foreign, Layout::new::<u64>()) };
+    // SAFETY: deliberately wrong; refused.
+    let error = unsafe { heap.deallocate(foreign, Layout::new::<u64>()) }.unwrap_err();
+    assert_eq!(error.kind, MisuseKind::Foreign);
+}
+
+#[test]
+fn block_layout_finds_the_block_of_a_live_allocation() {
+    let memory = Memory::new(1 << 16);
+    let mut heap = heap_over(&memory, 0, 1 << 16);
+    let a = alloc(&mut heap, layout(100, 8));
+    assert_eq!(heap.block_layout(a), Ok(layout(128, 128)));
+    assert_eq!(heap.block_layout(offset(a, 16)).unwrap_err().kind, MisuseKind::NotBlockStart);
+    // SAFETY: the layout came from `block_layout`, which promises it frees exactly the block.
+    unsafe { heap.deallocate(a, heap.block_layout(a).unwrap()) }.unwrap();
+    assert_eq!(heap.block_layout(a).unwrap_err().kind, MisuseKind::DoubleFree);
+    heap.check_invariants().unwrap();
 }
 
 #[test]
 fn check_invariants_names_a_corrupted_bitmap() {
     let memory = Memory::new(1 << 16);
     let mut heap = heap_over(&memory, 0, 1 << 16);
-    let layout = Layout::new::<u64>();
-    let a = heap.allocate(layout).unwrap();
+    let a = alloc(&mut heap, Layout::new::<u64>());
     let record = heap.regions.unwrap();
     // Mark the allocated block free in the bitmap without putting it on a list.
-    heap.set_free_bit(record, a.as_ptr().addr(), 0, true);
+    // SAFETY: the block lies inside the region.
+    unsafe { heap.record_mut(record).set_state(a.as_ptr().addr(), 0, FREE, true) };
+    assert!(heap.check_invariants().is_err());
+}
+
+#[test]
+fn check_invariants_reports_a_corrupted_link_instead_of_following_it() {
+    let memory = Memory::new(1 << 16);
+    let heap = heap_over(&memory, 0, 1 << 16);
+    let k = heap.nonempty.trailing_zeros() as usize;
+    let mut head = heap.free_lists[k].unwrap();
+    // A stray write over a free block's link, pointing far outside the heap.
+    // SAFETY: the head of a free list holds a `FreeBlock` the heap owns.
+    unsafe { head.as_mut().next = Some(NonNull::dangling()) };
     let error = heap.check_invariants().unwrap_err();
-    assert!(error.what.contains("bitmap") || error.what.contains("merged"), "{error}");
+    assert!(error.what.contains("outside every region"), "{error}");
 }
 
 #[test]
 fn touching_regions_join_and_return_the_old_bookkeeping() {
     let memory = Memory::new(1 << 17);
     let mut heap = heap_over(&memory, 0, 1 << 16);
-    let alone = heap.stats().total_bytes;
+    let live = alloc(&mut heap, layout(1000, 8));
+    let alone = heap.usage().total_bytes;
     // SAFETY: as in `heap_over`.
     unsafe { heap.add_region(memory.region(1 << 16, 1 << 16)) }.unwrap();
     heap.check_invariants().unwrap();
-    let mut once = BuddyHeap::<20>::new();
+    let mut once = BuddyHeap::<20>::with_orders();
     let other = Memory::new(1 << 17);
     // SAFETY: a second heap over separate memory of the same length, which outlives it.
     unsafe { once.add_region(other.region(0, 1 << 17)) }.unwrap();
-    assert!(heap.stats().total_bytes > 2 * alone, "old bookkeeping not returned");
-    assert_eq!(
-        heap.stats().total_bytes,
-        once.stats().total_bytes,
-        "joined heap smaller than one added at once"
-    );
+    assert!(heap.usage().total_bytes > 2 * alone, "old bookkeeping not returned");
+    assert_eq!(heap.usage().total_bytes, once.usage().total_bytes, "joined heap smaller than one added at once");
+    // The block allocated before the join is still known, exactly.
+    // SAFETY: `live` is live with this layout.
+    unsafe { heap.deallocate(live, layout(1000, 8)) }.unwrap();
+    heap.check_invariants().unwrap();
+}
+
+#[test]
+fn many_separate_regions_are_all_found() {
+    let memory = Memory::new(1 << 20);
+    let mut heap = BuddyHeap::<20>::with_orders();
+    // 64 regions with gaps between them, added in a scrambled order.
+    for i in (0..64).map(|i| (i * 37) % 64) {
+        // SAFETY: disjoint pieces of memory that outlives the heap.
+        unsafe { heap.add_region(memory.region(i * 16384, 8192)) }.unwrap();
+    }
+    heap.check_invariants().unwrap();
+    let blocks: Vec<_> = (0..64 * 8).filter_map(|_| heap.allocate(layout(512, 8)).ok()).collect();
+    assert!(blocks.len() >= 64 * 6, "only {} blocks", blocks.len());
+    for block in blocks {
+        // SAFETY: every block is live with this layout.
+        unsafe { heap.deallocate(block.cast(), layout(512, 8)) }.unwrap();
+    }
+    heap.check_invariants().unwrap();
+    assert_eq!(heap.usage().free_bytes, heap.usage().total_bytes);
+}
+
+#[test]
+fn shrinking_moves_when_another_block_can_take_the_new_size() {
+    let memory = Memory::new(1 << 16);
+    let mut heap = heap_over(&memory, 0, 1 << 16);
+    let big = layout(4096, 16);
+    let a = alloc(&mut heap, big);
+    // SAFETY: `a` is live with `big`; 16 <= 4096.
+    let in_place = unsafe { heap.shrink_in_place(a, big, 16) };
+    assert!(in_place.is_err(), "the heap split a page-aligned block for good while free blocks exist");
+    heap.check_invariants().unwrap();
+}
+
+#[test]
+fn shrinking_in_place_when_nothing_else_is_free() {
+    let memory = Memory::new(1 << 16);
+    let mut heap = heap_over(&memory, 0, 1 << 16);
+    let mut all = Vec::new();
+    while let Ok(block) = heap.allocate(layout(4096, 16)) {
+        all.push(block.cast::<u8>());
+    }
+    while let Ok(block) = heap.allocate(layout(16, 16)) {
+        all.push(block.cast::<u8>());
+    }
+    let big = layout(4096, 16);
+    // SAFETY: `all[0]` is live with `big`; 16 <= 4096.
+    unsafe { heap.shrink_in_place(all[0], big, 16) }.unwrap();
+    assert_eq!(heap.usage().free_bytes, 4096 - 16);
+    heap.check_invariants().unwrap();
+    // SAFETY: deliberately wrong: now live with (16, 16), a 16-byte block.
+    assert_eq!(unsafe { heap.deallocate(all[0], big) }.unwrap_err().kind, MisuseKind::WrongLayout);
+    // SAFETY: the shrunk block, with its new layout.
+    unsafe { heap.deallocate(all[0], layout(16, 16)) }.unwrap();
+    heap.check_invariants().unwrap();
 }
 
 #[test]
 fn grow_in_place_refuses_an_upper_buddy_even_when_the_next_block_is_free() {
     let memory = Memory::new(1 << 16);
     let mut heap = heap_over(&memory, 0, 1 << 16);
-    let small = Layout::from_size_align(16, 16).unwrap();
-    // A 64-byte block at X, shrunk to 16 bytes: X+16 and X+32.. become free.
-    let big = Layout::from_size_align(64, 16).unwrap();
-    let x = heap.allocate(big).unwrap();
-    // SAFETY: `x` is live with `big`; 16 <= 64.
-    unsafe { heap.shrink_in_place(x, big, 16) }.unwrap();
-    // Take 16-byte blocks until X+16, X+32 and X+48 are all live.
-    let wanted: Vec<usize> = [16, 32, 48].iter().map(|d| x.as_ptr().addr() + d).collect();
-    let mut got = Vec::new();
-    while !wanted.iter().all(|w| got.iter().any(|g: &NonNull<u8>| g.as_ptr().addr() == *w)) {
-        got.push(heap.allocate(small).expect("heap ran out before reaching X+48"));
-    }
-    let at = |d: usize| *got.iter().find(|g| g.as_ptr().addr() == x.as_ptr().addr() + d).unwrap();
+    let (_, x) = fill_with_granules(&mut heap);
+    let small = layout(16, 16);
+    let at = |d: usize| with_addr(memory.0, x + d);
     // X+32 free at order 0, right after X+16, which is the *upper* half of [X, X+32).
     // SAFETY: live with `small`.
-    unsafe { heap.deallocate(at(32), small) };
+    unsafe { heap.deallocate(at(32), small) }.unwrap();
     // SAFETY: X+16 is live with `small`; 32 >= 16.
     let grown = unsafe { heap.grow_in_place(at(16), small, 32) };
     assert!(grown.is_err(), "an upper buddy grew into the next pair's block");
@@ -161,9 +375,25 @@ fn grow_in_place_refuses_an_upper_buddy_even_when_the_next_block_is_free() {
 }
 
 #[test]
-fn could_ever_fit_knows_the_largest_block() {
-    let heap = BuddyHeap::<16>::new();
-    assert!(heap.could_ever_fit(Layout::from_size_align(BuddyHeap::<16>::MAX_BLOCK, 1).unwrap()));
-    assert!(!heap.could_ever_fit(Layout::from_size_align(BuddyHeap::<16>::MAX_BLOCK + 1, 1).unwrap()));
-    assert!(!heap.could_ever_fit(Layout::from_size_align(1, BuddyHeap::<16>::MAX_BLOCK * 2).unwrap()));
+fn region_layout_for_knows_the_largest_block_and_asks_for_little_more_than_the_block() {
+    let heap = BuddyHeap::<16>::with_orders();
+    let max = BuddyHeap::<16>::MAX_BLOCK;
+    assert!(heap.region_layout_for(layout(max, 1)).is_some());
+    assert!(heap.region_layout_for(layout(max + 1, 1)).is_none());
+    assert!(heap.region_layout_for(layout(1, max * 2)).is_none());
+    let wanted = BuddyHeap::new().region_layout_for(layout(3 << 20, 8)).unwrap();
+    assert_eq!(wanted.align(), 4 << 20);
+    assert!(wanted.size() < (4 << 20) * 105 / 100, "{wanted:?}");
+}
+
+#[test]
+fn a_region_shaped_as_region_layout_for_asks_holds_the_request() {
+    let request = layout(8192, 8192);
+    let wanted = BuddyHeap::<20>::with_orders().region_layout_for(request).unwrap();
+    let memory = Memory::new(wanted.size() + wanted.align());
+    let start = memory.0.as_ptr().addr().next_multiple_of(wanted.align()) - memory.0.as_ptr().addr();
+    let mut heap = BuddyHeap::<20>::with_orders();
+    // SAFETY: memory that outlives the heap.
+    unsafe { heap.add_region(memory.region(start, wanted.size())) }.unwrap();
+    assert!(heap.allocate(request).is_ok());
 }

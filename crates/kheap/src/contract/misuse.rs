@@ -1,0 +1,97 @@
+//! Misuse: a call that breaks the heap contract and that a heap detected and refused.
+
+use core::alloc::Layout;
+use core::fmt;
+
+/// What kind of mistake a refused `deallocate` (or resize) was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MisuseKind {
+    /// The pointer is null.
+    Null,
+    /// The pointer lies outside every region of this heap: it was never allocated here.
+    Foreign,
+    /// The pointer lies in one of the heap's regions but not at the start of a block: an
+    /// interior pointer, or one that was never handed out.
+    NotBlockStart,
+    /// The block is already free: a double free, or a free of a block that was never
+    /// handed out.
+    DoubleFree,
+    /// A block starts at the pointer, but not one of the size and alignment the layout asks
+    /// for: the layout is not the one the block was allocated with.
+    WrongLayout,
+    /// The pointer lies in the heap's own bookkeeping.
+    Bookkeeping,
+    /// No block of this heap can have the layout given (too large, or aligned beyond what
+    /// the heap supports), so the pointer cannot be one of its allocations.
+    ImpossibleLayout,
+}
+
+impl MisuseKind {
+    /// The mistake in words.
+    pub const fn describe(self) -> &'static str {
+        match self {
+            MisuseKind::Null => "the pointer is null",
+            MisuseKind::Foreign => "the pointer is not inside this heap",
+            MisuseKind::NotBlockStart => "the pointer is not the start of an allocated block",
+            MisuseKind::DoubleFree => "the block is already free (double free)",
+            MisuseKind::WrongLayout => "the layout is not the one the block was allocated with",
+            MisuseKind::Bookkeeping => "the pointer lies in the heap's own bookkeeping",
+            MisuseKind::ImpossibleLayout => "no block of this heap has that layout",
+        }
+    }
+}
+
+/// A detected misuse, refused by the heap, which is left unchanged.
+///
+/// Names the call's pointer and layout and, where the heap knows it, the block it found at
+/// that address, so that a report can point at the mistake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Misuse {
+    /// What is wrong.
+    pub kind: MisuseKind,
+    /// The pointer the caller passed.
+    pub ptr: *const u8,
+    /// The layout the caller passed.
+    pub layout: Layout,
+    /// The block the heap found at `ptr` (its size and alignment), when it found one.
+    pub found: Option<Layout>,
+}
+
+// SAFETY: `ptr` is only an address to print; a `Misuse` never dereferences it.
+unsafe impl Send for Misuse {}
+// SAFETY: as above; shared access reads only the address.
+unsafe impl Sync for Misuse {}
+
+impl Misuse {
+    /// A misuse of `kind` by a call with `ptr` and `layout`.
+    #[cold]
+    pub const fn new(kind: MisuseKind, ptr: *const u8, layout: Layout) -> Self {
+        Misuse { kind, ptr, layout, found: None }
+    }
+
+    /// The same misuse, with the block the heap found at the pointer.
+    #[cold]
+    pub const fn found(mut self, block: Layout) -> Self {
+        self.found = Some(block);
+        self
+    }
+}
+
+impl fmt::Display for Misuse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "kheap: deallocate({:p}, size {}, align {}): {}",
+            self.ptr,
+            self.layout.size(),
+            self.layout.align(),
+            self.kind.describe()
+        )?;
+        if let Some(block) = self.found {
+            write!(f, "; the block there has size {} and align {}", block.size(), block.align())?;
+        }
+        Ok(())
+    }
+}
+
+impl core::error::Error for Misuse {}

@@ -1,0 +1,33 @@
+//! A walk over everything a heap manages: regions, free blocks and bookkeeping.
+
+/// What a [`Part`] of a heap is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PartKind {
+    /// A region as the heap manages it (joined regions count once), after rounding its ends.
+    Region,
+    /// A free block.
+    Free,
+    /// The heap's own records inside a region (headers, bitmaps).
+    Bookkeeping,
+}
+
+/// One span of a heap seen by [`RawHeap::walk`](crate::RawHeap::walk).
+///
+/// Free blocks and bookkeeping lie inside regions and never overlap each other; what a region
+/// holds besides them is allocated (or lost to rounding inside allocated blocks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Part {
+    /// What the span is.
+    pub kind: PartKind,
+    /// Where it starts (an address to compare and print; the walk does not lend the memory).
+    pub start: *const u8,
+    /// Its length in bytes.
+    pub len: usize,
+}
+
+impl Part {
+    /// The address one past the span's end.
+    pub fn end_addr(&self) -> usize {
+        self.start.addr() + self.len
+    }
+}

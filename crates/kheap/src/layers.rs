@@ -1,0 +1,3 @@
+//! Layers: heaps that wrap a heap and are one, so they stack (`Counted<BuddyHeap>`).
+
+pub(crate) mod counted;

@@ -1,0 +1,193 @@
+//! `Counted<H>`: the layer that counts what callers asked for, once, in front of any heap.
+//!
+//! Statistics about callers (requested bytes, their peak, live allocations, refusals) are kept
+//! here and nowhere else, so a stack of layers (`Counted<Slab<Tlsf>>`) counts each request once
+//! and an algorithm's hot path carries no counters. Statistics about memory (total, free,
+//! largest free block) come from the wrapped heap's [`usage`](RawHeap::usage), which it keeps
+//! anyway to manage its free space.
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use crate::{
+    AllocError, BlockLookup, HeapStats, HeapUsage, InvariantError, Misuse, Part, RawHeap, RegionError,
+};
+
+/// A heap with caller statistics: wraps `H`, forwards every call, and counts.
+///
+/// [`LockedHeap`](crate::LockedHeap) wraps its heap in one, so `LockedHeap::stats()` is exact
+/// whatever the algorithm.
+///
+/// ```
+/// use core::alloc::Layout;
+/// use kheap::{BuddyHeap, Counted, RawHeap};
+///
+/// let memory = Box::leak(vec![0u8; 64 * 1024].into_boxed_slice());
+/// let mut heap = Counted::new(BuddyHeap::<20>::new());
+/// // SAFETY: the leaked buffer lives for ever and only the heap uses it.
+/// unsafe { heap.add_region(core::ptr::NonNull::from(memory)) }.unwrap();
+/// let block = heap.allocate(Layout::new::<[u8; 100]>()).unwrap();
+/// assert_eq!(heap.stats().requested_bytes, 100);
+/// assert_eq!(heap.stats().allocated_bytes, 128); // the buddy block
+/// // SAFETY: `block` was allocated just above with this layout.
+/// unsafe { heap.deallocate(block.cast(), Layout::new::<[u8; 100]>()) }.unwrap();
+/// assert_eq!(heap.stats().requested_bytes, 0);
+/// ```
+pub struct Counted<H> {
+    heap: H,
+    /// Invariant: the sum of the sizes callers asked for in their live allocations (with the
+    /// size of their last successful resize). Wrapping arithmetic: a misuse the heap cannot
+    /// detect may skew it, but never makes a count panic.
+    requested: usize,
+    /// Invariant: `peak_requested >= requested`.
+    peak_requested: usize,
+    /// Invariant: the number of live allocations.
+    live: usize,
+    /// Allocation requests refused to callers.
+    failed: usize,
+}
+
+impl<H> Counted<H> {
+    /// Wraps `heap`, with every count at zero; `const`, so it can initialise a `static`.
+    pub const fn new(heap: H) -> Self {
+        Counted { heap, requested: 0, peak_requested: 0, live: 0, failed: 0 }
+    }
+
+    /// The wrapped heap.
+    pub fn inner(&self) -> &H {
+        &self.heap
+    }
+
+    /// Allocates without counting a refusal: a front that will grow the heap and try again
+    /// counts the request as refused only if it finally is ([`count_refusal`](Self::count_refusal)).
+    #[inline]
+    pub(crate) fn allocate_quietly(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError>
+    where
+        H: RawHeap,
+    {
+        let block = self.heap.allocate(layout)?;
+        self.requested = self.requested.wrapping_add(layout.size());
+        self.peak_requested = self.peak_requested.max(self.requested);
+        self.live = self.live.wrapping_add(1);
+        Ok(block)
+    }
+
+    /// Counts one request refused to its caller.
+    #[cold]
+    pub(crate) fn count_refusal(&mut self) {
+        self.failed = self.failed.wrapping_add(1);
+    }
+
+    /// The caller statistics with the wrapped heap's memory figures.
+    pub fn stats(&self) -> HeapStats
+    where
+        H: RawHeap,
+    {
+        let HeapUsage { total_bytes, free_bytes, largest_free_block } = self.heap.usage();
+        HeapStats {
+            total_bytes,
+            free_bytes,
+            allocated_bytes: total_bytes - free_bytes,
+            requested_bytes: self.requested,
+            peak_requested_bytes: self.peak_requested,
+            largest_free_block,
+            live_allocations: self.live,
+            failed_requests: self.failed,
+        }
+    }
+
+    fn resized(&mut self, old: usize, new: usize) {
+        self.requested = self.requested.wrapping_sub(old).wrapping_add(new);
+        self.peak_requested = self.peak_requested.max(self.requested);
+    }
+}
+
+impl<H: Default> Default for Counted<H> {
+    fn default() -> Self {
+        Self::new(H::default())
+    }
+}
+
+// SAFETY: every call is forwarded to `H` unchanged, so `H`'s promises are this layer's; the
+// layer itself only updates its counters, never memory.
+unsafe impl<H: RawHeap> RawHeap for Counted<H> {
+    const MIN_REGION: usize = H::MIN_REGION;
+
+    unsafe fn add_region(&mut self, region: NonNull<[u8]>) -> Result<usize, RegionError> {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        unsafe { self.heap.add_region(region) }
+    }
+
+    #[inline]
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let block = self.allocate_quietly(layout);
+        if block.is_err() {
+            self.count_refusal();
+        }
+        block
+    }
+
+    #[inline]
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse> {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        unsafe { self.heap.deallocate(ptr, layout) }?;
+        self.requested = self.requested.wrapping_sub(layout.size());
+        self.live = self.live.wrapping_sub(1);
+        Ok(())
+    }
+
+    unsafe fn grow_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Result<(), AllocError> {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        unsafe { self.heap.grow_in_place(ptr, old, new_size) }?;
+        self.resized(old.size(), new_size);
+        Ok(())
+    }
+
+    unsafe fn shrink_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Result<(), AllocError> {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        unsafe { self.heap.shrink_in_place(ptr, old, new_size) }?;
+        self.resized(old.size(), new_size);
+        Ok(())
+    }
+
+    fn region_layout_for(&self, layout: Layout) -> Option<Layout> {
+        self.heap.region_layout_for(layout)
+    }
+
+    fn usage(&self) -> HeapUsage {
+        self.heap.usage()
+    }
+
+    fn check_invariants(&self) -> Result<(), InvariantError> {
+        self.heap.check_invariants()?;
+        if self.peak_requested < self.requested {
+            return Err(InvariantError::new(
+                "peak requested below requested",
+                core::ptr::null(),
+                self.peak_requested,
+            ));
+        }
+        Ok(())
+    }
+
+    fn walk(&self, visit: &mut dyn FnMut(Part)) {
+        self.heap.walk(visit);
+    }
+}
+
+// SAFETY: forwarded unchanged to `H`, whose promise it is.
+unsafe impl<H: BlockLookup> BlockLookup for Counted<H> {
+    fn block_layout(&self, ptr: NonNull<u8>) -> Result<Layout, Misuse> {
+        self.heap.block_layout(ptr)
+    }
+}
