@@ -6,7 +6,9 @@
 use std::alloc::{GlobalAlloc, Layout};
 use std::ptr::NonNull;
 
-use kheap::{HeapStats, LockedHeap, MemorySource, RawHeap, RawSpinlock, RegionError};
+use kheap::{
+    Counted, Front, HeapStats, LockedHeap, MemorySource, PartKind, RawHeap, RawSpinlock, RegionError,
+};
 
 use crate::{Arena, Rng, SeedReport, Shadow};
 
@@ -17,8 +19,8 @@ pub const ARENA_ALIGN: usize = 64 * 1024;
 
 /// A heap under test with its memory and its shadow.
 pub struct Fixture<H> {
-    /// The heap.
-    pub heap: H,
+    /// The heap, counted so that its statistics can be checked against the model.
+    pub heap: Counted<H>,
     /// Its model.
     pub shadow: Shadow,
     /// Its memory (declared last: dropped after the heap).
@@ -29,7 +31,7 @@ impl<H: RawHeap> Fixture<H> {
     /// A heap given one arena of `len` bytes.
     pub fn new(make: fn() -> H, len: usize) -> Self {
         let arena = Arena::new(len, ARENA_ALIGN);
-        let mut heap = make();
+        let mut heap = Counted::new(make());
         let mut shadow = Shadow::new();
         // SAFETY: the arena is valid until the fixture drops, after the heap, and only the
         // heap uses it.
@@ -40,7 +42,9 @@ impl<H: RawHeap> Fixture<H> {
 
     /// Allocates through the heap and checks the result against the model.
     pub fn allocate(&mut self, layout: Layout) -> Option<NonNull<u8>> {
-        let ptr = self.heap.allocate(layout).ok()?;
+        let block = self.heap.allocate(layout).ok()?;
+        assert!(block.len() >= layout.size(), "usable size {} below the request {layout:?}", block.len());
+        let ptr = block.cast::<u8>();
         self.shadow.allocated(ptr, layout);
         Some(ptr)
     }
@@ -49,7 +53,9 @@ impl<H: RawHeap> Fixture<H> {
     pub fn free(&mut self, ptr: NonNull<u8>) {
         let layout = self.shadow.freed(ptr);
         // SAFETY: the model only holds live allocations of this heap, with their layouts.
-        unsafe { self.heap.deallocate(ptr, layout) };
+        if let Err(misuse) = unsafe { self.heap.deallocate(ptr, layout) } {
+            panic!("a correct free was refused: {misuse}");
+        }
     }
 
     /// Frees every live block in a seeded random order.
@@ -73,9 +79,11 @@ impl<H: RawHeap> Fixture<H> {
         assert_eq!(stats.free_bytes, stats.total_bytes - stats.allocated_bytes, "free bytes");
         assert_eq!(stats.peak_requested_bytes, self.shadow.peak(), "peak requested bytes");
         let (mut free, mut largest) = (0, 0);
-        self.heap.for_each_free_block(&mut |_, len| {
-            free += len;
-            largest = largest.max(len);
+        self.heap.walk(&mut |part| {
+            if part.kind == PartKind::Free {
+                free += part.len;
+                largest = largest.max(part.len);
+            }
         });
         assert_eq!(free, stats.free_bytes, "free blocks walked disagree with free bytes");
         assert_eq!(largest, stats.largest_free_block, "largest free block disagrees with the walk");
@@ -245,15 +253,23 @@ pub fn random_scripts<H: RawHeap>(make: fn() -> H) {
     }
 }
 
-/// Shrinking in place always works for these heaps and returns memory; growing in place works
-/// when the space after the block is free; contents are kept either way.
+/// Shrinking in place returns memory (or is refused, changing nothing, where the heap prefers
+/// the block moved); growing in place works when the space after the block is free; contents
+/// are kept either way.
 pub fn resize_in_place<H: RawHeap>(make: fn() -> H) {
     let mut f = Fixture::new(make, ARENA_LEN);
     let layout = Layout::from_size_align(4096, 16).unwrap();
     let ptr = f.allocate(layout).unwrap();
     let allocated = f.heap.stats().allocated_bytes;
+    let before = f.heap.stats();
     // SAFETY: `ptr` is live with `layout` and 100 <= 4096.
-    unsafe { f.heap.shrink_in_place(ptr, layout, 100) }.expect("shrink in place refused");
+    if unsafe { f.heap.shrink_in_place(ptr, layout, 100) }.is_err() {
+        assert_eq!(f.heap.stats(), before, "a refused shrink changed the heap");
+        f.check();
+        f.free(ptr);
+        f.check();
+        return;
+    }
     f.shadow.resized(ptr, 100);
     f.check();
     assert!(f.heap.stats().allocated_bytes < allocated, "shrinking returned no memory");
@@ -336,14 +352,14 @@ pub fn bad_input_is_refused<H: RawHeap>(make: fn() -> H) {
         Layout::from_size_align(8, 1 << 30).unwrap(),
         Layout::from_size_align(isize::MAX as usize - (1 << 20), 1).unwrap(),
     ] {
-        assert!(locked.try_allocate(layout).is_err(), "{layout:?} cannot fit, yet was granted");
+        assert!(locked.allocate(layout).is_err(), "{layout:?} cannot fit, yet was granted");
         check_unchanged();
     }
     assert_eq!(locked.stats().failed_requests, 3);
     // The heap still works.
-    let ok = locked.try_allocate(Layout::new::<u64>()).expect("heap broken by refused calls");
+    let ok = locked.allocate(Layout::new::<u64>()).expect("heap broken by refused calls");
     // SAFETY: live with this layout.
-    unsafe { locked.lock().deallocate(ok, Layout::new::<u64>()) };
+    unsafe { locked.deallocate(ok.cast(), Layout::new::<u64>()) };
     check_unchanged();
     drop(locked);
     drop(arena);
@@ -360,13 +376,12 @@ pub fn touching_regions_merge<H: RawHeap>(make: fn() -> H) {
         heap.add_region(arena.slice(seam, arena.len() - seam)).unwrap();
     }
     heap.check_invariants().unwrap();
-    let mut regions = 0;
-    heap.for_each_region(&mut |_, _| regions += 1);
-    assert_eq!(regions, 1, "touching regions were not joined");
+    assert_eq!(regions(&heap), 1, "touching regions were not joined");
     let seam_addr = arena.base().as_ptr().addr() + seam;
     let mut spanning = false;
-    heap.for_each_free_block(&mut |start, len| {
-        spanning |= start.addr() < seam_addr && start.addr() + len > seam_addr
+    heap.walk(&mut |part| {
+        spanning |=
+            part.kind == PartKind::Free && part.start.addr() < seam_addr && part.end_addr() > seam_addr
     });
     assert!(spanning, "no free block spans the seam");
     // Joined in the other order too.
@@ -377,9 +392,7 @@ pub fn touching_regions_merge<H: RawHeap>(make: fn() -> H) {
         heap.add_region(arena.slice(0, seam)).unwrap();
     }
     heap.check_invariants().unwrap();
-    let mut regions = 0;
-    heap.for_each_region(&mut |_, _| regions += 1);
-    assert_eq!(regions, 1, "touching regions were not joined (prepended)");
+    assert_eq!(regions(&heap), 1, "touching regions were not joined (prepended)");
     // A region filling the gap between two others touches both.
     let mut heap = make();
     let gap_end = 72 * 1024;
@@ -391,10 +404,17 @@ pub fn touching_regions_merge<H: RawHeap>(make: fn() -> H) {
     }
     heap.check_invariants().unwrap();
     let mut spanning = false;
-    heap.for_each_free_block(&mut |start, len| {
-        spanning |= start.addr() < seam_addr && start.addr() + len > seam_addr
+    heap.walk(&mut |part| {
+        spanning |=
+            part.kind == PartKind::Free && part.start.addr() < seam_addr && part.end_addr() > seam_addr
     });
     assert!(spanning, "no free block spans the first seam of a bridged gap");
+}
+
+fn regions<H: RawHeap>(heap: &H) -> usize {
+    let mut regions = 0;
+    heap.walk(&mut |part| regions += usize::from(part.kind == PartKind::Region));
+    regions
 }
 
 /// Requested, allocated, peak, live and failure counters follow every call exactly, and the
@@ -415,13 +435,13 @@ pub fn statistics_are_exact<H: RawHeap>(make: fn() -> H) {
     assert!((3000..=4096).contains(&(s.allocated_bytes - after_a.allocated_bytes)));
     assert_eq!(s.internal_fragmentation_bytes(), s.allocated_bytes - 3100);
     f.check();
-    // Shrinking and growing in place move `requested` and keep `peak` as the high-water mark.
+    // Resizing in place moves `requested` and keeps `peak` as the high-water mark.
     let layout_b = Layout::from_size_align(3000, 8).unwrap();
-    // SAFETY: `b` is live with `layout_b`; 10 <= 3000.
-    unsafe { f.heap.shrink_in_place(b, layout_b, 10) }.unwrap();
-    f.shadow.resized(b, 10);
+    // SAFETY: `b` is live with `layout_b`; 2900 <= 3000 (the same block size in every heap).
+    unsafe { f.heap.shrink_in_place(b, layout_b, 2900) }.unwrap();
+    f.shadow.resized(b, 2900);
     f.check();
-    assert_eq!((f.heap.stats().requested_bytes, f.heap.stats().peak_requested_bytes), (110, 3100));
+    assert_eq!((f.heap.stats().requested_bytes, f.heap.stats().peak_requested_bytes), (3000, 3100));
     f.free(b);
     assert!(f.heap.allocate(Layout::from_size_align(ARENA_LEN * 4, 8).unwrap()).is_err());
     assert_eq!(f.heap.stats().failed_requests, 1);
@@ -467,29 +487,76 @@ pub fn alloc_zeroed_returns_zeroes<H: RawHeap>(make: fn() -> H) {
 /// memory from the source for a request no block could ever hold.
 pub fn growth_from_a_memory_source<H: RawHeap>(make: fn() -> H) {
     let source: &'static PageSource = Box::leak(Box::new(PageSource::new(8 << 20)));
-    let locked: LockedHeap<RawSpinlock, H> = LockedHeap::with_source(make(), source);
+    let locked: LockedHeap<RawSpinlock, H> = LockedHeap::new(make()).with_source(source);
     let small = Arena::new(64 * 1024, ARENA_ALIGN);
     // SAFETY: the arena outlives `locked` within this function and only the heap uses it.
     unsafe { locked.add_region_raw(small.base().as_ptr(), small.len()) }.unwrap();
     let before = locked.stats();
     for size in [1 << 20, 1 << 40] {
         let layout = Layout::from_size_align(size, 8).unwrap();
-        if locked.lock().could_ever_fit(layout) {
+        if locked.lock().region_layout_for(layout).is_some() {
             continue;
         }
-        assert!(locked.try_allocate(layout).is_err());
+        assert!(locked.allocate(layout).is_err());
         assert_eq!(source.handed_out(), 0, "the source was drained for {size} bytes, which can never fit");
         assert_eq!(locked.stats().total_bytes, before.total_bytes);
     }
     let big = Layout::from_size_align(200 * 1024, 8).unwrap();
-    let block = locked.try_allocate(big).expect("the heap did not grow from its source");
+    let block = locked.allocate(big).expect("the heap did not grow from its source");
     assert!(source.handed_out() > 0);
     assert!(locked.stats().total_bytes > before.total_bytes + big.size());
     locked.check_invariants().unwrap();
     // SAFETY: live with `big`.
-    unsafe { locked.lock().deallocate(block, big) };
+    unsafe { locked.deallocate(block.cast(), big) };
     locked.check_invariants().unwrap();
     drop(locked);
+}
+
+/// With a source that hands out pieces touching each other (a page bump allocator), every
+/// allocation succeeds as long as the source has memory: growth loops until it does, and never
+/// over-asks (a request takes at most a few times its size from the source).
+pub fn growth_never_fails_while_the_source_has_memory<H: RawHeap>(make: fn() -> H) {
+    let source_len = 64 << 20;
+    let source: &'static PageSource = Box::leak(Box::new(PageSource::new(source_len)));
+    let locked: LockedHeap<RawSpinlock, H> = LockedHeap::new(make()).with_source(source);
+    let seed = 11;
+    let _report = SeedReport { label: "growth_never_fails_while_the_source_has_memory", seed };
+    let mut rng = Rng::new(seed);
+    let mut live = Vec::new();
+    let mut requested = 0;
+    while requested < source_len / 4 {
+        let size = match rng.range(0..=9) {
+            0..=5 => rng.range(1..=4096),
+            6..=8 => rng.range(4097..=256 * 1024),
+            _ => rng.range(256 * 1024..=3 << 20),
+        };
+        let layout = Layout::from_size_align(size, 8).unwrap();
+        if locked.lock().region_layout_for(layout).is_none() {
+            continue; // larger than any block of this heap can be
+        }
+        let before = source.handed_out();
+        let block = locked.allocate(layout).unwrap_or_else(|_| {
+            panic!(
+                "{size} bytes refused after {} allocations with {} of {source_len} bytes still in the source",
+                live.len(),
+                source_len - source.handed_out()
+            )
+        });
+        let taken = source.handed_out() - before;
+        assert!(
+            taken <= 4 * size.next_power_of_two() + (64 << 10),
+            "{size} bytes took {taken} from the source"
+        );
+        live.push((block.cast::<u8>(), layout));
+        requested += size;
+    }
+    locked.check_invariants().unwrap();
+    for (ptr, layout) in live {
+        // SAFETY: every block is live with its layout.
+        unsafe { locked.deallocate(ptr, layout) };
+    }
+    locked.check_invariants().unwrap();
+    assert_eq!(locked.stats().allocated_bytes, 0);
 }
 
 /// A memory source handing out page-aligned pieces of one leaked host allocation.
@@ -520,15 +587,25 @@ impl PageSource {
 // SAFETY: pieces come from a leaked allocation (valid for ever, 1) and the atomic cursor hands
 // each byte out once (2).
 unsafe impl MemorySource for PageSource {
-    fn acquire(&self, min_len: usize) -> Option<NonNull<[u8]>> {
-        let len = min_len.checked_next_multiple_of(4096)?;
-        let start = self.next.fetch_add(len, std::sync::atomic::Ordering::SeqCst);
-        if start.checked_add(len)? > self.len {
-            self.next.fetch_sub(len, std::sync::atomic::Ordering::SeqCst);
-            return None;
+    fn acquire(&self, layout: Layout) -> Option<NonNull<[u8]>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let len = layout.size().checked_next_multiple_of(4096)?;
+        let base = self.base.as_ptr().addr();
+        let mut start = self.next.load(SeqCst);
+        loop {
+            // Aligned as asked; the bytes skipped to get there are never handed out.
+            let aligned = (base + start).checked_next_multiple_of(layout.align().max(4096))? - base;
+            if aligned.checked_add(len)? > self.len {
+                return None;
+            }
+            match self.next.compare_exchange(start, aligned + len, SeqCst, SeqCst) {
+                Ok(_) => {
+                    // SAFETY: `aligned + len <= self.len`, inside the leaked allocation.
+                    let piece = unsafe { self.base.add(aligned) };
+                    return Some(NonNull::slice_from_raw_parts(piece, len));
+                }
+                Err(now) => start = now,
+            }
         }
-        // SAFETY: `start + len <= self.len`, inside the leaked allocation.
-        let piece = unsafe { self.base.add(start) };
-        Some(NonNull::slice_from_raw_parts(piece, len))
     }
 }

@@ -75,6 +75,10 @@ macro_rules! conformance_suite {
             fn the_heap_grows_from_its_source_only_for_requests_that_can_fit() {
                 c::growth_from_a_memory_source(make);
             }
+            #[test]
+            fn growth_never_fails_while_a_touching_source_has_memory() {
+                c::growth_never_fails_while_the_source_has_memory(make);
+            }
         }
     };
 }

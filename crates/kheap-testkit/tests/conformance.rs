@@ -1,15 +1,12 @@
-//! The conformance suite over every algorithm and configuration kheap ships.
+//! The conformance suite over every algorithm, layer and configuration kheap ships.
 
-use kheap::{compat, BuddyHeap, FirstFitHeap, FitPolicy};
+use kheap::{BuddyHeap, Counted, FirstFitHeap, FitPolicy};
 use kheap_testkit::conformance_suite;
 
-conformance_suite!(buddy_max_order_16, BuddyHeap<16>, BuddyHeap::new());
-conformance_suite!(buddy_max_order_32, BuddyHeap<32>, BuddyHeap::new());
-conformance_suite!(
-    buddy_compat_heap,
-    compat::buddy_system_allocator::Heap,
-    compat::buddy_system_allocator::Heap::new()
-);
+conformance_suite!(buddy_max_order_16, BuddyHeap<16>, BuddyHeap::with_orders());
+conformance_suite!(buddy_default, BuddyHeap, BuddyHeap::new());
+// A layer is a heap too: the counting layer over buddy (what the tutorial drop-in uses).
+conformance_suite!(counted_buddy, Counted<BuddyHeap>, Counted::new(BuddyHeap::new()));
 conformance_suite!(first_fit, FirstFitHeap, FirstFitHeap::new(FitPolicy::First));
 conformance_suite!(next_fit, FirstFitHeap, FirstFitHeap::new(FitPolicy::Next));
 conformance_suite!(best_fit, FirstFitHeap, FirstFitHeap::new(FitPolicy::Best));

@@ -71,4 +71,24 @@ impl Bitmap {
             word.write(if value { old | mask } else { old & !mask });
         }
     }
+
+    /// Calls `visit(pair, value)` for every pair of bits `2 * pair`, `2 * pair + 1` with
+    /// `pair` in `pairs` and either bit set (`value` as in [`get_pair`](Self::get_pair)),
+    /// skipping words that are zero.
+    pub(crate) fn for_each_nonzero_pair(&self, pairs: core::ops::Range<usize>, visit: &mut dyn FnMut(usize, usize)) {
+        let (from, to) = (2 * pairs.start, (2 * pairs.end).min(self.len_words * WORD_BITS));
+        let mut bit = from;
+        while bit < to {
+            // SAFETY: `bit < len_words * WORD_BITS`; the type invariant makes the word valid.
+            let word = unsafe { self.word(bit).read() } >> (bit % WORD_BITS);
+            let in_word = (WORD_BITS - bit % WORD_BITS).min(to - bit);
+            let mut rest = if in_word == WORD_BITS { word } else { word & ((1 << in_word) - 1) };
+            while rest != 0 {
+                let offset = rest.trailing_zeros() as usize & !1;
+                visit((bit + offset) / 2, (rest >> offset) & 0b11);
+                rest &= !(0b11 << offset);
+            }
+            bit += in_word;
+        }
+    }
 }

@@ -22,7 +22,8 @@ use crate::algorithms::bitmap::Bitmap;
 use crate::algorithms::pointer::{offset, with_addr, GRANULE, GRANULE_SHIFT};
 use crate::algorithms::region::{granule_span, Span};
 use crate::{
-    AllocError, BlockLookup, HeapUsage, InvariantError, Misuse, MisuseKind, Part, PartKind, RawHeap, RegionError,
+    AllocError, BlockLookup, HeapUsage, InvariantError, Misuse, MisuseKind, Part, PartKind, RawHeap,
+    RegionError,
 };
 
 mod region_tree;
@@ -163,19 +164,17 @@ impl<const MAX_ORDER: usize> RegionRecord<MAX_ORDER> {
         })
     }
 
-    /// Calls `visit(addr, order, state)` for every block with a state bit set.
+    /// Calls `visit(addr, order, state)` for every block with a state bit set, reading the
+    /// bitmap a word at a time.
     fn for_each_block(&self, visit: &mut dyn FnMut(usize, usize, usize)) {
         for k in 0..MAX_ORDER {
-            let size = GRANULE << k;
-            let first = self.span.start_addr().next_multiple_of(size);
-            let mut addr = first;
-            while addr.checked_add(size).is_some_and(|end| end <= self.span.end_addr()) {
-                let state = self.state(addr, k);
-                if state != 0 {
-                    visit(addr, k, state);
-                }
-                addr += size;
-            }
+            let shift = GRANULE_SHIFT as usize + k;
+            let first = Self::first_slot(&self.span, k);
+            let last = (self.span.end_addr() - 1) >> shift;
+            let start = first.wrapping_add(self.bias[k]);
+            self.bits.for_each_nonzero_pair(start..start + (last - first + 1), &mut |pair, state| {
+                visit(pair.wrapping_sub(self.bias[k]) << shift, k, state);
+            });
         }
     }
 }
@@ -368,7 +367,12 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
     /// 1. The block lies in `record`'s span, outside its bookkeeping, is neither free nor
     ///    marked allocated, and belongs to nobody.
     #[inline]
-    unsafe fn free_block(&mut self, record: NonNull<RegionRecord<MAX_ORDER>>, mut block: NonNull<u8>, mut k: usize) {
+    unsafe fn free_block(
+        &mut self,
+        record: NonNull<RegionRecord<MAX_ORDER>>,
+        mut block: NonNull<u8>,
+        mut k: usize,
+    ) {
         while k + 1 < MAX_ORDER {
             let addr = block.as_ptr().addr();
             let buddy = addr ^ (GRANULE << k);
@@ -422,7 +426,8 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
             .checked_sub(1)
             .and_then(|last| self.record_of(last))
             .filter(|l| self.record(*l).span.end_addr() == span.start_addr());
-        let right = self.record_of(span.end_addr()).filter(|r| self.record(*r).span.start_addr() == span.end_addr());
+        let right =
+            self.record_of(span.end_addr()).filter(|r| self.record(*r).span.start_addr() == span.end_addr());
         if left.is_none() && right.is_none() {
             return false;
         }
@@ -439,7 +444,10 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
         let (meta, fresh) = if left.is_some() {
             (Span { start: offset(span.start, rest), len: meta_len }, Span { start: span.start, len: rest })
         } else {
-            (Span { start: span.start, len: meta_len }, Span { start: offset(span.start, meta_len), len: rest })
+            (
+                Span { start: span.start, len: meta_len },
+                Span { start: offset(span.start, meta_len), len: rest },
+            )
         };
         // The old records leave the tree before the union's record enters it (spans overlap).
         let olds = [left, right];
@@ -495,7 +503,8 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
         if let Some(j) = record.taken_order(addr) {
             debug_assert_ne!(j, k);
             let size = GRANULE << j;
-            return misuse(MisuseKind::WrongLayout).found(Layout::from_size_align(size, size).unwrap_or(layout));
+            return misuse(MisuseKind::WrongLayout)
+                .found(Layout::from_size_align(size, size).unwrap_or(layout));
         }
         match record.block_containing(addr) {
             Some((j, state)) if state & FREE != 0 => {
@@ -605,15 +614,21 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
         Ok(())
     }
 
-    unsafe fn grow_in_place(&mut self, ptr: NonNull<u8>, old: Layout, new_size: usize) -> Result<(), AllocError> {
+    unsafe fn grow_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Result<(), AllocError> {
         let (k_old, k_new) = Self::resize_orders(old, new_size)?;
         if k_new <= k_old {
             return Ok(());
         }
         let addr = ptr.as_ptr().addr();
         let record = self.record_of(addr).ok_or(AllocError)?;
-        let mergeable = (k_old..k_new)
-            .all(|j| addr % (GRANULE << (j + 1)) == 0 && self.record(record).is_free(addr + (GRANULE << j), j));
+        let mergeable = (k_old..k_new).all(|j| {
+            addr % (GRANULE << (j + 1)) == 0 && self.record(record).is_free(addr + (GRANULE << j), j)
+        });
         if !mergeable {
             return Err(AllocError);
         }
@@ -631,7 +646,12 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
         Ok(())
     }
 
-    unsafe fn shrink_in_place(&mut self, ptr: NonNull<u8>, old: Layout, new_size: usize) -> Result<(), AllocError> {
+    unsafe fn shrink_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Result<(), AllocError> {
         let (k_old, k_new) = Self::resize_orders(old, new_size)?;
         if k_new >= k_old {
             return Ok(());
@@ -697,7 +717,11 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
                 let mut covered = 0;
                 record.for_each_block(&mut |addr, k, state| {
                     if state == FREE | TAKEN && result.is_ok() {
-                        result = fail("block is both free and allocated", with_addr(record.span.start, addr).as_ptr(), k);
+                        result = fail(
+                            "block is both free and allocated",
+                            with_addr(record.span.start, addr).as_ptr(),
+                            k,
+                        );
                     }
                     covered += GRANULE << k;
                 });
@@ -730,7 +754,8 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
                     return fail("free list has a cycle", at, k);
                 }
                 // Checked before the node is read: a corrupted link is reported, not followed.
-                let Some(record) = self.record_of(addr).filter(|r| self.record(*r).span.contains_range(addr, size))
+                let Some(record) =
+                    self.record_of(addr).filter(|r| self.record(*r).span.contains_range(addr, size))
                 else {
                     return fail("free block outside every region", at, k);
                 };
@@ -747,7 +772,9 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
                 if k + 1 < MAX_ORDER && record.is_free(addr ^ size, k) {
                     return fail("free block and its free buddy were not merged", at, k);
                 }
-                if let Some(j) = (k + 1..MAX_ORDER).find(|&j| record.state(addr & !((GRANULE << j) - 1), j) != 0) {
+                if let Some(j) =
+                    (k + 1..MAX_ORDER).find(|&j| record.state(addr & !((GRANULE << j) - 1), j) != 0)
+                {
                     return fail("free block lies inside a larger free or allocated block", at, j);
                 }
                 // SAFETY: the node lies inside a region, outside its bookkeeping, aligned, and
@@ -779,7 +806,11 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
         self.for_each_record(&mut |r| {
             let record = self.record(r);
             visit(Part { kind: PartKind::Region, start: record.span.start.as_ptr(), len: record.span.len });
-            visit(Part { kind: PartKind::Bookkeeping, start: record.meta.start.as_ptr(), len: record.meta.len });
+            visit(Part {
+                kind: PartKind::Bookkeeping,
+                start: record.meta.start.as_ptr(),
+                len: record.meta.len,
+            });
         });
         for (k, head) in self.free_lists.iter().enumerate() {
             let mut cursor = *head;

@@ -8,7 +8,9 @@ use core::ptr::NonNull;
 
 use crate::algorithms::pointer::{align_up_addr, offset, GRANULE};
 use crate::algorithms::region::{granule_span, Span};
-use crate::{AllocError, HeapUsage, InvariantError, Misuse, MisuseKind, Part, PartKind, RawHeap, RegionError};
+use crate::{
+    AllocError, HeapUsage, InvariantError, Misuse, MisuseKind, Part, PartKind, RawHeap, RegionError,
+};
 
 #[cfg(test)]
 mod tests;
@@ -449,7 +451,8 @@ unsafe impl RawHeap for FirstFitHeap {
                 return fail("free list has a cycle", at, count);
             }
             // Checked before the block is read: a corrupted link is reported, not followed.
-            if addr % GRANULE != 0 || !regions().any(|r| r.contains_range(addr, GRANULE) && addr >= r.start_addr() + GRANULE)
+            if addr % GRANULE != 0
+                || !regions().any(|r| r.contains_range(addr, GRANULE) && addr >= r.start_addr() + GRANULE)
             {
                 return fail("free block outside every region, over its header or misaligned", at, 0);
             }

@@ -38,7 +38,9 @@ use core::ptr::NonNull;
 
 use lock_api::RawMutex;
 
-use crate::{AllocError, BuddyHeap, Counted, LockedHeap as Locked, Misuse, RawHeap, RawSpinlock, DEFAULT_MAX_ORDER};
+use crate::{
+    AllocError, BuddyHeap, Counted, LockedHeap as Locked, Misuse, RawHeap, RawSpinlock, DEFAULT_MAX_ORDER,
+};
 
 /// A buddy heap with `buddy_system_allocator::Heap`'s method names: a [`Counted`]
 /// [`BuddyHeap`] (the methods are on `Counted<BuddyHeap<ORDER>>`, which is also what

@@ -15,10 +15,7 @@ use crate::{Front, LockedHeap, RawHeap};
 // exactly the requested length, so the layout given back on deallocate is the one allocated.
 // Zero-sized requests get a real (granule-sized) block, which deallocate takes back with the
 // same layout.
-unsafe impl<R: RawMutex, H: RawHeap> Allocator for LockedHeap<R, H>
-where
-    Self: Sync,
-{
+unsafe impl<R: RawMutex, H: RawHeap> Allocator for LockedHeap<R, H> {
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         let block = Front::allocate(self, layout).map_err(|_| AllocError)?;
         Ok(NonNull::slice_from_raw_parts(block.cast::<u8>(), layout.size()))
@@ -43,10 +40,7 @@ where
     }
 }
 
-impl<R: RawMutex, H: RawHeap> LockedHeap<R, H>
-where
-    Self: Sync,
-{
+impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
     /// Resizes a block for `Allocator::grow` / `shrink`: through [`Front::reallocate`] when the
     /// alignment is kept, otherwise by moving it to a block of the new layout.
     ///

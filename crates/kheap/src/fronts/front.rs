@@ -19,7 +19,7 @@ use crate::{AllocError, HeapStats};
 /// `allocate` or `reallocate` is aligned to the layout's alignment, holds at least its size,
 /// and overlaps no other live block until it is deallocated; `reallocate` keeps the first
 /// `min(old, new)` bytes; no method unwinds.
-pub unsafe trait Front: Sync {
+pub unsafe trait Front {
     /// Allocates a block for `layout` (of non-zero size).
     ///
     /// # Errors

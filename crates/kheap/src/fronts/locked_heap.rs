@@ -224,10 +224,7 @@ impl<R: RawMutex, H: BlockLookup> LockedHeap<R, H> {
 // contract (`RawHeap` promises 1-5) gives `Front`'s: aligned, disjoint blocks of at least the
 // requested size; `reallocate` copies `min(old, new)` bytes into a live block before freeing
 // the old one; nothing panics but the misuse hook, which cannot unwind by default.
-unsafe impl<R: RawMutex, H: RawHeap> Front for LockedHeap<R, H>
-where
-    Self: Sync,
-{
+unsafe impl<R: RawMutex, H: RawHeap> Front for LockedHeap<R, H> {
     #[inline]
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         self.allocate_or_grow(layout)
@@ -273,10 +270,7 @@ where
 
 // SAFETY: forwards to `Front`, whose promises are `GlobalAlloc`'s; null is returned for every
 // refusal and nothing unwinds (a misuse goes to the hook, after the lock is released).
-unsafe impl<R: RawMutex, H: RawHeap> GlobalAlloc for LockedHeap<R, H>
-where
-    Self: Sync,
-{
+unsafe impl<R: RawMutex, H: RawHeap> GlobalAlloc for LockedHeap<R, H> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         self.allocate_or_grow(layout).map_or(ptr::null_mut(), |block| block.cast::<u8>().as_ptr())

@@ -68,7 +68,10 @@ pub(super) unsafe fn first_at_or_after<const MAX_ORDER: usize>(
 /// # Safety
 ///
 /// 1. `root` is a tree of records the heap owns, with no other borrow of them live.
-unsafe fn split<const MAX_ORDER: usize>(root: Link<MAX_ORDER>, key: usize) -> (Link<MAX_ORDER>, Link<MAX_ORDER>) {
+unsafe fn split<const MAX_ORDER: usize>(
+    root: Link<MAX_ORDER>,
+    key: usize,
+) -> (Link<MAX_ORDER>, Link<MAX_ORDER>) {
     let Some(mut node) = root else { return (None, None) };
     // SAFETY: (1) the node is a record the heap owns, borrowed by nothing else.
     let record = unsafe { node.as_mut() };

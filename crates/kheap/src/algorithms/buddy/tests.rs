@@ -296,7 +296,11 @@ fn touching_regions_join_and_return_the_old_bookkeeping() {
     // SAFETY: a second heap over separate memory of the same length, which outlives it.
     unsafe { once.add_region(other.region(0, 1 << 17)) }.unwrap();
     assert!(heap.usage().total_bytes > 2 * alone, "old bookkeeping not returned");
-    assert_eq!(heap.usage().total_bytes, once.usage().total_bytes, "joined heap smaller than one added at once");
+    assert_eq!(
+        heap.usage().total_bytes,
+        once.usage().total_bytes,
+        "joined heap smaller than one added at once"
+    );
     // The block allocated before the join is still known, exactly.
     // SAFETY: `live` is live with this layout.
     unsafe { heap.deallocate(live, layout(1000, 8)) }.unwrap();
