@@ -3,6 +3,7 @@
 //! empty and takes its memory from a static array (in `.bss`) through a `MemorySource` the first
 //! time it is asked.
 
+use std::alloc::Layout;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
@@ -13,8 +14,12 @@ use kheap::{BuddyHeap, LockedHeap, MemorySource, RawSpinlock};
 
 const ARENA_LEN: usize = 64 << 20;
 
+/// Page-aligned memory.
+#[repr(C, align(4096))]
+struct Pages([MaybeUninit<u8>; ARENA_LEN]);
+
 /// The heap's memory: a zeroed static, so it lands in `.bss` as in a kernel.
-static mut ARENA: [MaybeUninit<u8>; ARENA_LEN] = [MaybeUninit::uninit(); ARENA_LEN];
+static mut ARENA: Pages = Pages([MaybeUninit::uninit(); ARENA_LEN]);
 
 /// Hands out `ARENA`, once.
 struct StaticArena {
@@ -24,8 +29,8 @@ struct StaticArena {
 // SAFETY: `ARENA` is a static (valid for ever, 1) and `taken` makes sure it is handed out once
 // and never touched again by this program (2).
 unsafe impl MemorySource for StaticArena {
-    fn acquire(&self, min_len: usize) -> Option<NonNull<[u8]>> {
-        if min_len > ARENA_LEN || self.taken.swap(true, Ordering::AcqRel) {
+    fn acquire(&self, layout: Layout) -> Option<NonNull<[u8]>> {
+        if layout.size() > ARENA_LEN || layout.align() > 4096 || self.taken.swap(true, Ordering::AcqRel) {
             return None;
         }
         let start = NonNull::new((&raw mut ARENA).cast::<u8>())?;
@@ -36,7 +41,7 @@ unsafe impl MemorySource for StaticArena {
 static SOURCE: StaticArena = StaticArena { taken: AtomicBool::new(false) };
 
 #[global_allocator]
-static GLOBAL: LockedHeap<RawSpinlock, BuddyHeap> = LockedHeap::with_source(BuddyHeap::new(), &SOURCE);
+static GLOBAL: LockedHeap<RawSpinlock, BuddyHeap> = LockedHeap::new(BuddyHeap::new()).with_source(&SOURCE);
 
 fn arena_contains(ptr: *const u8) -> bool {
     let start = (&raw const ARENA).cast::<u8>();

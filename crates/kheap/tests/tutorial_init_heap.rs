@@ -36,7 +36,8 @@ use std::alloc::{GlobalAlloc, Layout};
 fn tutorial_init_heap_runs_unchanged_on_kheap() {
     init_heap();
     let total = HEAP_ALLOCATOR.lock().stats_total_bytes();
-    assert!(total <= KERNEL_HEAP_SIZE && total > KERNEL_HEAP_SIZE * 98 / 100, "usable bytes: {total}");
+    // The bookkeeping (two bits per possible block: free, allocated) is about 1/32 of the heap.
+    assert!(total <= KERNEL_HEAP_SIZE && total > KERNEL_HEAP_SIZE * 96 / 100, "usable bytes: {total}");
 
     let layout = Layout::from_size_align(500 * 8, 8).unwrap();
     // SAFETY: non-zero size.

@@ -23,7 +23,7 @@ use crate::{
 /// use kheap::{BuddyHeap, Counted, RawHeap};
 ///
 /// let memory = Box::leak(vec![0u8; 64 * 1024].into_boxed_slice());
-/// let mut heap = Counted::new(BuddyHeap::<20>::new());
+/// let mut heap = Counted::new(BuddyHeap::new());
 /// // SAFETY: the leaked buffer lives for ever and only the heap uses it.
 /// unsafe { heap.add_region(core::ptr::NonNull::from(memory)) }.unwrap();
 /// let block = heap.allocate(Layout::new::<[u8; 100]>()).unwrap();
