@@ -120,14 +120,18 @@ impl<const MAX_ORDER: usize> RegionRecord<MAX_ORDER> {
         2 * (addr >> (GRANULE_SHIFT as usize + k)).wrapping_add(self.bias[k])
     }
 
-    /// The state bits (`FREE`, `TAKEN`) of the order-`k` block at `addr`; 0 for a block that
-    /// does not lie inside the span.
+    /// The state bits (`FREE`, `TAKEN`) of the order-`k` block at `addr` (aligned to its size);
+    /// 0 for a block that does not start inside the span.
+    ///
+    /// Only the start is checked: slots run from the span's first to its last byte at every
+    /// order, so an aligned block starting inside the span has its bits in the bitmap, and a
+    /// block reaching past the end is never free or allocated (its bits stay clear).
     #[inline]
     fn state(&self, addr: usize, k: usize) -> usize {
-        if !self.span.contains_range(addr, GRANULE << k) {
+        if !self.span.contains(addr) {
             return 0;
         }
-        // SAFETY: a block inside the span has its two bits in the bitmap (record invariant).
+        // SAFETY: the block starts inside the span, so its slot is in the bitmap (above).
         unsafe { self.bits.get_pair(self.state_bit(addr, k)) }
     }
 

@@ -24,6 +24,12 @@ impl Span {
         self.start_addr() + self.len
     }
 
+    /// Whether `addr` lies inside this span: one subtraction and one comparison.
+    #[inline]
+    pub(crate) fn contains(&self, addr: usize) -> bool {
+        addr.wrapping_sub(self.start_addr()) < self.len
+    }
+
     /// Whether `[addr, addr + len)` lies inside this span.
     pub(crate) fn contains_range(&self, addr: usize, len: usize) -> bool {
         addr >= self.start_addr() && addr.checked_add(len).is_some_and(|end| end <= self.end_addr())
