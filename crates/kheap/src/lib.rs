@@ -55,7 +55,7 @@ pub use layers::counted::Counted;
 pub use lock_api;
 #[cfg(any(target_arch = "riscv64", target_arch = "riscv32"))]
 pub use locks::RiscvSupervisorInterrupts;
-pub use locks::{InterruptControl, NoInterrupts, RawIrqSpinlock, RawSpinlock};
+pub use locks::{CpuInterruptNesting, InterruptControl, NoInterrupts, RawIrqSpinlock, RawSpinlock};
 pub use sources::MemorySource;
 
 /// The README's examples, compiled and run as doctests.

@@ -7,7 +7,7 @@
 //! handler can run on this CPU while the heap is locked.
 
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use lock_api::{GuardNoSend, GuardSend, RawMutex};
 
@@ -64,17 +64,63 @@ unsafe impl RawMutex for RawSpinlock {
 
 /// How a lock turns interrupts off and back on for the current CPU; the kernel supplies it.
 ///
+/// A kernel that keeps per-CPU data should also supply [`this_cpu`](Self::this_cpu): with it,
+/// interrupt-masking locks count how many of them this CPU holds and turn interrupts back on
+/// only when the last is released, in whatever order they are released. Without it, each lock
+/// restores the state it found, which is right only when locks are released in the reverse
+/// order of taking them (as guards in nested scopes are).
+///
 /// # Safety
 ///
 /// 1. After `disable()` returns, no interrupt handler runs on the current CPU until
 ///    `restore` is called with the value `disable()` returned.
 /// 2. `restore(true)` re-enables interrupts; `restore(false)` leaves them disabled.
+/// 3. `this_cpu()`, called with interrupts disabled, returns the same record every time on the
+///    same CPU and a different one on every other CPU, and nothing but interrupt-masking locks
+///    touches it.
 pub unsafe trait InterruptControl {
     /// Disables interrupts on this CPU; returns whether they were enabled.
     fn disable() -> bool;
 
     /// Re-enables interrupts on this CPU if `was_enabled`.
     fn restore(was_enabled: bool);
+
+    /// This CPU's count of held interrupt-masking locks, if the kernel keeps one (see above).
+    fn this_cpu() -> Option<&'static CpuInterruptNesting> {
+        None
+    }
+}
+
+/// One CPU's record of the interrupt-masking locks it holds (see
+/// [`InterruptControl::this_cpu`]): a kernel keeps one per CPU, `const`-initialised.
+#[derive(Debug, Default)]
+pub struct CpuInterruptNesting {
+    /// Invariant: how many interrupt-masking locks this CPU holds. Only this CPU touches it,
+    /// with interrupts disabled (relaxed atomics, for `Sync`).
+    depth: AtomicUsize,
+    /// Invariant: while `depth > 0`, whether interrupts were enabled before the first lock.
+    enabled_before: AtomicBool,
+}
+
+impl CpuInterruptNesting {
+    /// No lock held.
+    pub const fn new() -> Self {
+        CpuInterruptNesting { depth: AtomicUsize::new(0), enabled_before: AtomicBool::new(false) }
+    }
+
+    /// A lock was taken, with interrupts `were_enabled` before it disabled them.
+    fn enter(&self, were_enabled: bool) {
+        if self.depth.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.enabled_before.store(were_enabled, Ordering::Relaxed);
+        }
+    }
+
+    /// A lock was released; returns whether interrupts should come back on now.
+    fn leave(&self) -> bool {
+        let depth = self.depth.fetch_sub(1, Ordering::Relaxed);
+        debug_assert!(depth > 0, "an interrupt-masking lock released more often than taken");
+        depth == 1 && self.enabled_before.load(Ordering::Relaxed)
+    }
 }
 
 /// For programs without interrupts (and host tests): does nothing.
@@ -124,6 +170,16 @@ pub struct RawIrqSpinlock<I: InterruptControl> {
     _interrupts: PhantomData<fn() -> I>,
 }
 
+impl<I: InterruptControl> RawIrqSpinlock<I> {
+    /// Records, as the new holder, the interrupt state found before disabling.
+    fn held(&self, were_enabled: bool) {
+        match I::this_cpu() {
+            Some(cpu) => cpu.enter(were_enabled),
+            None => self.were_enabled.store(were_enabled, Ordering::Relaxed),
+        }
+    }
+}
+
 // SAFETY: interrupts are disabled before `lock` is tried and restored only after it is released,
 // so mutual exclusion is `RawSpinlock`'s; `were_enabled` is written by the holder after it owns
 // the lock and read by the holder before it releases it.
@@ -140,13 +196,13 @@ unsafe impl<I: InterruptControl> RawMutex for RawIrqSpinlock<I> {
     fn lock(&self) {
         let were_enabled = I::disable();
         self.lock.lock();
-        self.were_enabled.store(were_enabled, Ordering::Relaxed);
+        self.held(were_enabled);
     }
 
     fn try_lock(&self) -> bool {
         let were_enabled = I::disable();
         if self.lock.try_lock() {
-            self.were_enabled.store(were_enabled, Ordering::Relaxed);
+            self.held(were_enabled);
             true
         } else {
             I::restore(were_enabled);
@@ -155,10 +211,13 @@ unsafe impl<I: InterruptControl> RawMutex for RawIrqSpinlock<I> {
     }
 
     unsafe fn unlock(&self) {
-        let were_enabled = self.were_enabled.load(Ordering::Relaxed);
+        let restore = match I::this_cpu() {
+            Some(cpu) => cpu.leave(),
+            None => self.were_enabled.load(Ordering::Relaxed),
+        };
         // SAFETY: the caller holds the lock (the `RawMutex::unlock` contract).
         unsafe { self.lock.unlock() };
-        I::restore(were_enabled);
+        I::restore(restore);
     }
 
     fn is_locked(&self) -> bool {

@@ -23,7 +23,10 @@ struct Arena;
 unsafe impl kheap::MemorySource for Arena {
     fn acquire(&self, layout: Layout) -> Option<std::ptr::NonNull<[u8]>> {
         static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-        if layout.size() > 256 << 20 || layout.align() > 4096 || TAKEN.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        if layout.size() > 256 << 20
+            || layout.align() > 4096
+            || TAKEN.swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
             return None;
         }
         let start = std::ptr::NonNull::new((&raw mut ARENA).cast::<u8>())?;

@@ -75,7 +75,11 @@ impl Bitmap {
     /// Calls `visit(pair, value)` for every pair of bits `2 * pair`, `2 * pair + 1` with
     /// `pair` in `pairs` and either bit set (`value` as in [`get_pair`](Self::get_pair)),
     /// skipping words that are zero.
-    pub(crate) fn for_each_nonzero_pair(&self, pairs: core::ops::Range<usize>, visit: &mut dyn FnMut(usize, usize)) {
+    pub(crate) fn for_each_nonzero_pair(
+        &self,
+        pairs: core::ops::Range<usize>,
+        visit: &mut dyn FnMut(usize, usize),
+    ) {
         let (from, to) = (2 * pairs.start, (2 * pairs.end).min(self.len_words * WORD_BITS));
         let mut bit = from;
         while bit < to {

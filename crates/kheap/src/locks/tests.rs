@@ -30,6 +30,56 @@ unsafe impl InterruptControl for FakeInterrupts {
     }
 }
 
+/// The same fake interrupts, with a per-thread ("per-CPU") nesting record.
+struct NestingFakeInterrupts;
+
+std::thread_local! {
+    static NESTING: &'static CpuInterruptNesting = std::boxed::Box::leak(std::boxed::Box::new(CpuInterruptNesting::new()));
+}
+
+// SAFETY: as `FakeInterrupts`; each thread (the fake's CPU) has its own nesting record (3).
+unsafe impl InterruptControl for NestingFakeInterrupts {
+    fn disable() -> bool {
+        FakeInterrupts::disable()
+    }
+
+    fn restore(was_enabled: bool) {
+        FakeInterrupts::restore(was_enabled);
+    }
+
+    fn this_cpu() -> Option<&'static CpuInterruptNesting> {
+        Some(NESTING.with(|n| *n))
+    }
+}
+
+#[test]
+fn locks_released_out_of_order_keep_interrupts_off_until_the_last() {
+    let (a, b) =
+        (RawIrqSpinlock::<NestingFakeInterrupts>::INIT, RawIrqSpinlock::<NestingFakeInterrupts>::INIT);
+    assert!(enabled());
+    a.lock();
+    b.lock();
+    // SAFETY: `a` is held by this thread.
+    unsafe { a.unlock() };
+    assert!(!enabled(), "interrupts came back on while lock b is still held");
+    // SAFETY: `b` is held by this thread.
+    unsafe { b.unlock() };
+    assert!(enabled(), "interrupts not restored after the last lock");
+}
+
+#[test]
+fn without_a_nesting_record_locks_released_in_reverse_order_restore_correctly() {
+    let (a, b) = (RawIrqSpinlock::<FakeInterrupts>::INIT, RawIrqSpinlock::<FakeInterrupts>::INIT);
+    a.lock();
+    b.lock();
+    // SAFETY: both held by this thread, released in reverse order.
+    unsafe { b.unlock() };
+    assert!(!enabled(), "interrupts came back on while lock a is still held");
+    // SAFETY: as above.
+    unsafe { a.unlock() };
+    assert!(enabled());
+}
+
 fn enabled() -> bool {
     ENABLED.with(Cell::get)
 }
