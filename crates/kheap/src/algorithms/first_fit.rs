@@ -157,16 +157,19 @@ impl FirstFitHeap {
 
     /// Writes a free block of `size` bytes at `at` and links it after `prev` (or first).
     ///
-    /// Requires: `[at, at + size)` is owned, unused heap memory, and linking it there keeps the
-    /// list in address order.
-    fn link(&mut self, prev: Option<NonNull<FreeBlock>>, at: NonNull<u8>, size: usize) {
+    /// # Safety
+    ///
+    /// 1. `[at, at + size)` is granule-aligned, at least a granule long, owned by the heap and
+    ///    used by nobody (no live allocation, no header, no other free block).
+    /// 2. Linking it after `prev` keeps the list in address order, touching no neighbour.
+    unsafe fn link(&mut self, prev: Option<NonNull<FreeBlock>>, at: NonNull<u8>, size: usize) {
         let block = at.cast::<FreeBlock>();
         let next = match prev {
             Some(p) => self.block(p).next,
             None => self.free,
         };
-        // SAFETY: `at` is owned, unused, granule-aligned memory of at least one granule
-        // (callers' requirement), so a `FreeBlock` fits there.
+        // SAFETY: (1) `at` is owned, unused, granule-aligned memory of at least one granule, so
+        // a `FreeBlock` fits there.
         unsafe { block.write(FreeBlock { size, next }) };
         self.set_next(prev, Some(block));
         self.largest = self.largest.max(size);
@@ -192,7 +195,12 @@ impl FirstFitHeap {
     /// When the range overlaps a free block: [`MisuseKind::DoubleFree`] when its start lies
     /// in one, [`MisuseKind::WrongLayout`] when only its end does (a block freed with a larger
     /// layout than its own). Nothing is changed then.
-    fn insert(&mut self, at: NonNull<u8>, size: usize) -> Result<(), MisuseKind> {
+    ///
+    /// # Safety
+    ///
+    /// 1. `[at, at + size)` is granule-aligned, a multiple of the granule long, inside a region
+    ///    clear of its header, and used by nobody but possibly the free list (which is checked).
+    unsafe fn insert(&mut self, at: NonNull<u8>, size: usize) -> Result<(), MisuseKind> {
         let addr = at.as_ptr().addr();
         let mut below: Option<Link> = None;
         let mut above = None;
@@ -227,7 +235,9 @@ impl FirstFitHeap {
             other => other,
         };
         self.set_next(prev, next);
-        self.link(prev, start, size);
+        // SAFETY: (1), and the range was checked to overlap no free block; merged with the
+        // neighbours it touches, it sits between `prev` and `next` in address order.
+        unsafe { self.link(prev, start, size) };
         Ok(())
     }
 
@@ -284,7 +294,8 @@ unsafe impl RawHeap for FirstFitHeap {
                 // Appending: that region grows and the new memory is one free range.
                 self.set_region_len(header, self.region_len(header) + span.len);
                 self.total += span.len;
-                let inserted = self.insert(span.start, span.len);
+                // SAFETY: the new span is owned (obligations 1, 2), aligned, outside every region.
+                let inserted = unsafe { self.insert(span.start, span.len) };
                 debug_assert!(inserted.is_ok(), "new region overlapped a free block");
                 header
             }
@@ -295,7 +306,8 @@ unsafe impl RawHeap for FirstFitHeap {
                 unsafe { header.write(RegionHeader { len: span.len, next: self.regions }) };
                 self.regions = Some(header);
                 self.total += span.len - GRANULE;
-                let inserted = self.insert(offset(span.start, GRANULE), span.len - GRANULE);
+                // SAFETY: the span after its header is owned (obligations 1, 2) and unused.
+                let inserted = unsafe { self.insert(offset(span.start, GRANULE), span.len - GRANULE) };
                 debug_assert!(inserted.is_ok(), "new region overlapped a free block");
                 header
             }
@@ -317,7 +329,8 @@ unsafe impl RawHeap for FirstFitHeap {
             }
             self.set_region_len(header, self.region_len(header) + follower.len);
             self.total += GRANULE;
-            let inserted = self.insert(follower.start, GRANULE);
+            // SAFETY: the absorbed region's header granule is owned and no longer used.
+            let inserted = unsafe { self.insert(follower.start, GRANULE) };
             debug_assert!(inserted.is_ok(), "region header overlapped a free block");
         }
         Ok(self.total - before)
@@ -335,10 +348,12 @@ unsafe impl RawHeap for FirstFitHeap {
         let back = block_size - front - size;
         self.set_next(prev, next);
         if back > 0 {
-            self.link(prev, offset(block_start, front + size), back);
+            // SAFETY: the tail of a free block just unlinked: owned, unused, in order.
+            unsafe { self.link(prev, offset(block_start, front + size), back) };
         }
         if front > 0 {
-            self.link(prev, block_start, front);
+            // SAFETY: the head of the same block, before its tail: owned, unused, in order.
+            unsafe { self.link(prev, block_start, front) };
         }
         if block_size == self.largest {
             self.recompute_largest();
@@ -365,7 +380,10 @@ unsafe impl RawHeap for FirstFitHeap {
         if addr % layout.align().max(GRANULE) != 0 {
             return misuse(MisuseKind::NotBlockStart);
         }
-        if let Err(kind) = self.insert(ptr, size) {
+        // SAFETY: the block lies in a region clear of its header and is aligned (checked above);
+        // by (1) and (2) it is a live allocation that the caller gives up; overlap with free
+        // memory, the misuse that can be seen here, is checked by `insert`.
+        if let Err(kind) = unsafe { self.insert(ptr, size) } {
             return misuse(kind);
         }
         Ok(())
@@ -389,7 +407,8 @@ unsafe impl RawHeap for FirstFitHeap {
             let FreeBlock { size, next: after } = *self.block(next);
             self.set_next(prev, after);
             if size > extra {
-                self.link(prev, offset(ptr, new_rounded), size - extra);
+                // SAFETY: the rest of the free block just unlinked: owned, unused, in order.
+                unsafe { self.link(prev, offset(ptr, new_rounded), size - extra) };
             }
             if size == self.largest {
                 self.recompute_largest();
@@ -409,7 +428,8 @@ unsafe impl RawHeap for FirstFitHeap {
         if new_rounded < old_size {
             let tail = offset(ptr, new_rounded);
             // A tail overlapping free memory means `old` was not the block's layout: refused.
-            self.insert(tail, old_size - new_rounded).map_err(|_| AllocError)?;
+            // SAFETY: the tail of a live block (1, 2) that the caller gives up.
+            unsafe { self.insert(tail, old_size - new_rounded) }.map_err(|_| AllocError)?;
         }
         Ok(())
     }
