@@ -1,6 +1,7 @@
 //! The physical memory after the kernel image, handed out in 4 KiB pages with a bump pointer:
 //! the kernel heap's [`MemorySource`] for growing when its static array runs out.
 
+use core::alloc::Layout;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -19,6 +20,9 @@ pub struct FrameSource {
     end: AtomicUsize,
     /// Where the memory started, for reporting.
     start: AtomicUsize,
+    /// Bytes skipped to start a chunk at the alignment its heap asked for: lost for good, since
+    /// a bump pointer cannot go back (reported, so the figures add up).
+    skipped: AtomicUsize,
 }
 
 /// The frames from `ekernel` to the end of RAM.
@@ -26,7 +30,12 @@ pub static FRAMES: FrameSource = FrameSource::new();
 
 impl FrameSource {
     const fn new() -> Self {
-        FrameSource { next: AtomicUsize::new(0), end: AtomicUsize::new(0), start: AtomicUsize::new(0) }
+        FrameSource {
+            next: AtomicUsize::new(0),
+            end: AtomicUsize::new(0),
+            start: AtomicUsize::new(0),
+            skipped: AtomicUsize::new(0),
+        }
     }
 
     /// Gives the source the RAM between the end of the kernel image and [`MEMORY_END`], or the
@@ -56,18 +65,29 @@ impl FrameSource {
         )
     }
 
-    /// Takes `len` bytes (a multiple of the page size) off the front, or `None` if they do
-    /// not fit. Lock-free, so harts growing at once each get their own chunk.
-    fn take(&self, len: usize) -> Option<usize> {
+    /// Bytes of the handed-out range that were skipped for alignment and went to no heap.
+    pub fn skipped(&self) -> usize {
+        self.skipped.load(Ordering::Relaxed)
+    }
+
+    /// Takes `len` bytes (a multiple of the page size) starting at a multiple of `align` (a
+    /// power of two, at least the page size) off the front, or `None` if they do not fit; the
+    /// pages skipped to reach that alignment are lost (a bump allocator cannot take them
+    /// back). Lock-free, so harts growing at once each get their own chunk.
+    fn take(&self, len: usize, align: usize) -> Option<usize> {
         let end = self.end.load(Ordering::Relaxed);
         let mut next = self.next.load(Ordering::Acquire);
         loop {
             if next == 0 {
                 return None;
             }
-            let after = next.checked_add(len).filter(|&after| after <= end)?;
+            let start = next.checked_next_multiple_of(align)?;
+            let after = start.checked_add(len).filter(|&after| after <= end)?;
             match self.next.compare_exchange_weak(next, after, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Some(next),
+                Ok(_) => {
+                    self.skipped.fetch_add(start - next, Ordering::Relaxed);
+                    return Some(start);
+                }
                 Err(seen) => next = seen,
             }
         }
@@ -75,12 +95,17 @@ impl FrameSource {
 }
 
 // SAFETY: each chunk is RAM of QEMU virt between the kernel image and the end of RAM (or the
-// device tree, which `init` keeps out of the range), which nothing else in this kernel uses and which stays mapped for ever (paging is off), so it is
-// valid for ever (1); the compare-exchange on `next` hands every byte out at most once (2).
+// device tree, which `init` keeps out of the range), which nothing else in this kernel uses and
+// which stays mapped for ever (paging is off), so it is valid for ever (1); the
+// compare-exchange on `next` hands every byte out at most once (2). `release` keeps its
+// default: a bump allocator never takes memory back.
 unsafe impl MemorySource for FrameSource {
-    fn acquire(&self, min_len: usize) -> Option<NonNull<[u8]>> {
-        let len = min_len.checked_next_multiple_of(PAGE_SIZE)?;
-        let start = self.take(len)?;
+    fn acquire(&self, layout: Layout) -> Option<NonNull<[u8]>> {
+        // Whole pages only: the start on a page boundary at least (or the heap's alignment,
+        // if larger), the length rounded up to pages.
+        let align = layout.align().max(PAGE_SIZE);
+        let len = layout.size().checked_next_multiple_of(PAGE_SIZE)?;
+        let start = self.take(len, align)?;
         // Physical memory outside every Rust object: an address is all there is, so the
         // pointer takes exposed provenance.
         let start = NonNull::new(core::ptr::with_exposed_provenance_mut::<u8>(start))?;

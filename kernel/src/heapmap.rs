@@ -1,8 +1,8 @@
 //! A compact picture of a heap: one character per slice of each region, `#` all used, `.` all
-//! free, `+` partly used. Built from `for_each_region` and `for_each_free_block` while the
-//! heap is locked, without allocating.
+//! free, `+` partly used, `=` all the heap's own bookkeeping. Built from `RawHeap::walk` while
+//! the heap is locked, without allocating.
 
-use kheap::RawHeap;
+use kheap::{PartKind, RawHeap};
 
 /// Characters per console line.
 const WIDTH: usize = 64;
@@ -16,7 +16,10 @@ struct RegionMap {
     start: usize,
     len: usize,
     cell: usize,
+    /// Free bytes in each slice.
     free: [usize; CELLS],
+    /// Bookkeeping bytes in each slice.
+    bookkeeping: [usize; CELLS],
 }
 
 /// Prints the map of `heap`'s regions; `locked` runs a closure on the locked heap.
@@ -24,9 +27,12 @@ pub fn show<H: RawHeap>(locked: impl Fn(&mut dyn FnMut(&H))) {
     let mut regions = [(0usize, 0usize); MAX_REGIONS];
     let mut count = 0;
     locked(&mut |heap: &H| {
-        heap.for_each_region(&mut |start, len| {
+        heap.walk(&mut |part| {
+            if part.kind != PartKind::Region {
+                return;
+            }
             if count < MAX_REGIONS {
-                regions[count] = (start.addr(), len);
+                regions[count] = (part.start.addr(), part.len);
             }
             count += 1;
         });
@@ -35,21 +41,35 @@ pub fn show<H: RawHeap>(locked: impl Fn(&mut dyn FnMut(&H))) {
         println!("    ({count} regions; showing the first {MAX_REGIONS})");
     }
     for &(start, len) in &regions[..count.min(MAX_REGIONS)] {
-        let mut map = RegionMap { start, len, cell: len.div_ceil(CELLS).max(1), free: [0; CELLS] };
-        locked(&mut |heap: &H| heap.for_each_free_block(&mut |block, size| map.add_free(block.addr(), size)));
+        let mut map = RegionMap {
+            start,
+            len,
+            cell: len.div_ceil(CELLS).max(1),
+            free: [0; CELLS],
+            bookkeeping: [0; CELLS],
+        };
+        // One walk per region keeps a single map on the stack; the walk visits free blocks
+        // and bookkeeping of every region, and `add` keeps only what lies in this one.
+        locked(&mut |heap: &H| heap.walk(&mut |part| map.add(part.kind, part.start.addr(), part.len)));
         map.print();
     }
 }
 
 impl RegionMap {
-    /// Credits the free block `[addr, addr + size)` to the slices it overlaps.
-    fn add_free(&mut self, addr: usize, size: usize) {
+    /// Credits the free block or bookkeeping `[addr, addr + size)` to the slices it overlaps;
+    /// regions are not counted (what is neither free nor bookkeeping is used).
+    fn add(&mut self, kind: PartKind, addr: usize, size: usize) {
+        let counts = match kind {
+            PartKind::Free => &mut self.free,
+            PartKind::Bookkeeping => &mut self.bookkeeping,
+            PartKind::Region => return,
+        };
         let (low, high) = (addr.max(self.start), (addr + size).min(self.start + self.len));
         let mut at = low;
         while at < high {
             let index = (at - self.start) / self.cell;
             let cell_end = (self.start + (index + 1) * self.cell).min(high);
-            self.free[index] += cell_end - at;
+            counts[index] += cell_end - at;
             at = cell_end;
         }
     }
@@ -57,16 +77,18 @@ impl RegionMap {
     fn print(&self) {
         let cells = self.len.div_ceil(self.cell);
         println!(
-            "    region {:#x}..{:#x} ({} KiB), one char = {} bytes (# used, . free, + partly)",
+            "    region {:#x}..{:#x} ({} KiB), one char = {} bytes (# used, . free, + partly, = bookkeeping)",
             self.start,
             self.start + self.len,
             self.len / 1024,
             self.cell
         );
         let mut line = [b' '; WIDTH];
-        for (index, &free) in self.free[..cells].iter().enumerate() {
+        for (index, (&free, &bookkeeping)) in self.free[..cells].iter().zip(&self.bookkeeping).enumerate() {
             let size = self.cell.min(self.len - index * self.cell);
+            // A slice that is only partly bookkeeping counts its bookkeeping as used.
             line[index % WIDTH] = match free {
+                _ if bookkeeping >= size => b'=',
                 0 => b'#',
                 f if f >= size => b'.',
                 _ => b'+',

@@ -7,7 +7,7 @@ use core::alloc::Layout;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use kheap::{BuddyHeap, FirstFitHeap, FitPolicy, RawHeap};
+use kheap::{BuddyHeap, Counted, FirstFitHeap, FitPolicy, RawHeap};
 
 use crate::rng::Rng;
 use crate::timer::now;
@@ -62,8 +62,9 @@ const SLOTS: usize = 128;
 /// freed and the heap must be back to its starting state.
 pub fn run(algorithm: Algorithm, seed: u64, ops: usize) -> Result<Outcome, String> {
     with_arena(|arena| match algorithm {
-        Algorithm::Buddy => run_on(&mut BuddyHeap::<32>::new(), arena, seed, ops),
-        Algorithm::Fit(policy) => run_on(&mut FirstFitHeap::new(policy), arena, seed, ops),
+        // Algorithms keep no caller statistics; the `Counted` layer does, as in `LockedHeap`.
+        Algorithm::Buddy => run_on(&mut Counted::new(BuddyHeap::<32>::with_orders()), arena, seed, ops),
+        Algorithm::Fit(policy) => run_on(&mut Counted::new(FirstFitHeap::new(policy)), arena, seed, ops),
     })
 }
 
@@ -76,7 +77,12 @@ fn with_arena<T>(f: impl FnOnce(NonNull<[u8]>) -> T) -> T {
     result
 }
 
-fn run_on<H: RawHeap>(heap: &mut H, arena: NonNull<[u8]>, seed: u64, ops: usize) -> Result<Outcome, String> {
+fn run_on<H: RawHeap>(
+    heap: &mut Counted<H>,
+    arena: NonNull<[u8]>,
+    seed: u64,
+    ops: usize,
+) -> Result<Outcome, String> {
     // SAFETY: `with_arena` lends the arena to one caller at a time and only for the call, the
     // heap is dropped before `run_on` returns, and nothing else touches ARENA meanwhile.
     let usable = unsafe { heap.add_region(arena) }.map_err(|e| format!("arena refused: {e}"))?;
@@ -106,12 +112,16 @@ fn run_on<H: RawHeap>(heap: &mut H, arena: NonNull<[u8]>, seed: u64, ops: usize)
                 outcome.allocate_ticks += now() - before;
                 match block {
                     Ok(block) => {
+                        if block.len() < size {
+                            return Err(format!("step {step}: {layout:?} got only {} bytes", block.len()));
+                        }
+                        let block = block.cast::<u8>();
                         if block.as_ptr().addr() % align != 0 {
                             return Err(format!("step {step}: {layout:?} got misaligned {block:p}"));
                         }
                         let fill = rng.next_u64() as u8;
-                        // SAFETY: the heap promises `size` writable bytes at `block` that no
-                        // other live block overlaps.
+                        // SAFETY: the heap promises at least `size` writable bytes at `block`
+                        // that no other live block overlaps.
                         unsafe { block.as_ptr().write_bytes(fill, size) };
                         slots[slot] = Some((block, layout, fill));
                         outcome.allocations += 1;
@@ -123,8 +133,10 @@ fn run_on<H: RawHeap>(heap: &mut H, arena: NonNull<[u8]>, seed: u64, ops: usize)
                 check_fill(block, layout, fill).map_err(|e| format!("step {step}: {e}"))?;
                 let before = now();
                 // SAFETY: `block` is a live allocation of this heap made with `layout`.
-                unsafe { heap.deallocate(block, layout) };
+                let freed = unsafe { heap.deallocate(block, layout) };
                 outcome.free_ticks += now() - before;
+                // The heap refuses a misuse it detects: here that would be a bug in the heap.
+                freed.map_err(|misuse| format!("step {step}: {misuse}"))?;
                 slots[slot] = None;
                 outcome.frees += 1;
             }
@@ -136,7 +148,7 @@ fn run_on<H: RawHeap>(heap: &mut H, arena: NonNull<[u8]>, seed: u64, ops: usize)
     for (block, layout, fill) in slots.iter_mut().filter_map(Option::take) {
         check_fill(block, layout, fill)?;
         // SAFETY: as above; `take` empties the slot, so it is freed once.
-        unsafe { heap.deallocate(block, layout) };
+        unsafe { heap.deallocate(block, layout) }.map_err(|misuse| format!("at the end: {misuse}"))?;
         outcome.frees += 1;
     }
     heap.check_invariants().map_err(|e| format!("at the end: {e}"))?;

@@ -25,12 +25,13 @@ mod tutorial {
     }
 }
 
-use kheap::{HeapStats, InvariantError};
+use kheap::{BuddyHeap, Counted, HeapStats, InvariantError};
 
 pub use tutorial::{heap_test, init_heap};
 
-/// The algorithm behind the global allocator.
-pub type Heap = kheap::compat::buddy_system_allocator::Heap;
+/// What the tutorial's locked allocator hands out: the algorithm inside the `Counted` layer
+/// (which keeps the caller statistics and carries the tutorial's `Heap` methods).
+pub type Heap = Counted<BuddyHeap>;
 
 /// What the console calls this build's allocator.
 pub const NAME: &str = "kheap::compat::buddy_system_allocator::LockedHeap (the tutorial's file)";

@@ -4,13 +4,16 @@
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use kheap::{BuddyHeap, HeapStats, InvariantError, LockedHeap, RawIrqSpinlock, RiscvSupervisorInterrupts};
+use kheap::{
+    BuddyHeap, Counted, HeapStats, InvariantError, LockedHeap, RawIrqSpinlock, RiscvSupervisorInterrupts,
+};
 
 use crate::config::KERNEL_HEAP_SIZE;
 use crate::frames::FRAMES;
 
-/// The algorithm behind the global allocator.
-pub type Heap = BuddyHeap;
+/// What the locked global allocator hands out: the algorithm inside the front's `Counted`
+/// layer (which keeps the caller statistics).
+pub type Heap = Counted<BuddyHeap>;
 
 /// What the console calls this build's allocator.
 pub const NAME: &str = "kheap::LockedHeap<RawIrqSpinlock<RiscvSupervisorInterrupts>, BuddyHeap>";
@@ -24,7 +27,7 @@ pub const GROWS_BY_ITSELF: bool = true;
 /// The global allocator: a buddy heap behind an interrupt-masking spinlock.
 #[global_allocator]
 static HEAP_ALLOCATOR: LockedHeap<RawIrqSpinlock<RiscvSupervisorInterrupts>, BuddyHeap> =
-    LockedHeap::with_source(BuddyHeap::new(), &FRAMES);
+    LockedHeap::new(BuddyHeap::new()).with_source(&FRAMES);
 
 /// The static heap: a zeroed array, so it lands in `.bss` (`heap_test` checks).
 #[repr(C, align(4096))]

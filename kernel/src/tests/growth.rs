@@ -8,7 +8,7 @@ use super::{bss_range, ensure, ensure_eq, TestResult};
 use crate::config::KERNEL_HEAP_SIZE;
 use crate::frames::FRAMES;
 use crate::heap;
-use kheap::MemorySource;
+use kheap::{MemorySource, RawHeap};
 
 /// More than the whole static heap.
 const BIG: usize = KERNEL_HEAP_SIZE + KERNEL_HEAP_SIZE / 2;
@@ -16,16 +16,19 @@ const BIG: usize = KERNEL_HEAP_SIZE + KERNEL_HEAP_SIZE / 2;
 pub fn heap_grows() -> TestResult {
     let before = heap::stats();
     let (_, frames_before, _) = FRAMES.usage();
+    let skipped_before = FRAMES.skipped();
     let mut big: Vec<u64> = Vec::new();
     let words = BIG / 8;
     if heap::GROWS_BY_ITSELF {
         big.try_reserve_exact(words).map_err(|e| alloc::format!("reserving {BIG} bytes failed: {e}"))?;
     } else {
         ensure!(big.try_reserve_exact(words).is_err(), "{BIG} bytes fit in a heap without growth");
-        let region = FRAMES.acquire(kheap::region_len_for(
-            core::alloc::Layout::array::<u64>(words).map_err(|e| alloc::format!("{e}"))?,
-        ));
-        let region = region.ok_or("the frame source is exhausted")?;
+        // What the native front does by itself: ask the heap which region would hold the
+        // block, then ask the source with the heap's lock released (the source may allocate).
+        let layout = core::alloc::Layout::array::<u64>(words).map_err(|e| alloc::format!("{e}"))?;
+        let wanted = heap::with_locked(|h| h.region_layout_for(layout));
+        let wanted = wanted.ok_or(alloc::format!("no region can hold {layout:?}"))?;
+        let region = FRAMES.acquire(wanted).ok_or("the frame source is exhausted")?;
         println!(
             "    the tutorial's allocator has no source: adding {} KiB of frames with add_to_heap",
             region.len() / 1024
@@ -44,16 +47,25 @@ pub fn heap_grows() -> TestResult {
     );
     let during = heap::stats();
     let (_, frames_after, _) = FRAMES.usage();
+    let skipped = FRAMES.skipped() - skipped_before;
     println!(
-        "    heap grew from {} to {} bytes ({} KiB of frames); {BIG}-byte vector at {at:#x}",
+        "    heap grew from {} to {} bytes ({} KiB of frames, {} KiB of them skipped to align the region); {BIG}-byte vector at {at:#x}",
         before.total_bytes,
         during.total_bytes,
-        (frames_after - frames_before) / 1024
+        (frames_after - frames_before) / 1024,
+        skipped / 1024
     );
     drop(big);
     let after = heap::stats();
     ensure!(during.total_bytes > before.total_bytes, "total bytes did not grow");
     ensure!(during.total_bytes >= before.total_bytes + BIG, "grew by less than the request");
+    // The frames taken are the pages skipped to align the region as the heap asked (the buddy
+    // heap wants a block aligned to its size) plus the region itself, which holds the growth
+    // and the heap's bookkeeping for it.
+    ensure!(
+        frames_after - frames_before - skipped >= during.total_bytes - before.total_bytes,
+        "the heap grew by more than the frames it took"
+    );
     ensure_eq!(after.total_bytes, during.total_bytes);
     ensure_eq!(after.live_allocations, before.live_allocations);
     ensure_eq!(after.allocated_bytes, before.allocated_bytes);
