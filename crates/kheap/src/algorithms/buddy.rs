@@ -370,7 +370,7 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
     ///
     /// 1. The block lies in `record`'s span, outside its bookkeeping, is neither free nor
     ///    marked allocated, and belongs to nobody.
-    #[inline]
+    #[inline(always)]
     unsafe fn free_block(
         &mut self,
         record: NonNull<RegionRecord<MAX_ORDER>>,

@@ -100,12 +100,25 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
 
     /// Allocates from the heap; on failure, grows it from the source (if any) and tries again,
     /// as long as the source supplies memory. The source is called with the lock released.
+    #[inline]
     fn allocate_or_grow(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         let mut heap = self.heap.lock();
+        match heap.allocate_quietly(layout) {
+            Ok(block) => Ok(block),
+            Err(_) => self.grow_and_allocate(heap, layout),
+        }
+    }
+
+    /// The slow path of [`allocate_or_grow`](Self::allocate_or_grow), kept out of line so the
+    /// fast path stays small: the heap (locked) has just refused `layout`.
+    #[cold]
+    #[inline(never)]
+    fn grow_and_allocate<'a>(
+        &'a self,
+        mut heap: MutexGuard<'a, R, Counted<H>>,
+        layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
         loop {
-            if let Ok(block) = heap.allocate_quietly(layout) {
-                return Ok(block);
-            }
             let wanted = self.source.zip(heap.region_layout_for(layout));
             let Some((source, wanted)) = wanted else {
                 heap.count_refusal();
@@ -127,6 +140,9 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
                 // unused: never handed out, never corrupted.
                 unsafe { source.release(region) };
                 return Err(AllocError);
+            }
+            if let Ok(block) = heap.allocate_quietly(layout) {
+                return Ok(block);
             }
         }
     }

@@ -29,13 +29,11 @@ pub(super) unsafe fn find<const MAX_ORDER: usize>(mut root: Link<MAX_ORDER>, add
     while let Some(node) = root {
         // SAFETY: (1) nodes of the tree are records the heap owns.
         let record = unsafe { node.as_ref() };
-        root = if addr < record.span.start_addr() {
-            record.left
-        } else if addr >= record.span.end_addr() {
-            record.right
-        } else {
+        // The common case first: one region, or the root's.
+        if record.span.contains(addr) {
             return Some(node);
-        };
+        }
+        root = if addr < record.span.start_addr() { record.left } else { record.right };
     }
     None
 }

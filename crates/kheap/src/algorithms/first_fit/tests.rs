@@ -116,7 +116,7 @@ fn foreign_header_and_misaligned_frees_are_refused() {
         (offset(memory.0, 12288), bytes(16), MisuseKind::Foreign),
         (memory.0, bytes(16), MisuseKind::Bookkeeping),
         (offset(a, 8), Layout::from_size_align(8, 8).unwrap(), MisuseKind::NotBlockStart),
-        (a, Layout::from_size_align(1 << 40, 16).unwrap(), MisuseKind::WrongLayout),
+        (a, Layout::from_size_align(isize::MAX as usize / 2, 16).unwrap(), MisuseKind::WrongLayout),
     ];
     for (ptr, layout, kind) in cases {
         // SAFETY: deliberately wrong; refused before anything changes.
