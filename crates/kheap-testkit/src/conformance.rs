@@ -492,7 +492,7 @@ pub fn growth_from_a_memory_source<H: RawHeap>(make: fn() -> H) {
     // SAFETY: the arena outlives `locked` within this function and only the heap uses it.
     unsafe { locked.add_region_raw(small.base().as_ptr(), small.len()) }.unwrap();
     let before = locked.stats();
-    for size in [1 << 20, 1 << 40] {
+    for size in [1 << 20, isize::MAX as usize / 2] {
         let layout = Layout::from_size_align(size, 8).unwrap();
         if locked.lock().region_layout_for(layout).is_some() {
             continue;

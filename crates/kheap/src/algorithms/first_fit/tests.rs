@@ -115,7 +115,12 @@ fn foreign_header_and_misaligned_frees_are_refused() {
     let cases = [
         (offset(memory.0, 12288), bytes(16), MisuseKind::Foreign),
         (memory.0, bytes(16), MisuseKind::Bookkeeping),
-        (offset(a, 8), Layout::from_size_align(8, 8).unwrap(), MisuseKind::NotBlockStart),
+        // Half a granule in: misaligned for any block of this heap.
+        (
+            offset(a, GRANULE / 2),
+            Layout::from_size_align(GRANULE / 2, GRANULE / 2).unwrap(),
+            MisuseKind::NotBlockStart,
+        ),
         (a, Layout::from_size_align(isize::MAX as usize / 2, 16).unwrap(), MisuseKind::WrongLayout),
     ];
     for (ptr, layout, kind) in cases {
