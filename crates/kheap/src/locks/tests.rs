@@ -33,8 +33,12 @@ unsafe impl InterruptControl for FakeInterrupts {
 /// The same fake interrupts, with a per-thread ("per-CPU") nesting record.
 struct NestingFakeInterrupts;
 
+/// One nesting record per test thread (the fake's CPUs), from a static pool.
+static NESTING: [CpuInterruptNesting; 64] = [const { CpuInterruptNesting::new() }; 64];
+static NEXT_CPU: AtomicUsize = AtomicUsize::new(0);
+
 std::thread_local! {
-    static NESTING: &'static CpuInterruptNesting = std::boxed::Box::leak(std::boxed::Box::new(CpuInterruptNesting::new()));
+    static CPU: usize = NEXT_CPU.fetch_add(1, Ordering::Relaxed) % NESTING.len();
 }
 
 // SAFETY: as `FakeInterrupts`; each thread (the fake's CPU) has its own nesting record (3).
@@ -48,7 +52,7 @@ unsafe impl InterruptControl for NestingFakeInterrupts {
     }
 
     fn this_cpu() -> Option<&'static CpuInterruptNesting> {
-        Some(NESTING.with(|n| *n))
+        Some(&NESTING[CPU.with(|cpu| *cpu)])
     }
 }
 
