@@ -163,8 +163,8 @@ pub unsafe trait RawHeap {
 /// # Safety
 ///
 /// Implementors promise that when `block_layout(ptr)` returns `Ok(layout)`, `ptr` is the start
-/// of a block the heap has handed out, and `deallocate(ptr, layout)` frees exactly that block
-/// (`layout` *fits* it).
+/// of a block the heap has handed out, `layout.size()` is the usable size `allocate` returned
+/// for it, and `deallocate(ptr, layout)` frees exactly that block (`layout` *fits* it).
 pub unsafe trait BlockLookup: RawHeap {
     /// The layout of the allocated block that starts at `ptr`.
     ///

@@ -96,7 +96,8 @@ impl<H> Counted<H> {
         }
     }
 
-    fn resized(&mut self, old: usize, new: usize) {
+    /// A live allocation's requested size changed from `old` to `new` bytes.
+    pub(crate) fn resized(&mut self, old: usize, new: usize) {
         self.requested = self.requested.wrapping_sub(old).wrapping_add(new);
         self.peak_requested = self.peak_requested.max(self.requested);
     }
