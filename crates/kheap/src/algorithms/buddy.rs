@@ -568,7 +568,8 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
         Ok(self.total - before)
     }
 
-    #[inline]
+    // Always inlined: one call site (the front), and the call itself was a tenth of the cost.
+    #[inline(always)]
     fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         let k = Self::order_for(layout).ok_or(AllocError)?;
         let larger = self.nonempty >> k;
@@ -599,7 +600,7 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
         Ok(NonNull::slice_from_raw_parts(block, GRANULE << k))
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse> {
         let addr = ptr.as_ptr().addr();
         let Some(k) = Self::order_for(layout) else {
