@@ -100,7 +100,7 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
 
     /// Allocates from the heap; on failure, grows it from the source (if any) and tries again,
     /// as long as the source supplies memory. The source is called with the lock released.
-    #[inline]
+    #[inline(always)]
     fn allocate_or_grow(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         let mut heap = self.heap.lock();
         match heap.allocate_quietly(layout) {
@@ -276,7 +276,7 @@ unsafe impl<R: RawMutex, H: RawHeap> Front for LockedHeap<R, H> {
         self.allocate_or_grow(layout)
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: (1) and (2) are the heap's obligations 1 and 2. The guard is a temporary,
         // dropped at the end of this statement: the lock is free before any report.

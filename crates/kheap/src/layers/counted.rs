@@ -60,7 +60,7 @@ impl<H> Counted<H> {
 
     /// Allocates without counting a refusal: a front that will grow the heap and try again
     /// counts the request as refused only if it finally is ([`count_refusal`](Self::count_refusal)).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn allocate_quietly(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError>
     where
         H: RawHeap,
