@@ -56,7 +56,7 @@ pub use lock_api;
 #[cfg(any(target_arch = "riscv64", target_arch = "riscv32"))]
 pub use locks::RiscvSupervisorInterrupts;
 pub use locks::{CpuInterruptNesting, InterruptControl, NoInterrupts, RawIrqSpinlock, RawSpinlock};
-pub use sources::MemorySource;
+pub use sources::{ArenaByte, MemorySource, StaticArena, StaticRegion};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -37,3 +37,7 @@ pub unsafe trait MemorySource {
         false
     }
 }
+
+mod arena;
+
+pub use arena::{ArenaByte, StaticArena, StaticRegion};
