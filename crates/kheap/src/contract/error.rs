@@ -75,6 +75,11 @@ pub struct InvariantError {
     pub value: usize,
 }
 
+// SAFETY: `at` is only an address to print; an `InvariantError` never dereferences it.
+unsafe impl Send for InvariantError {}
+// SAFETY: as above; shared access reads only the address.
+unsafe impl Sync for InvariantError {}
+
 impl InvariantError {
     pub(crate) const fn new(what: &'static str, at: *const u8, value: usize) -> Self {
         InvariantError { what, at, value }

@@ -41,6 +41,10 @@ pub struct HeapStats {
     /// Number of allocation requests refused to the caller (out of memory or impossible
     /// layout), counted once per request even when a front grew the heap in between.
     pub failed_requests: usize,
+    /// Number of allocation requests the heap refused at first and satisfied after the front
+    /// grew it from its memory source (or a compat front's rescue function added memory): how
+    /// often growth saved a request. Not counted in `failed_requests`.
+    pub grown_requests: usize,
 }
 
 impl HeapStats {

@@ -45,12 +45,14 @@ pub struct Counted<H> {
     live: usize,
     /// Allocation requests refused to callers.
     failed: usize,
+    /// Allocation requests refused at first, then satisfied after the heap grew.
+    grown: usize,
 }
 
 impl<H> Counted<H> {
     /// Wraps `heap`, with every count at zero; `const`, so it can initialise a `static`.
     pub const fn new(heap: H) -> Self {
-        Counted { heap, requested: 0, peak_requested: 0, live: 0, failed: 0 }
+        Counted { heap, requested: 0, peak_requested: 0, live: 0, failed: 0, grown: 0 }
     }
 
     /// The wrapped heap.
@@ -78,6 +80,17 @@ impl<H> Counted<H> {
         self.failed = self.failed.wrapping_add(1);
     }
 
+    /// Counts one request that the heap refused at first and satisfied after it grew.
+    #[cold]
+    pub(crate) fn count_grown(&mut self) {
+        self.grown = self.grown.wrapping_add(1);
+    }
+
+    /// The wrapped heap, to change it without counting (a compat front adding memory).
+    pub(crate) fn inner_mut(&mut self) -> &mut H {
+        &mut self.heap
+    }
+
     /// The caller statistics with the wrapped heap's memory figures.
     pub fn stats(&self) -> HeapStats
     where
@@ -93,6 +106,7 @@ impl<H> Counted<H> {
             largest_free_block,
             live_allocations: self.live,
             failed_requests: self.failed,
+            grown_requests: self.grown,
         }
     }
 
