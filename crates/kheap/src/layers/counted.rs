@@ -7,6 +7,7 @@
 //! anyway to manage its free space.
 
 use core::alloc::Layout;
+use core::fmt;
 use core::ptr::NonNull;
 
 use crate::{
@@ -114,6 +115,24 @@ impl<H> Counted<H> {
     pub(crate) fn resized(&mut self, old: usize, new: usize) {
         self.requested = self.requested.wrapping_sub(old).wrapping_add(new);
         self.peak_requested = self.peak_requested.max(self.requested);
+    }
+}
+
+impl<H: RawHeap> fmt::Debug for Counted<H> {
+    /// The heap's [`HeapStats`].
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.stats();
+        f.debug_struct("Counted")
+            .field("total_bytes", &s.total_bytes)
+            .field("free_bytes", &s.free_bytes)
+            .field("allocated_bytes", &s.allocated_bytes)
+            .field("requested_bytes", &s.requested_bytes)
+            .field("peak_requested_bytes", &s.peak_requested_bytes)
+            .field("largest_free_block", &s.largest_free_block)
+            .field("live_allocations", &s.live_allocations)
+            .field("failed_requests", &s.failed_requests)
+            .field("grown_requests", &s.grown_requests)
+            .finish()
     }
 }
 
