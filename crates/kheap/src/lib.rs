@@ -55,8 +55,12 @@ pub use fronts::locked_heap::LockedHeap;
 pub use fronts::misuse_hook::{panic_on_misuse, MisuseHook};
 pub use layers::counted::Counted;
 pub use lock_api;
-#[cfg(any(target_arch = "riscv64", target_arch = "riscv32"))]
+#[cfg(feature = "critical-section")]
+pub use locks::RawCriticalSectionLock;
+#[cfg(any(target_arch = "riscv64", target_arch = "riscv32", doc))]
 pub use locks::RiscvSupervisorInterrupts;
+#[cfg(any(target_arch = "x86_64", doc))]
+pub use locks::X86Interrupts;
 pub use locks::{CpuInterruptNesting, InterruptControl, NoInterrupts, RawIrqSpinlock, RawSpinlock};
 pub use sources::{ArenaByte, MemorySource, StaticArena, StaticRegion};
 

@@ -136,27 +136,92 @@ unsafe impl InterruptControl for NoInterrupts {
     fn restore(_: bool) {}
 }
 
-/// Supervisor-mode interrupts of the current RISC-V hart (`sstatus.SIE`).
-#[cfg(any(target_arch = "riscv64", target_arch = "riscv32"))]
+/// Supervisor-mode interrupts of the current RISC-V hart (`sstatus.SIE`), for a kernel running
+/// in S-mode (under OpenSBI, say). Available on `riscv32` and `riscv64` targets.
+///
+/// ```ignore
+/// // In a RISC-V kernel:
+/// use kheap::{BuddyHeap, LockedHeap, RawIrqSpinlock, RiscvSupervisorInterrupts, StaticArena};
+///
+/// static ARENA: StaticArena<{ 3 << 20 }> = StaticArena::new();
+/// #[global_allocator]
+/// static HEAP: LockedHeap<RawIrqSpinlock<RiscvSupervisorInterrupts>, BuddyHeap> =
+///     LockedHeap::new(BuddyHeap::new()).with_source(&ARENA);
+/// ```
+#[cfg(any(target_arch = "riscv64", target_arch = "riscv32", doc))]
+#[cfg_attr(docsrs, doc(cfg(any(target_arch = "riscv64", target_arch = "riscv32"))))]
 pub struct RiscvSupervisorInterrupts;
 
-#[cfg(any(target_arch = "riscv64", target_arch = "riscv32"))]
+#[cfg(any(target_arch = "riscv64", target_arch = "riscv32", doc))]
 // SAFETY: `csrrci` clears SIE atomically and returns its previous value, so no supervisor
 // interrupt is taken on this hart until SIE is set again (1); `csrsi` sets it only when it was
-// set before (2).
+// set before (2). (In documentation built for another target the bodies are never run.)
 unsafe impl InterruptControl for RiscvSupervisorInterrupts {
     fn disable() -> bool {
-        let previous: usize;
-        // SAFETY: reads and clears one bit of sstatus; touches no memory.
-        unsafe { core::arch::asm!("csrrci {}, sstatus, 2", out(reg) previous, options(nostack)) };
-        previous & 2 != 0
+        #[cfg(any(target_arch = "riscv64", target_arch = "riscv32"))]
+        {
+            let previous: usize;
+            // SAFETY: reads and clears one bit of sstatus; touches no memory.
+            unsafe { core::arch::asm!("csrrci {}, sstatus, 2", out(reg) previous, options(nostack)) };
+            previous & 2 != 0
+        }
+        #[cfg(not(any(target_arch = "riscv64", target_arch = "riscv32")))]
+        unreachable!("documentation only")
     }
 
     fn restore(was_enabled: bool) {
+        #[cfg(any(target_arch = "riscv64", target_arch = "riscv32"))]
         if was_enabled {
             // SAFETY: sets sstatus.SIE, which was set when `disable` ran; touches no memory.
             unsafe { core::arch::asm!("csrsi sstatus, 2", options(nostack)) };
         }
+        #[cfg(not(any(target_arch = "riscv64", target_arch = "riscv32")))]
+        let _ = was_enabled;
+    }
+}
+
+/// Maskable interrupts of the current x86-64 CPU (`RFLAGS.IF`), for a kernel running in ring 0
+/// (Blog OS, say): `pushfq` reads the flag, `cli` clears it, `sti` sets it again. Available on
+/// `x86_64` targets. (In a user-space program `cli` faults: use [`NoInterrupts`] there.)
+///
+/// ```ignore
+/// // In an x86_64 kernel whose interrupt handlers allocate:
+/// use kheap::compat::linked_list_allocator::LockedHeap;
+/// use kheap::{RawIrqSpinlock, X86Interrupts};
+///
+/// #[global_allocator]
+/// static ALLOCATOR: LockedHeap<RawIrqSpinlock<X86Interrupts>> = LockedHeap::empty();
+/// ```
+#[cfg(any(target_arch = "x86_64", doc))]
+#[cfg_attr(docsrs, doc(cfg(target_arch = "x86_64")))]
+pub struct X86Interrupts;
+
+#[cfg(any(target_arch = "x86_64", doc))]
+// SAFETY: `cli` clears IF, so no maskable interrupt is taken on this CPU until IF is set again
+// (1); `sti` runs only when IF was set before `disable` (2). (In documentation built for another
+// target the bodies are never run.)
+unsafe impl InterruptControl for X86Interrupts {
+    fn disable() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let flags: u64;
+            // SAFETY: pushes RFLAGS and pops it into a register (balanced on the stack), then
+            // clears IF; no Rust-visible memory is touched. Also a compiler barrier.
+            unsafe { core::arch::asm!("pushfq", "pop {}", "cli", out(reg) flags) };
+            flags & (1 << 9) != 0
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("documentation only")
+    }
+
+    fn restore(was_enabled: bool) {
+        #[cfg(target_arch = "x86_64")]
+        if was_enabled {
+            // SAFETY: sets IF, which was set when `disable` ran; touches no memory.
+            unsafe { core::arch::asm!("sti", options(nostack)) };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = was_enabled;
     }
 }
 
@@ -218,6 +283,90 @@ unsafe impl<I: InterruptControl> RawMutex for RawIrqSpinlock<I> {
         // SAFETY: the caller holds the lock (the `RawMutex::unlock` contract).
         unsafe { self.lock.unlock() };
         I::restore(restore);
+    }
+
+    fn is_locked(&self) -> bool {
+        self.lock.is_locked()
+    }
+}
+
+/// A lock that enters a critical section of the [`critical-section`] crate while held: the
+/// interrupt masking that embedded-alloc uses on single-core microcontrollers, where the
+/// critical-section implementation (from the HAL, or `cortex-m`'s `critical-section-single-core`)
+/// decides how. Feature `critical-section`.
+///
+/// Critical sections must be released in the reverse order of taking them (the crate's rule),
+/// as guards in nested scopes are.
+///
+/// [`critical-section`]: https://docs.rs/critical-section
+///
+/// ```
+/// use kheap::{BuddyHeap, LockedHeap, RawCriticalSectionLock, StaticArena};
+///
+/// static ARENA: StaticArena<{ 64 * 1024 }> = StaticArena::new();
+/// // On a microcontroller: #[global_allocator]
+/// static HEAP: LockedHeap<RawCriticalSectionLock, BuddyHeap> = LockedHeap::new(BuddyHeap::new()).with_source(&ARENA);
+///
+/// let layout = core::alloc::Layout::new::<u32>();
+/// // SAFETY: non-zero size; freed with the same layout.
+/// unsafe { core::alloc::GlobalAlloc::dealloc(&HEAP, core::alloc::GlobalAlloc::alloc(&HEAP, layout), layout) };
+/// ```
+#[cfg(feature = "critical-section")]
+#[cfg_attr(docsrs, doc(cfg(feature = "critical-section")))]
+pub struct RawCriticalSectionLock {
+    lock: RawSpinlock,
+    /// Invariant: while the lock is held, the state `critical_section::acquire` returned to the
+    /// holder. Written and read only by the holder.
+    state: core::cell::UnsafeCell<core::mem::MaybeUninit<critical_section::RestoreState>>,
+}
+
+// SAFETY: `state` is only touched by the holder of `lock`.
+#[cfg(feature = "critical-section")]
+unsafe impl Sync for RawCriticalSectionLock {}
+
+// SAFETY: the critical section is entered before the lock is tried and left only after it is
+// released, so mutual exclusion is `RawSpinlock`'s; `state` is written by the holder after it
+// owns the lock and read by it before it releases the lock.
+#[cfg(feature = "critical-section")]
+unsafe impl RawMutex for RawCriticalSectionLock {
+    #[allow(clippy::declare_interior_mutable_const)]
+    const INIT: Self = RawCriticalSectionLock {
+        lock: RawSpinlock::new(),
+        state: core::cell::UnsafeCell::new(core::mem::MaybeUninit::uninit()),
+    };
+    // The guard must be dropped where the critical section was entered.
+    type GuardMarker = GuardNoSend;
+
+    fn lock(&self) {
+        // SAFETY: released in `unlock` (or below), by the holder, with this state.
+        let state = unsafe { critical_section::acquire() };
+        self.lock.lock();
+        // SAFETY: the lock is ours: no one else touches `state`.
+        unsafe { self.state.get().write(core::mem::MaybeUninit::new(state)) };
+    }
+
+    fn try_lock(&self) -> bool {
+        // SAFETY: released in `unlock`, or at once when the lock is taken.
+        let state = unsafe { critical_section::acquire() };
+        if self.lock.try_lock() {
+            // SAFETY: the lock is ours: no one else touches `state`.
+            unsafe { self.state.get().write(core::mem::MaybeUninit::new(state)) };
+            true
+        } else {
+            // SAFETY: the state `acquire` just returned, released in reverse order.
+            unsafe { critical_section::release(state) };
+            false
+        }
+    }
+
+    unsafe fn unlock(&self) {
+        // SAFETY: the caller holds the lock (the `RawMutex::unlock` contract), so `state` holds
+        // what `lock` wrote.
+        let state = unsafe { self.state.get().read().assume_init() };
+        // SAFETY: as above.
+        unsafe { self.lock.unlock() };
+        // SAFETY: the state of the matching `acquire`, on the same thread (the guard is !Send).
+        unsafe { critical_section::release(state) };
     }
 
     fn is_locked(&self) -> bool {

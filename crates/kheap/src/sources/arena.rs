@@ -37,7 +37,7 @@ use crate::MemorySource;
 ///     HEAP.dealloc(block, layout);
 /// }
 /// assert!(ARENA.is_taken());
-/// assert!(HEAP.stats().total_bytes > 1000 * 1024);
+/// assert!(HEAP.stats().total_bytes > 900 * 1024); // all of it but the bookkeeping
 /// ```
 #[repr(C, align(4096))]
 pub struct StaticArena<const N: usize> {
