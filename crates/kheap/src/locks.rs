@@ -15,6 +15,14 @@ use lock_api::{GuardNoSend, GuardSend, RawMutex};
 mod tests;
 
 /// A test-and-test-and-set spinlock.
+///
+/// ```
+/// use kheap::{BuddyHeap, LockedHeap, RawSpinlock};
+///
+/// // For a heap no interrupt handler uses (or a host program).
+/// static HEAP: LockedHeap<RawSpinlock, BuddyHeap> = LockedHeap::new(BuddyHeap::new());
+/// assert!(!HEAP.is_locked());
+/// ```
 pub struct RawSpinlock {
     /// Invariant: `true` exactly while some holder owns the lock.
     locked: AtomicBool,
@@ -78,6 +86,32 @@ unsafe impl RawMutex for RawSpinlock {
 /// 3. `this_cpu()`, called with interrupts disabled, returns the same record every time on the
 ///    same CPU and a different one on every other CPU, and nothing but interrupt-masking locks
 ///    touches it.
+///
+/// ```
+/// use core::sync::atomic::{AtomicBool, Ordering};
+/// use kheap::{BuddyHeap, InterruptControl, LockedHeap, RawIrqSpinlock};
+///
+/// // A kernel's interrupt switch (here a flag standing in for the CPU's).
+/// static ENABLED: AtomicBool = AtomicBool::new(true);
+/// struct Interrupts;
+/// // SAFETY: (in a kernel: disabling really masks interrupts on this CPU) 1: nothing runs
+/// // "interrupts" while the flag is clear; 2: `restore(true)` sets it again.
+/// unsafe impl InterruptControl for Interrupts {
+///     fn disable() -> bool {
+///         ENABLED.swap(false, Ordering::SeqCst)
+///     }
+///     fn restore(was_enabled: bool) {
+///         if was_enabled {
+///             ENABLED.store(true, Ordering::SeqCst);
+///         }
+///     }
+/// }
+/// static HEAP: LockedHeap<RawIrqSpinlock<Interrupts>, BuddyHeap> = LockedHeap::new(BuddyHeap::new());
+/// let guard = HEAP.lock();
+/// assert!(!ENABLED.load(Ordering::SeqCst)); // masked while the heap is locked
+/// drop(guard);
+/// assert!(ENABLED.load(Ordering::SeqCst));
+/// ```
 pub unsafe trait InterruptControl {
     /// Disables interrupts on this CPU; returns whether they were enabled.
     fn disable() -> bool;
@@ -93,6 +127,24 @@ pub unsafe trait InterruptControl {
 
 /// One CPU's record of the interrupt-masking locks it holds (see
 /// [`InterruptControl::this_cpu`]): a kernel keeps one per CPU, `const`-initialised.
+///
+/// ```
+/// use kheap::{CpuInterruptNesting, InterruptControl};
+///
+/// // One record per CPU (a single CPU here), returned by the kernel's `this_cpu`.
+/// static CPU0: CpuInterruptNesting = CpuInterruptNesting::new();
+/// struct Interrupts;
+/// // SAFETY: 1, 2: no interrupts in this example; 3: one CPU, one record, used by the locks only.
+/// unsafe impl InterruptControl for Interrupts {
+///     fn disable() -> bool {
+///         false
+///     }
+///     fn restore(_: bool) {}
+///     fn this_cpu() -> Option<&'static CpuInterruptNesting> {
+///         Some(&CPU0)
+///     }
+/// }
+/// ```
 #[derive(Debug, Default)]
 pub struct CpuInterruptNesting {
     /// Invariant: how many interrupt-masking locks this CPU holds. Only this CPU touches it,
@@ -124,6 +176,13 @@ impl CpuInterruptNesting {
 }
 
 /// For programs without interrupts (and host tests): does nothing.
+///
+/// ```
+/// use kheap::{BuddyHeap, LockedHeap, NoInterrupts, RawIrqSpinlock};
+///
+/// // The interrupt-masking lock's type, on a host (tests of kernel code, say).
+/// static HEAP: LockedHeap<RawIrqSpinlock<NoInterrupts>, BuddyHeap> = LockedHeap::new(BuddyHeap::new());
+/// ```
 pub struct NoInterrupts;
 
 // SAFETY: with no interrupts there is no handler to keep out (obligation 1); `restore` has
@@ -227,6 +286,15 @@ unsafe impl InterruptControl for X86Interrupts {
 
 /// A spinlock that disables interrupts on the current CPU while it is held (through `I`), so
 /// an interrupt handler that allocates cannot deadlock against the code it interrupted.
+///
+/// ```
+/// use kheap::{BuddyHeap, LockedHeap, NoInterrupts, RawIrqSpinlock};
+///
+/// // In a RISC-V kernel: RawIrqSpinlock<kheap::RiscvSupervisorInterrupts>;
+/// // on x86_64: RawIrqSpinlock<kheap::X86Interrupts>.
+/// static HEAP: LockedHeap<RawIrqSpinlock<NoInterrupts>, BuddyHeap> = LockedHeap::new(BuddyHeap::new());
+/// assert!(HEAP.try_lock().is_some());
+/// ```
 pub struct RawIrqSpinlock<I: InterruptControl> {
     lock: RawSpinlock,
     /// Invariant: while the lock is held, whether interrupts were enabled before the holder

@@ -87,6 +87,18 @@ unsafe impl<const N: usize> MemorySource for StaticArena<N> {
 
 /// A byte type a static array of memory may be made of: `u8` (the tutorials' spelling,
 /// `static mut HEAP_SPACE: [u8; N] = [0; N]`) or `MaybeUninit<u8>`. Sealed.
+///
+/// ```
+/// use core::mem::MaybeUninit;
+/// use kheap::StaticRegion;
+///
+/// static mut BYTES: [u8; 4096] = [0; 4096];
+/// static mut UNINIT: [MaybeUninit<u8>; 4096] = [MaybeUninit::uninit(); 4096];
+/// // SAFETY: each array is used by nothing but its region from now on.
+/// static A: StaticRegion = unsafe { StaticRegion::new(&raw mut BYTES) };
+/// // SAFETY: as above.
+/// static B: StaticRegion = unsafe { StaticRegion::new(&raw mut UNINIT) };
+/// ```
 pub trait ArenaByte: sealed::Sealed {}
 
 impl ArenaByte for u8 {}
