@@ -189,7 +189,9 @@ unsafe impl MemorySource for StaticRegion {
 /// memory for a later one.
 fn claim(taken: &AtomicBool, memory: NonNull<[u8]>, layout: Layout) -> Option<NonNull<[u8]>> {
     let start = memory.cast::<u8>();
-    let skip = start.as_ptr().align_offset(layout.align());
+    // `align` is a power of two; computed from the address, so it is exact under Miri too.
+    let misalignment = start.addr().get() & (layout.align() - 1);
+    let skip = if misalignment == 0 { 0 } else { layout.align() - misalignment };
     let len = memory.len().checked_sub(skip).filter(|&len| len >= layout.size())?;
     if taken.swap(true, Ordering::AcqRel) {
         return None;
