@@ -95,8 +95,20 @@ impl<const ORDER: usize> Heap<ORDER> {
         Self::new()
     }
 
-    /// The heap a [`LockedHeap`]'s lock guards, seen as a `Heap` (for a rescue function).
-    fn from_counted_mut(heap: &mut Counted<BuddyHeap<ORDER>>) -> &mut Self {
+    /// The heap a [`LockedHeap`]'s lock guards (kheap's `Counted<BuddyHeap<ORDER>>`, which has
+    /// all of `Heap`'s methods), seen as a `Heap`: for code that names the type, such as a
+    /// function written for the original taking `&mut Heap<32>`.
+    ///
+    /// ```
+    /// use kheap::compat::buddy_system_allocator::{Heap, LockedHeap};
+    ///
+    /// fn total(heap: &mut Heap<32>) -> usize {
+    ///     heap.stats_total_bytes()
+    /// }
+    /// static HEAP: LockedHeap<32> = LockedHeap::empty();
+    /// assert_eq!(total(Heap::from_counted_mut(&mut HEAP.lock())), 0);
+    /// ```
+    pub fn from_counted_mut(heap: &mut Counted<BuddyHeap<ORDER>>) -> &mut Self {
         // SAFETY: `Heap` is a `repr(transparent)` wrapper of `Counted<BuddyHeap<ORDER>>`, so the
         // pointer is valid for the same type layout, and the borrow is carried over unchanged.
         unsafe { &mut *ptr::from_mut(heap).cast::<Self>() }
