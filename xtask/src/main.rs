@@ -120,7 +120,7 @@ fn miri() -> Result<(), String> {
             "--test",
             "conformance",
             "--",
-            "touching",
+            "touching_regions_added",
             "grow_and_shrink",
             "statistics",
         ])?;
