@@ -18,11 +18,6 @@ impl Arena {
     pub fn non_null(&self) -> NonNull<u8> {
         NonNull::new(self.start).expect("arenas are never null")
     }
-
-    pub fn contains(&self, addr: usize, len: usize) -> bool {
-        let start = self.start.addr();
-        addr >= start && addr.checked_add(len).is_some_and(|end| end <= start + self.len)
-    }
 }
 
 /// The job's host memory; arenas are prefixes of it.

@@ -115,7 +115,10 @@ impl<'a> Ctx<'a> {
 /// Runs `workload` `runs` times (seeds `seed`, `seed + 1`, ...), prints the median run's
 /// metrics as `RESULT {json}`, and exits with the job's status.
 pub fn run(workload: &Workload, subject: &Subject, scale: Scale, runs: u32, verify: bool, seed: u64) -> ! {
-    eprintln!("job {} x {}: seed {seed}, {runs} run(s), {scale:?}, verify {verify}", workload.name, subject.name);
+    eprintln!(
+        "job {} x {}: seed {seed}, {runs} run(s), {scale:?}, verify {verify}",
+        workload.name, subject.name
+    );
     // In timed runs with --verify, one checked pass gates the measurement.
     if verify && scale != Scale::Smoke {
         let ctx = Ctx::new(subject, Scale::Smoke, true, seed);
@@ -133,10 +136,16 @@ pub fn run(workload: &Workload, subject: &Subject, scale: Scale, runs: u32, veri
             Err(e) => exit_with(e, seed.wrapping_add(run as u64)),
         }
     }
-    let primary = |m: &Metrics| m.iter().find(|(k, _)| *k == workload.metric.key).map_or(f64::NAN, |(_, v)| *v);
+    let primary =
+        |m: &Metrics| m.iter().find(|(k, _)| *k == workload.metric.key).map_or(f64::NAN, |(_, v)| *v);
     results.sort_by(|a, b| primary(a).total_cmp(&primary(b)));
     let median = &results[results.len() / 2];
-    let metrics: serde_json::Map<String, Value> = median.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    let mut metrics: serde_json::Map<String, Value> =
+        median.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    // Figures measured on one run only (the replay's arena search) come from that run.
+    for (k, v) in results.iter().flatten() {
+        metrics.entry(k.to_string()).or_insert_with(|| json!(v));
+    }
     let all: Vec<f64> = results.iter().map(primary).collect();
     println!("RESULT {}", json!({ "metrics": metrics, "runs": all, "seed": seed }));
     std::process::exit(0)

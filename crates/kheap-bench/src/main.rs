@@ -29,12 +29,16 @@ use job::Scale;
 /// Without options: every workload on every subject, 3 runs each (the full run, under
 /// 40 minutes on 2 cores). Each job runs in its own process with a timeout.
 #[derive(Parser, Debug)]
-#[command(name = "kheap-bench", version, after_help = "Examples:\n  \
+#[command(
+    name = "kheap-bench",
+    version,
+    after_help = "Examples:\n  \
     cargo xtask bench --quick\n  \
     cargo xtask bench --subjects kheap-buddy,talc5 --workloads random_actions_200,mix_kernel --runs 5\n  \
     cargo xtask bench --workloads 'efficiency_*' --verify\n  \
     cargo xtask bench --callgrind --subjects kheap-first-fit,rlsf --workloads mix_small\n  \
-    cargo xtask bench --list")]
+    cargo xtask bench --list"
+)]
 pub struct Cli {
     /// Subjects to measure, comma-separated (default: all). See --list.
     #[arg(long, value_delimiter = ',', value_name = "A,B")]
@@ -97,6 +101,7 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// The scale the options ask for.
     pub fn scale(&self) -> Scale {
         if self.smoke {
             Scale::Smoke
@@ -112,7 +117,10 @@ impl Cli {
 
 /// The repository root.
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| PathBuf::from("."))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from("."))
 }
 
 fn refuse(message: String) -> ! {
@@ -126,8 +134,14 @@ fn main() {
     let all_workloads = workloads::all(&traces);
 
     if let (Some(workload), Some(subject)) = (&cli.job, &cli.subject) {
-        let w = all_workloads.iter().find(|w| &w.name == workload).unwrap_or_else(|| refuse(format!("no workload `{workload}`")));
-        let s = all_subjects.iter().find(|s| s.name == subject).unwrap_or_else(|| refuse(format!("no subject `{subject}`")));
+        let w = all_workloads
+            .iter()
+            .find(|w| &w.name == workload)
+            .unwrap_or_else(|| refuse(format!("no workload `{workload}`")));
+        let s = all_subjects
+            .iter()
+            .find(|s| s.name == subject)
+            .unwrap_or_else(|| refuse(format!("no subject `{subject}`")));
         let runs = if cli.smoke || cli.callgrind { 1 } else { cli.runs };
         job::run(w, s, cli.scale(), runs, cli.verify || cli.smoke, cli.seed);
     }

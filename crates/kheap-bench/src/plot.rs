@@ -67,7 +67,11 @@ pub fn bars(path: &Path, title: &str, axis: &str, key: &str, results: &[&JobResu
     chart
         .draw_series(rows.iter().enumerate().filter_map(|(i, (_, value, _))| {
             let value = (*value)?;
-            Some(Text::new(format_value(value), (value, SegmentValue::CenterOf(i as u32)), ("sans-serif", 12)))
+            Some(Text::new(
+                format_value(value),
+                (value, SegmentValue::CenterOf(i as u32)),
+                ("sans-serif", 12),
+            ))
         }))
         .map_err(|e| e.to_string())?;
     root.present().map_err(|e| e.to_string())

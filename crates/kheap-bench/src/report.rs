@@ -28,7 +28,12 @@ pub struct Context<'a> {
 pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, m)| m.trim().to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let rustc = std::process::Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
@@ -161,7 +166,12 @@ compile-time constant, buddy-slab-allocator needs 2 MiB-granular regions); FAILE
 broke a `GlobalAlloc` promise under verify (for example returning a misaligned block).";
 
 /// Writes everything; returns the Markdown path.
-pub fn write(ctx: &Context, subjects: &[&Subject], workloads: &[&Workload], results: &[JobResult]) -> Result<(), String> {
+pub fn write(
+    ctx: &Context,
+    subjects: &[&Subject],
+    workloads: &[&Workload],
+    results: &[JobResult],
+) -> Result<(), String> {
     let plots = ctx.out.join("plots");
     std::fs::create_dir_all(&plots).map_err(|e| e.to_string())?;
 
@@ -191,12 +201,20 @@ pub fn write(ctx: &Context, subjects: &[&Subject], workloads: &[&Workload], resu
             let _ = writeln!(csv, "{},{},{},{},,", r.workload, r.subject, r.family.label(), r.status.label());
         }
         for (k, v) in &r.metrics {
-            let _ = writeln!(csv, "{},{},{},{},{k},{v}", r.workload, r.subject, r.family.label(), r.status.label());
+            let _ = writeln!(
+                csv,
+                "{},{},{},{},{k},{v}",
+                r.workload,
+                r.subject,
+                r.family.label(),
+                r.status.label()
+            );
         }
     }
     std::fs::write(ctx.out.join("results.csv"), csv).map_err(|e| e.to_string())?;
 
-    let per_workload = |w: &Workload| -> Vec<&JobResult> { results.iter().filter(|r| r.workload == w.name).collect() };
+    let per_workload =
+        |w: &Workload| -> Vec<&JobResult> { results.iter().filter(|r| r.workload == w.name).collect() };
     for w in workloads {
         let mine = per_workload(w);
         let key = primary_key(w, ctx.scale);
@@ -211,7 +229,10 @@ pub fn write(ctx: &Context, subjects: &[&Subject], workloads: &[&Workload], resu
     }
 
     let root = crate::root();
-    let plots_rel = plots.strip_prefix(&root).map(|p| p.display().to_string()).unwrap_or_else(|_| plots.display().to_string());
+    let plots_rel = plots
+        .strip_prefix(&root)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| plots.display().to_string());
     let markdown = markdown(ctx, subjects, workloads, results, &plots_rel);
     std::fs::write(ctx.out.join("REPORT.md"), &markdown).map_err(|e| e.to_string())?;
     if ctx.cli.publish {
@@ -220,9 +241,16 @@ pub fn write(ctx: &Context, subjects: &[&Subject], workloads: &[&Workload], resu
     Ok(())
 }
 
-fn markdown(ctx: &Context, subjects: &[&Subject], workloads: &[&Workload], results: &[JobResult], plots: &str) -> String {
+fn markdown(
+    ctx: &Context,
+    subjects: &[&Subject],
+    workloads: &[&Workload],
+    results: &[JobResult],
+    plots: &str,
+) -> String {
     let mut out = String::new();
-    let per_workload = |w: &Workload| -> Vec<&JobResult> { results.iter().filter(|r| r.workload == w.name).collect() };
+    let per_workload =
+        |w: &Workload| -> Vec<&JobResult> { results.iter().filter(|r| r.workload == w.name).collect() };
     let _ = writeln!(out, "# Benchmarks\n");
     let _ = writeln!(
         out,
@@ -245,12 +273,17 @@ fn markdown(ctx: &Context, subjects: &[&Subject], workloads: &[&Workload], resul
          efficient or shorter tail, by the workload's own metric); < 1: kheap loses. References (bump, system) are \
          not peers.\n"
     );
-    let _ = writeln!(out, "| workload | metric | best kheap heap | best peer | ratio | verdict |\n|---|---|---|---|---:|---|");
+    let _ = writeln!(
+        out,
+        "| workload | metric | best kheap heap | best peer | ratio | verdict |\n|---|---|---|---|---:|---|"
+    );
     let (mut wins, mut losses) = (0, 0);
     for w in workloads {
         let mine = per_workload(w);
         let h = headline(w, ctx.scale, &mine);
-        let cell = |b: Option<(&str, f64)>| b.map_or_else(|| "–".into(), |(n, v)| format!("{n} {}", plot::format_value(v)));
+        let cell = |b: Option<(&str, f64)>| {
+            b.map_or_else(|| "–".into(), |(n, v)| format!("{n} {}", plot::format_value(v)))
+        };
         let verdict = match h.ratio {
             Some(r) if r >= 1.0 => {
                 wins += 1;
@@ -266,7 +299,7 @@ fn markdown(ctx: &Context, subjects: &[&Subject], workloads: &[&Workload], resul
             out,
             "| [{}](#{}) | {} | {} | {} | {} | {} |",
             h.workload,
-            h.workload.replace('_', "_"),
+            h.workload,
             primary_key(w, ctx.scale),
             cell(h.kheap),
             cell(h.peer),

@@ -74,7 +74,15 @@ fn run_id(scale: Scale) -> String {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| format!("{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs()));
+        .unwrap_or_else(|| {
+            format!(
+                "{}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs()
+            )
+        });
     let suffix = match scale {
         Scale::Full => "",
         Scale::Quick => "-quick",
@@ -89,12 +97,14 @@ fn timeout(workload: &Workload, scale: Scale) -> Duration {
     Duration::from_secs(scale.pick(full, full.div_ceil(2).max(30), 60, (full * 30).min(1800)))
 }
 
-/// Last non-empty line of a file starting with `prefix` (or the last line at all).
+/// Last non-empty line of a file starting with `prefix` (or the last line at all), with the
+/// line after it (a panic's message follows its location).
 fn last_line(path: &Path, prefix: &str) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let found = lines.iter().rev().find(|l| l.starts_with(prefix)).or(lines.last())?;
-    Some(found.chars().take(300).collect())
+    let at = lines.iter().rposition(|l| l.starts_with(prefix)).or(lines.len().checked_sub(1))?;
+    let found = lines[at..].iter().take(2).copied().collect::<Vec<_>>().join(" ");
+    Some(found.chars().take(400).collect())
 }
 
 fn run_job(cli: &Cli, workload: &Workload, subject: &Subject, logs: &Path) -> JobResult {
@@ -154,7 +164,8 @@ fn run_job(cli: &Cli, workload: &Workload, subject: &Subject, logs: &Path) -> Jo
     let mut child = match command.stdin(Stdio::null()).stdout(out).stderr(err).spawn() {
         Ok(child) => child,
         Err(e) => {
-            result.status = Status::Crashed(format!("cannot start {}: {e}", command.get_program().to_string_lossy()));
+            result.status =
+                Status::Crashed(format!("cannot start {}: {e}", command.get_program().to_string_lossy()));
             return result;
         }
     };
@@ -177,25 +188,38 @@ fn run_job(cli: &Cli, workload: &Workload, subject: &Subject, logs: &Path) -> Jo
         None => Status::Timeout(format!("killed after {} s", limit.as_secs())),
         Some(s) if s.success() => Status::Ok,
         Some(s) => match s.code() {
-            Some(EXIT_VERIFY_FAILED) => Status::Failed(last_line(&err_path, "VERIFY FAILED").unwrap_or_default()),
-            Some(EXIT_UNSUPPORTED) => Status::Unsupported(last_line(&err_path, "UNSUPPORTED").unwrap_or_default()),
-            Some(EXIT_OVER_BUDGET) => Status::Timeout(last_line(&err_path, "OVER BUDGET").unwrap_or_default()),
+            Some(EXIT_VERIFY_FAILED) => {
+                Status::Failed(last_line(&err_path, "VERIFY FAILED").unwrap_or_default())
+            }
+            Some(EXIT_UNSUPPORTED) => {
+                Status::Unsupported(last_line(&err_path, "UNSUPPORTED").unwrap_or_default())
+            }
+            Some(EXIT_OVER_BUDGET) => {
+                Status::Timeout(last_line(&err_path, "OVER BUDGET").unwrap_or_default())
+            }
             code => {
-                let how = code.map_or_else(|| format!("killed by a signal ({s})"), |c| format!("exit code {c}"));
+                let how =
+                    code.map_or_else(|| format!("killed by a signal ({s})"), |c| format!("exit code {c}"));
                 Status::Crashed(format!("{how}: {}", last_line(&err_path, "thread").unwrap_or_default()))
             }
         },
     };
     if result.status == Status::Ok {
         let text = std::fs::read_to_string(&out_path).unwrap_or_default();
-        let parsed: Option<Value> =
-            text.lines().find_map(|l| l.strip_prefix("RESULT ")).and_then(|json| serde_json::from_str(json).ok());
+        let parsed: Option<Value> = text
+            .lines()
+            .find_map(|l| l.strip_prefix("RESULT "))
+            .and_then(|json| serde_json::from_str(json).ok());
         match parsed {
             Some(value) => {
                 if let Some(metrics) = value["metrics"].as_object() {
-                    result.metrics = metrics.iter().filter_map(|(k, v)| v.as_f64().map(|v| (k.clone(), v))).collect();
+                    result.metrics =
+                        metrics.iter().filter_map(|(k, v)| v.as_f64().map(|v| (k.clone(), v))).collect();
                 }
-                result.runs = value["runs"].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
+                result.runs = value["runs"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_f64).collect())
+                    .unwrap_or_default();
             }
             None => result.status = Status::Crashed("no RESULT line".into()),
         }
@@ -234,7 +258,13 @@ pub fn run(cli: &Cli, subjects: &[&Subject], workloads: &[&Workload]) -> i32 {
         return 1;
     }
     let machine = report::machine();
-    println!("kheap-bench run {id}: {} workload(s) x {} subject(s), {scale:?}, {} run(s) per job, verify {}", workloads.len(), subjects.len(), if matches!(scale, Scale::Smoke | Scale::Callgrind) { 1 } else { cli.runs }, cli.verify || cli.smoke);
+    println!(
+        "kheap-bench run {id}: {} workload(s) x {} subject(s), {scale:?}, {} run(s) per job, verify {}",
+        workloads.len(),
+        subjects.len(),
+        if matches!(scale, Scale::Smoke | Scale::Callgrind) { 1 } else { cli.runs },
+        cli.verify || cli.smoke
+    );
     println!("machine: {machine}");
     println!("results: {}", out.display());
     println!("subjects:");
@@ -247,7 +277,9 @@ pub fn run(cli: &Cli, subjects: &[&Subject], workloads: &[&Workload]) -> i32 {
         println!("\n{} — {}", workload.name, workload.title);
         for subject in subjects {
             let result = run_job(cli, workload, subject, &logs);
-            let value = result.metric(report::primary_key(workload, scale)).map_or(String::new(), |v| format!("{v:.4}"));
+            let value = result
+                .metric(report::primary_key(workload, scale))
+                .map_or(String::new(), |v| format!("{v:.4}"));
             println!(
                 "  {:<24} {:<11} {:>14} {}  ({:.1} s)",
                 subject.name,
@@ -262,7 +294,8 @@ pub fn run(cli: &Cli, subjects: &[&Subject], workloads: &[&Workload]) -> i32 {
     let elapsed = started.elapsed();
     println!("\n{} jobs in {:.1} min", results.len(), elapsed.as_secs_f64() / 60.0);
     let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
-    let context = report::Context { id: &id, scale, cli, machine: &machine, command: &command, elapsed, out: &out };
+    let context =
+        report::Context { id: &id, scale, cli, machine: &machine, command: &command, elapsed, out: &out };
     if let Err(e) = report::write(&context, subjects, workloads, &results) {
         eprintln!("kheap-bench: writing the results failed: {e}");
         return 1;
@@ -272,7 +305,10 @@ pub fn run(cli: &Cli, subjects: &[&Subject], workloads: &[&Workload]) -> i32 {
     // failures are findings about the peer, reported but not fatal.
     let bad: Vec<&JobResult> = results
         .iter()
-        .filter(|r| r.family != Family::Peer && matches!(r.status, Status::Failed(_) | Status::Crashed(_) | Status::Timeout(_)))
+        .filter(|r| {
+            r.family != Family::Peer
+                && matches!(r.status, Status::Failed(_) | Status::Crashed(_) | Status::Timeout(_))
+        })
         .collect();
     for r in &bad {
         eprintln!("FAILED: {} x {}: {} {}", r.workload, r.subject, r.status.label(), r.status.note());

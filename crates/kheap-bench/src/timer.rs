@@ -22,9 +22,6 @@ pub fn ticks() -> u64 {
     }
 }
 
-/// What "ticks" are on this machine, for the report.
-pub const TICKS_UNIT: &str = if cfg!(target_arch = "x86_64") { "TSC ticks" } else { "ns" };
-
 /// Runs the measured part of a workload. `cargo xtask bench --callgrind` counts instructions
 /// only inside this function (`--toggle-collect=*measured_loop*`), so everything a workload
 /// wants counted must happen inside `f` and nothing else.

@@ -40,7 +40,7 @@ impl Checker {
     }
 
     fn check_place(&self, addr: usize, layout: Layout) -> Result<(), String> {
-        if addr % layout.align() != 0 {
+        if !addr.is_multiple_of(layout.align()) {
             return Err(format!("block {addr:#x} for {layout:?} is misaligned"));
         }
         let end = addr.checked_add(layout.size()).ok_or_else(|| format!("block {addr:#x} wraps around"))?;
@@ -101,8 +101,10 @@ impl Checker {
     }
 
     fn take(&mut self, ptr: *mut u8, layout: Layout, what: &str) -> Result<Block, String> {
-        let block =
-            self.live.remove(&ptr.addr()).ok_or_else(|| format!("{what} of {:#x}, which is not live", ptr.addr()))?;
+        let block = self
+            .live
+            .remove(&ptr.addr())
+            .ok_or_else(|| format!("{what} of {:#x}, which is not live", ptr.addr()))?;
         if block.size != layout.size() || block.align != layout.align() {
             return Err(format!("{what} of {:#x} with {layout:?}, allocated as {block:?}", ptr.addr()));
         }
@@ -143,6 +145,7 @@ impl Checker {
         Ok(())
     }
 
+    #[cfg(test)]
     pub fn live_blocks(&self) -> usize {
         self.live.len()
     }
@@ -332,7 +335,11 @@ mod tests {
     fn verified_wrapper_stops_a_broken_heap() {
         let mut memory = Buffer::new();
         let bounds = memory.bounds();
-        let heap = Verified::new(Box::new(SameBlockHeap(memory.base())), Checker::new(Some(bounds), true), panic_with);
+        let heap = Verified::new(
+            Box::new(SameBlockHeap(memory.base())),
+            Checker::new(Some(bounds), true),
+            panic_with,
+        );
         // SAFETY: non-zero sizes; the second call is where the broken heap is caught.
         unsafe {
             heap.alloc(layout(16, 8));

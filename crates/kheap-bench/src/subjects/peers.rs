@@ -7,7 +7,7 @@ use std::cell::Cell;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axallocator::{BaseAllocator as _, ByteAllocator};
+use axallocator::ByteAllocator;
 
 use super::{Family, Heap, RawAlloc, SpinLock, Spinlocked, Subject};
 use crate::arena::Arena;
@@ -15,9 +15,7 @@ use crate::arena::Arena;
 // ---- talc 5 ---------------------------------------------------------------------------------
 
 fn talc5(arena: &Arena) -> Result<Heap, String> {
-    let heap = Box::new(talc::TalcLock::<SpinLock, talc::source::Manual>::new(
-        talc::source::Manual,
-    ));
+    let heap = Box::new(talc::TalcLock::<SpinLock, talc::source::Manual>::new(talc::source::Manual));
     // SAFETY: the arena is valid and handed to this heap alone until it is dropped.
     unsafe { heap.lock().claim(arena.start, arena.len) }.ok_or("talc refused the arena")?;
     Ok(heap)
@@ -55,7 +53,8 @@ impl RawAlloc for RlsfHeap {
             return ptr::null_mut();
         };
         // SAFETY: `ptr` is live in this heap and keeps its alignment.
-        unsafe { self.0.reallocate(NonNull::new_unchecked(ptr), new_layout) }.map_or(ptr::null_mut(), NonNull::as_ptr)
+        unsafe { self.0.reallocate(NonNull::new_unchecked(ptr), new_layout) }
+            .map_or(ptr::null_mut(), NonNull::as_ptr)
     }
 }
 
@@ -383,6 +382,9 @@ impl buddy_slab_allocator::interface::BuddySlabIf for BuddySlabPlatform {
 fn buddy_slab(arena: &Arena) -> Result<Heap, String> {
     // The crate allows one live instance per program: the previous one was dropped with its
     // heap; its per-CPU caches still point into the old arena, so they are emptied.
+    // Collection workloads leak their heap (the routing allocator needs it `'static`), so the
+    // crate's one-live-instance flag is cleared here too.
+    buddy_slab_allocator::__reset_global_allocator_singleton_for_tests();
     for slab in &SLAB_POOL.0 {
         slab.reset();
     }
@@ -458,7 +460,12 @@ impl ax_sync::interface::SpinOps for HostSpinOps {
         ax_sync::interface::AcquireResult::new(acquired, ax_sync::interface::ContextState::new(0, 0))
     }
 
-    fn release(locked: &AtomicBool, _lock_addr: usize, _context: u8, _state: ax_sync::interface::ContextState) {
+    fn release(
+        locked: &AtomicBool,
+        _lock_addr: usize,
+        _context: u8,
+        _state: ax_sync::interface::ContextState,
+    ) {
         locked.store(false, Ordering::Release);
     }
 

@@ -86,14 +86,16 @@ pub fn subjects() -> Vec<Subject> {
         Subject {
             name: "bump",
             family: Family::Reference,
-            config: "reference: bump pointer over the arena behind the spinlock; never frees (speed of light)",
+            config:
+                "reference: bump pointer over the arena behind the spinlock; never frees (speed of light)",
             build: bump,
             in_arena: true,
         },
         Subject {
             name: "system",
             family: Family::Reference,
-            config: "hosted reference: the host's system allocator (glibc malloc), its own locks, not the arena",
+            config:
+                "hosted reference: the host's system allocator (glibc malloc), its own locks, not the arena",
             build: system,
             in_arena: false,
         },

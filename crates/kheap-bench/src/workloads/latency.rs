@@ -142,7 +142,14 @@ fn free_between_free_neighbours(ctx: &Ctx) -> Result<Metrics, JobError> {
 pub fn workloads() -> Vec<Workload> {
     let p99 = |key| Metric { key, label: "p99 latency, TSC ticks", higher_is_better: false };
     let all_columns = vec![
-        "alloc_p99", "alloc_p50", "alloc_p999", "alloc_max", "free_p50", "free_p99", "free_p999", "free_max",
+        "alloc_p99",
+        "alloc_p50",
+        "alloc_p999",
+        "alloc_max",
+        "free_p50",
+        "free_p99",
+        "free_p999",
+        "free_max",
     ];
     vec![
         Workload {

@@ -15,13 +15,20 @@ const MIN_LIVE: usize = 300;
 /// Actions per clock check.
 const BATCH: usize = 100;
 
-const ACTIONS_PER_SEC: Metric = Metric { key: "mactions_per_s", label: "million actions/s", higher_is_better: true };
+const ACTIONS_PER_SEC: Metric =
+    Metric { key: "mactions_per_s", label: "million actions/s", higher_is_better: true };
 
 /// The action loop: of every 6 (7 with realloc) equally likely choices, 3 allocate, 3 free a
 /// random live block (allocate instead while fewer than `MIN_LIVE` are live) and, with
 /// realloc, 1 resizes a random live block to a size uniform in `1..3 * max`.
 /// Returns (successful actions, failed ones).
-fn actions(live: &mut Live, rng: &mut Rng, sizes: Sizes, realloc_max: Option<usize>, meter: &mut Meter) -> (u64, u64) {
+fn actions(
+    live: &mut Live,
+    rng: &mut Rng,
+    sizes: Sizes,
+    realloc_max: Option<usize>,
+    meter: &mut Meter,
+) -> (u64, u64) {
     let (mut done, mut failed) = (0u64, 0u64);
     let choices = if realloc_max.is_some() { 7 } else { 6 };
     while meter.more() {
@@ -119,7 +126,13 @@ pub fn workloads() -> Vec<Workload> {
     all
 }
 
-fn workload(name: String, title: String, about: String, sizes: Sizes, realloc_max: Option<usize>) -> Workload {
+fn workload(
+    name: String,
+    title: String,
+    about: String,
+    sizes: Sizes,
+    realloc_max: Option<usize>,
+) -> Workload {
     Workload {
         name,
         title,

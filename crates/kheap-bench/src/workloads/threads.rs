@@ -15,7 +15,8 @@ use crate::timer::measured_loop;
 const ARENA: usize = 64 << 20;
 /// Blocks a thread keeps before freeing its oldest.
 const KEEP: usize = 64;
-const OPS_PER_SEC: Metric = Metric { key: "mops_per_s", label: "million operations/s, all threads", higher_is_better: true };
+const OPS_PER_SEC: Metric =
+    Metric { key: "mops_per_s", label: "million operations/s, all threads", higher_is_better: true };
 
 struct Block(*mut u8, Layout);
 
@@ -24,7 +25,13 @@ unsafe impl Send for Block {}
 
 /// One thread: allocates small objects; half go to the next thread's inbox (it frees them),
 /// half are kept locally (the oldest freed once `KEEP` are held); drains its own inbox.
-fn worker(heap: &dyn GlobalAlloc, me: usize, inboxes: &[Mutex<VecDeque<Block>>], allocs: usize, seed: u64) -> u64 {
+fn worker(
+    heap: &dyn GlobalAlloc,
+    me: usize,
+    inboxes: &[Mutex<VecDeque<Block>>],
+    allocs: usize,
+    seed: u64,
+) -> u64 {
     let mut rng = Rng::new(seed);
     let mut kept: VecDeque<Block> = VecDeque::with_capacity(KEEP + 1);
     let mut received = Vec::with_capacity(64);
@@ -48,7 +55,7 @@ fn worker(heap: &dyn GlobalAlloc, me: usize, inboxes: &[Mutex<VecDeque<Block>>],
                 }
             }
         }
-        if ops % 16 == 0 {
+        if ops.is_multiple_of(16) {
             received.extend(inboxes[me].lock().expect("inbox").drain(..));
             for Block(block, layout) in received.drain(..) {
                 // SAFETY: live block of the shared heap (allocated by another thread).
@@ -69,7 +76,8 @@ fn run(ctx: &Ctx, threads: usize) -> Result<Metrics, JobError> {
     let heap = ctx.build(ARENA)?;
     let heap: &(dyn GlobalAlloc + Sync) = &*heap;
     let allocs = ctx.scale.pick(400_000, 100_000, 2_000, 20_000) / threads;
-    let inboxes: Vec<Mutex<VecDeque<Block>>> = (0..threads).map(|_| Mutex::new(VecDeque::with_capacity(1 << 16))).collect();
+    let inboxes: Vec<Mutex<VecDeque<Block>>> =
+        (0..threads).map(|_| Mutex::new(VecDeque::with_capacity(1 << 16))).collect();
     let barrier = Barrier::new(threads + 1);
     let (ops, seconds) = measured_loop(|| {
         std::thread::scope(|scope| {

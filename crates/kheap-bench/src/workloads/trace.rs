@@ -26,7 +26,6 @@ pub enum Event {
 #[derive(Debug)]
 pub struct Trace {
     pub name: String,
-    pub description: String,
     pub events: Vec<Event>,
     /// Number of distinct allocations (slots).
     pub slots: usize,
@@ -45,7 +44,10 @@ pub fn header(path: &Path) -> Result<(String, String), String> {
 }
 
 fn parse_header(line: &str) -> Result<(String, String), String> {
-    let rest = line.trim_end().strip_prefix("# kheap-trace v1 ").ok_or("first line is not `# kheap-trace v1 <name> ...`")?;
+    let rest = line
+        .trim_end()
+        .strip_prefix("# kheap-trace v1 ")
+        .ok_or("first line is not `# kheap-trace v1 <name> ...`")?;
     let (name, description) = rest.split_once(' ').unwrap_or((rest, ""));
     if name.is_empty() {
         return Err("the header has no name".into());
@@ -63,7 +65,7 @@ pub fn read(path: &Path) -> Result<Trace, String> {
 pub fn parse(input: impl Read) -> Result<Trace, String> {
     let mut lines = BufReader::new(input).lines();
     let first = lines.next().ok_or("empty trace")?.map_err(|e| e.to_string())?;
-    let (name, description) = parse_header(&first)?;
+    let (name, _) = parse_header(&first)?;
     let mut slots: HashMap<u64, (u32, usize, bool)> = HashMap::new();
     let mut events = Vec::new();
     let (mut live, mut peak) = (0usize, 0usize);
@@ -77,7 +79,11 @@ pub fn parse(input: impl Read) -> Result<Trace, String> {
         let mut fields = line.split_ascii_whitespace();
         let kind = fields.next().unwrap_or_default();
         let mut number_field = |what: &str| -> Result<u64, String> {
-            fields.next().ok_or_else(|| at(&format!("missing {what}")))?.parse().map_err(|_| at(&format!("bad {what}")))
+            fields
+                .next()
+                .ok_or_else(|| at(&format!("missing {what}")))?
+                .parse()
+                .map_err(|_| at(&format!("bad {what}")))
         };
         match kind {
             "a" => {
@@ -97,7 +103,8 @@ pub fn parse(input: impl Read) -> Result<Trace, String> {
             }
             "f" => {
                 let id = number_field("id")?;
-                let entry = slots.get_mut(&id).filter(|e| e.2).ok_or_else(|| at("free of an id that is not live"))?;
+                let entry =
+                    slots.get_mut(&id).filter(|e| e.2).ok_or_else(|| at("free of an id that is not live"))?;
                 entry.2 = false;
                 live -= entry.1;
                 events.push(Event::Free { slot: entry.0 });
@@ -108,7 +115,10 @@ pub fn parse(input: impl Read) -> Result<Trace, String> {
                 if size == 0 {
                     return Err(at("realloc to zero bytes"));
                 }
-                let entry = slots.get_mut(&id).filter(|e| e.2).ok_or_else(|| at("realloc of an id that is not live"))?;
+                let entry = slots
+                    .get_mut(&id)
+                    .filter(|e| e.2)
+                    .ok_or_else(|| at("realloc of an id that is not live"))?;
                 live = live - entry.1 + size;
                 peak = peak.max(live);
                 entry.1 = size;
@@ -117,7 +127,7 @@ pub fn parse(input: impl Read) -> Result<Trace, String> {
             _ => return Err(at("unknown event")),
         }
     }
-    Ok(Trace { name, description, events, slots: slots.len(), peak_live: peak })
+    Ok(Trace { name, events, slots: slots.len(), peak_live: peak })
 }
 
 #[cfg(test)]
@@ -140,11 +150,17 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("kheap-bench-trace-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("tiny.trace.gz");
-        let mut encoder = flate2::write::GzEncoder::new(std::fs::File::create(&path).unwrap(), flate2::Compression::default());
+        let mut encoder = flate2::write::GzEncoder::new(
+            std::fs::File::create(&path).unwrap(),
+            flate2::Compression::default(),
+        );
         encoder.write_all(SAMPLE.as_bytes()).unwrap();
         encoder.finish().unwrap();
 
-        assert_eq!(header(&path).unwrap(), ("tiny".to_string(), "A hand-written trace for the reader's test".to_string()));
+        assert_eq!(
+            header(&path).unwrap(),
+            ("tiny".to_string(), "A hand-written trace for the reader's test".to_string())
+        );
         let trace = read(&path).unwrap();
         assert_eq!(trace.name, "tiny");
         assert_eq!(trace.slots, 3);
