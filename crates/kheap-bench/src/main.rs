@@ -87,6 +87,11 @@ pub struct Cli {
     #[arg(long, value_name = "DIR")]
     pub traces: Option<PathBuf>,
 
+    /// Rewrite the report, plots (and BENCHMARKS.md with --publish) of an earlier run from its
+    /// results.json, measuring nothing.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["smoke", "callgrind", "quick", "job"])]
+    pub report_only: Option<PathBuf>,
+
     /// List subjects (with their configuration) and workloads, then exit.
     #[arg(long)]
     pub list: bool,
@@ -144,6 +149,10 @@ fn main() {
             .unwrap_or_else(|| refuse(format!("no subject `{subject}`")));
         let runs = if cli.smoke || cli.callgrind { 1 } else { cli.runs };
         job::run(w, s, cli.scale(), runs, cli.verify || cli.smoke, cli.seed);
+    }
+
+    if let Some(dir) = &cli.report_only {
+        std::process::exit(runner::report_only(&cli, dir, &all_subjects, &all_workloads));
     }
 
     if cli.list {

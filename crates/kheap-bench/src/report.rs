@@ -12,12 +12,15 @@ use crate::plot;
 use crate::runner::{JobResult, Status};
 use crate::subjects::{Family, Subject};
 use crate::workloads::Workload;
-use crate::Cli;
 
 pub struct Context<'a> {
     pub id: &'a str,
     pub scale: Scale,
-    pub cli: &'a Cli,
+    /// Runs per job (1 for the smoke and instruction counts).
+    pub runs: u32,
+    pub seed: u64,
+    /// Also write BENCHMARKS.md at the repository root.
+    pub publish: bool,
     pub machine: &'a str,
     pub command: &'a str,
     pub elapsed: Duration,
@@ -188,7 +191,7 @@ pub fn write(
         .collect();
     let document = json!({
         "run": ctx.id, "machine": ctx.machine, "command": ctx.command, "scale": format!("{:?}", ctx.scale),
-        "runs_per_job": ctx.cli.runs, "seed": ctx.cli.seed, "minutes": ctx.elapsed.as_secs_f64() / 60.0,
+        "runs_per_job": ctx.runs, "seed": ctx.seed, "minutes": ctx.elapsed.as_secs_f64() / 60.0,
         "subjects": subjects.iter().map(|s| json!({"name": s.name, "family": s.family.label(), "config": s.config})).collect::<Vec<_>>(),
         "results": json_results,
     });
@@ -235,7 +238,7 @@ pub fn write(
         .unwrap_or_else(|_| plots.display().to_string());
     let markdown = markdown(ctx, subjects, workloads, results, &plots_rel);
     std::fs::write(ctx.out.join("REPORT.md"), &markdown).map_err(|e| e.to_string())?;
-    if ctx.cli.publish {
+    if ctx.publish {
         std::fs::write(root.join("BENCHMARKS.md"), &markdown).map_err(|e| e.to_string())?;
     }
     Ok(())
@@ -260,7 +263,7 @@ fn markdown(
          [--verify]`; instruction counts: `cargo xtask bench --callgrind --workloads NAME --subjects A,B`.\n",
         ctx.id,
         ctx.scale,
-        if matches!(ctx.scale, Scale::Smoke | Scale::Callgrind) { 1 } else { ctx.cli.runs },
+        ctx.runs,
         ctx.elapsed.as_secs_f64() / 60.0,
         ctx.command,
         ctx.machine,

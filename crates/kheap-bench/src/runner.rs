@@ -294,8 +294,17 @@ pub fn run(cli: &Cli, subjects: &[&Subject], workloads: &[&Workload]) -> i32 {
     let elapsed = started.elapsed();
     println!("\n{} jobs in {:.1} min", results.len(), elapsed.as_secs_f64() / 60.0);
     let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
-    let context =
-        report::Context { id: &id, scale, cli, machine: &machine, command: &command, elapsed, out: &out };
+    let context = report::Context {
+        id: &id,
+        scale,
+        runs: if matches!(scale, Scale::Smoke | Scale::Callgrind) { 1 } else { cli.runs },
+        seed: cli.seed,
+        publish: cli.publish,
+        machine: &machine,
+        command: &command,
+        elapsed,
+        out: &out,
+    };
     if let Err(e) = report::write(&context, subjects, workloads, &results) {
         eprintln!("kheap-bench: writing the results failed: {e}");
         return 1;
@@ -318,4 +327,97 @@ pub fn run(cli: &Cli, subjects: &[&Subject], workloads: &[&Workload]) -> i32 {
         println!("bench smoke: {passed} passed, {} failed", bad.len());
     }
     i32::from(!bad.is_empty())
+}
+
+fn family_of(label: &str) -> Family {
+    match label {
+        "kheap" => Family::Kheap,
+        "peer" => Family::Peer,
+        _ => Family::Reference,
+    }
+}
+
+fn status_of(label: &str, note: &str) -> Status {
+    let note = note.to_string();
+    match label {
+        "ok" => Status::Ok,
+        "FAILED" => Status::Failed(note),
+        "unsupported" => Status::Unsupported(note),
+        "TIMEOUT" => Status::Timeout(note),
+        _ => Status::Crashed(note),
+    }
+}
+
+/// Rewrites the report, plots and (with `--publish`) BENCHMARKS.md of an earlier run from its
+/// `results.json`, without measuring anything.
+pub fn report_only(cli: &Cli, dir: &Path, subjects: &[Subject], workloads: &[Workload]) -> i32 {
+    let text = match std::fs::read_to_string(dir.join("results.json")) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("kheap-bench: cannot read {}: {e}", dir.join("results.json").display());
+            return 1;
+        }
+    };
+    let Ok(doc) = serde_json::from_str::<Value>(&text) else {
+        eprintln!("kheap-bench: {} is not valid JSON", dir.join("results.json").display());
+        return 1;
+    };
+    let str_of = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let results: Vec<JobResult> = doc["results"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| JobResult {
+                    workload: str_of(&r["workload"]),
+                    subject: str_of(&r["subject"]),
+                    family: family_of(r["family"].as_str().unwrap_or_default()),
+                    status: status_of(
+                        r["status"].as_str().unwrap_or_default(),
+                        r["note"].as_str().unwrap_or_default(),
+                    ),
+                    metrics: r["metrics"]
+                        .as_object()
+                        .map(|m| m.iter().filter_map(|(k, v)| v.as_f64().map(|v| (k.clone(), v))).collect())
+                        .unwrap_or_default(),
+                    runs: r["runs"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(Value::as_f64).collect())
+                        .unwrap_or_default(),
+                    seconds: r["seconds"].as_f64().unwrap_or_default(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let chosen_subjects: Vec<&Subject> =
+        subjects.iter().filter(|s| results.iter().any(|r| r.subject == s.name)).collect();
+    let chosen_workloads: Vec<&Workload> =
+        workloads.iter().filter(|w| results.iter().any(|r| r.workload == w.name)).collect();
+    let scale = match doc["scale"].as_str().unwrap_or_default() {
+        "Quick" => Scale::Quick,
+        "Smoke" => Scale::Smoke,
+        "Callgrind" => Scale::Callgrind,
+        _ => Scale::Full,
+    };
+    let (id, machine, command) = (str_of(&doc["run"]), str_of(&doc["machine"]), str_of(&doc["command"]));
+    let context = report::Context {
+        id: &id,
+        scale,
+        runs: doc["runs_per_job"].as_u64().unwrap_or(1) as u32,
+        seed: doc["seed"].as_u64().unwrap_or(cli.seed),
+        publish: cli.publish,
+        machine: &machine,
+        command: &command,
+        elapsed: Duration::from_secs_f64(doc["minutes"].as_f64().unwrap_or_default() * 60.0),
+        out: dir,
+    };
+    match report::write(&context, &chosen_subjects, &chosen_workloads, &results) {
+        Ok(()) => {
+            println!("rewrote the report of {} in {}", id, dir.display());
+            0
+        }
+        Err(e) => {
+            eprintln!("kheap-bench: writing the report failed: {e}");
+            1
+        }
+    }
 }
