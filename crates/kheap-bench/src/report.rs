@@ -99,6 +99,12 @@ fn headline<'a>(workload: &'a Workload, scale: Scale, results: &[&'a JobResult])
     Headline { workload: &workload.name, kheap, peer, ratio }
 }
 
+/// A ratio with two significant digits at least (0.0042x, not 0.00x).
+fn ratio_text(ratio: f64) -> String {
+    let digits = if ratio >= 0.1 { 2 } else { (1 - ratio.log10().floor() as i32).clamp(2, 8) as usize };
+    format!("{ratio:.digits$}x")
+}
+
 fn value_cell(value: Option<f64>) -> String {
     value.map_or_else(|| "–".into(), plot::format_value)
 }
@@ -126,7 +132,7 @@ fn workload_table(out: &mut String, workload: &Workload, scale: Scale, results: 
             let _ = write!(out, " {} |", value_cell(r.metric(c)));
         }
         let ratio = match (r.metric(key), best_peer) {
-            (Some(v), Some(p)) if v > 0.0 && p > 0.0 => format!("{:.2}x", if higher { v / p } else { p / v }),
+            (Some(v), Some(p)) if v > 0.0 && p > 0.0 => ratio_text(if higher { v / p } else { p / v }),
             _ => "–".into(),
         };
         let _ = writeln!(out, " {ratio} |");
@@ -155,7 +161,8 @@ never frees: it is the speed of light, not a contender. Each job (one workload o
 runs in a fresh process with a timeout, so a crash or hang is reported against that job; \
 with `--verify`, one checked pass (alignment, bounds, overlap, per-block byte pattern on free \
 and after realloc) gates the timed runs and a subject failing it is reported FAILED, not timed. \
-Timed numbers are the median of the runs.";
+Timed numbers are the median of the runs. The trace-replay workloads read `traces/*.trace.gz`, \
+allocation traces of real Rust programs recorded by `tools/trace-recorder` (see `traces/README.md`).";
 
 const CAVEATS: &str = "\
 - A shared 2-core virtual machine: other work ran beside the benchmark; expect a few percent \
@@ -269,26 +276,58 @@ fn markdown(
         ctx.machine,
         ctx.id,
     );
-    let _ = writeln!(out, "## Headline: kheap's best heap against the best peer\n");
+    let _ = writeln!(out, "## Headline: kheap against the best peer\n");
     let _ = writeln!(
         out,
-        "Ratio > 1: kheap's best heap is better than the best peer measured in the same run (faster, more \
-         efficient or shorter tail, by the workload's own metric); < 1: kheap loses. References (bump, system) are \
-         not peers.\n"
+        "Each cell: the kheap heap's figure divided by the best peer's in the same run, turned so that > 1 means \
+         kheap is better (faster, more efficient or a shorter tail, by the workload's own metric) and < 1 means \
+         kheap loses; within 1 % counts as a tie. References (bump, system) are not peers. The last columns compare \
+         kheap's best heap on that workload with the best peer.\n"
     );
-    let _ = writeln!(
-        out,
-        "| workload | metric | best kheap heap | best peer | ratio | verdict |\n|---|---|---|---|---:|---|"
-    );
-    let (mut wins, mut losses) = (0, 0);
+    let kheaps: Vec<&Subject> = subjects.iter().copied().filter(|s| s.family == Family::Kheap).collect();
+    let _ = write!(out, "| workload | metric | best peer |");
+    for k in &kheaps {
+        let _ = write!(out, " {} |", k.name);
+    }
+    let _ = writeln!(out, " best kheap vs best peer | verdict |");
+    let _ = write!(out, "|---|---|---|");
+    for _ in &kheaps {
+        out.push_str("---:|");
+    }
+    out.push_str("---:|---|\n");
+    let (mut wins, mut losses, mut ties) = (0, 0, 0);
     for w in workloads {
         let mine = per_workload(w);
         let h = headline(w, ctx.scale, &mine);
-        let cell = |b: Option<(&str, f64)>| {
-            b.map_or_else(|| "–".into(), |(n, v)| format!("{n} {}", plot::format_value(v)))
+        let key = primary_key(w, ctx.scale);
+        let higher = higher_is_better(w, ctx.scale);
+        let ratio_to_peer = |v: f64| {
+            h.peer.filter(|(_, p)| *p > 0.0 && v > 0.0).map(|(_, p)| if higher { v / p } else { p / v })
         };
+        let _ = write!(
+            out,
+            "| [{}](#{}) | {} | {} |",
+            h.workload,
+            h.workload,
+            key,
+            h.peer.map_or_else(|| "–".into(), |(n, v)| format!("{n} {}", plot::format_value(v)))
+        );
+        for k in &kheaps {
+            let cell = match mine.iter().find(|r| r.subject == k.name) {
+                Some(r) => match r.metric(key) {
+                    Some(v) => ratio_to_peer(v).map_or_else(|| plot::format_value(v), ratio_text),
+                    None => r.status.label().to_string(),
+                },
+                None => "–".into(),
+            };
+            let _ = write!(out, " {cell} |");
+        }
         let verdict = match h.ratio {
-            Some(r) if r >= 1.0 => {
+            Some(r) if (r - 1.0).abs() < 0.01 => {
+                ties += 1;
+                "tie"
+            }
+            Some(r) if r > 1.0 => {
                 wins += 1;
                 "kheap wins"
             }
@@ -298,19 +337,17 @@ fn markdown(
             }
             None => "no comparison",
         };
-        let _ = writeln!(
-            out,
-            "| [{}](#{}) | {} | {} | {} | {} | {} |",
-            h.workload,
-            h.workload,
-            primary_key(w, ctx.scale),
-            cell(h.kheap),
-            cell(h.peer),
-            h.ratio.map_or_else(|| "–".into(), |r| format!("{r:.2}x")),
-            verdict
-        );
+        let best = match (h.kheap, h.ratio) {
+            (Some((name, _)), Some(r)) => format!("{} ({name})", ratio_text(r)),
+            _ => "–".into(),
+        };
+        let _ = writeln!(out, " {best} | {verdict} |");
     }
-    let _ = writeln!(out, "\nkheap wins {wins}, loses {losses} of the compared workloads.\n");
+    let _ = writeln!(
+        out,
+        "\nkheap's best heap wins {wins}, ties {ties} and loses {losses} of the {} compared workloads.\n",
+        wins + ties + losses
+    );
     let _ = writeln!(out, "## Method\n\n{METHOD}\n\n### Caveats\n\n{CAVEATS}\n");
     let _ = writeln!(out, "## Subjects\n\n| subject | family | configuration |\n|---|---|---|");
     for s in subjects {

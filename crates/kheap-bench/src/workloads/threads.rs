@@ -127,7 +127,7 @@ pub fn workloads() -> Vec<Workload> {
             source: "crates/kheap-bench/src/workloads/threads.rs",
             metric: OPS_PER_SEC,
             columns: vec![OPS_PER_SEC.key],
-            timeout_secs: 120,
+            timeout_secs: 60,
             run: Box::new(move |ctx| run(ctx, threads)),
         })
         .collect()
