@@ -168,7 +168,11 @@ const CAVEATS: &str = "\
 - A shared 2-core virtual machine: other work ran beside the benchmark; expect a few percent \
 of noise on throughput and much more on latency maxima (interrupts, preemption). For \
 deterministic comparisons use `--callgrind`.\n\
-- Latencies are time-stamp-counter ticks including the ~20-tick cost of `rdtsc` itself.\n\
+- Latencies are time-stamp-counter ticks including the cost of `rdtsc` itself; on this virtual \
+machine the counter advances in steps of 26 ticks, so small latencies are quantised.\n\
+- The bump allocator fills its arena within a fraction of a throughput run; after that only frees \
+succeed (see `failed_actions`), so its throughput is not the speed of light there: its \
+latency and collection numbers are.\n\
 - The 4-thread job oversubscribes the 2 cores: a preempted spinlock holder stalls the \
 spinners, which is what a kernel avoids by disabling preemption under the lock.\n\
 - A subject marked unsupported could not run that job (for example emballoc's arena size is a \
