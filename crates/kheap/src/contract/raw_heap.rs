@@ -159,6 +159,10 @@ pub unsafe trait RawHeap {
     /// The layout of a fresh region (from a memory source, touching no other region) in which
     /// `allocate(layout)` is sure to succeed, or `None` when no region can make it succeed.
     /// A front asks its source for exactly this when an allocation fails.
+    ///
+    /// "Sure to succeed" holds for any region that holds the returned layout's size from a
+    /// multiple of its alignment to the region's end, with fewer than `align` bytes before
+    /// that point: what [`MemorySource::acquire`](crate::MemorySource::acquire) returns.
     fn region_layout_for(&self, layout: Layout) -> Option<Layout>;
 
     /// Total, free and largest free bytes, read in O(1).

@@ -184,28 +184,24 @@ unsafe impl MemorySource for StaticRegion {
     }
 }
 
-/// Hands out `memory`, from its first multiple of `layout.align()` to its end, if it is not
-/// taken and that much holds `layout.size()` bytes. A request that does not fit leaves the
-/// memory for a later one.
+/// Hands out `memory` whole, if it is not taken and it holds `layout.size()` bytes from its
+/// first multiple of `layout.align()` (fewer than `align` bytes after its start: the
+/// `MemorySource` contract lets the region start there, and the heap uses those bytes too). A
+/// request that does not fit leaves the memory for a later one.
 fn claim(taken: &AtomicBool, memory: NonNull<[u8]>, layout: Layout) -> Option<NonNull<[u8]>> {
-    let start = memory.cast::<u8>();
     // `align` is a power of two; computed from the address, so it is exact under Miri too.
-    let misalignment = start.addr().get() & (layout.align() - 1);
+    let misalignment = memory.cast::<u8>().addr().get() & (layout.align() - 1);
     let skip = if misalignment == 0 { 0 } else { layout.align() - misalignment };
-    let len = memory.len().checked_sub(skip).filter(|&len| len >= layout.size())?;
+    memory.len().checked_sub(skip).filter(|&len| len >= layout.size())?;
     if taken.swap(true, Ordering::AcqRel) {
         return None;
     }
-    // `skip <= memory.len()`, so the start stays inside the array (and is not null).
-    let start = NonNull::new(start.as_ptr().wrapping_add(skip))?;
-    Some(NonNull::slice_from_raw_parts(start, len))
+    Some(memory)
 }
 
-/// Takes `region` back if it is the tail of `memory` that `claim` handed out.
+/// Takes `region` back if it is the memory `claim` handed out.
 fn give_back(taken: &AtomicBool, memory: NonNull<[u8]>, region: NonNull<[u8]>) -> bool {
-    let (start, end) = (memory.cast::<u8>().addr().get(), memory.cast::<u8>().addr().get() + memory.len());
-    let (from, to) = (region.cast::<u8>().addr().get(), region.cast::<u8>().addr().get() + region.len());
-    if from < start || to != end {
+    if region.cast::<u8>() != memory.cast::<u8>() || region.len() != memory.len() {
         return false;
     }
     taken.store(false, Ordering::Release);
