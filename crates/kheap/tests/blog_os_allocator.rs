@@ -1,5 +1,6 @@
-//! Blog OS's heap setup (`src/allocator.rs` of the "Heap Allocation" post, the state the
-//! "Allocator Designs" post starts from: linked_list_allocator 0.10, x86_64 0.14), compiled
+//! Blog OS's heap setup (`src/allocator.rs` as the "Heap Allocation" post builds it, from the
+//! post's text at blog_os commit 1132d7a: linked_list_allocator 0.9's `init(usize, usize)`,
+//! x86_64 0.15), compiled
 //! unchanged but for its `use linked_list_allocator::LockedHeap;` line, which now names
 //! kheap's drop-in, then Blog OS's heap tests (`tests/heap_allocation.rs`) run against it.
 //!
@@ -31,10 +32,10 @@ mod x86_64 {
         }
     }
 
-    impl Add<usize> for VirtAddr {
+    impl Add<u64> for VirtAddr {
         type Output = VirtAddr;
-        fn add(self, rhs: usize) -> VirtAddr {
-            VirtAddr(self.0 + rhs as u64)
+        fn add(self, rhs: u64) -> VirtAddr {
+            VirtAddr(self.0 + rhs)
         }
     }
 

@@ -89,7 +89,8 @@ impl Heap {
     ///
     /// 1. The span is valid for reads and writes for as long as the heap is used (`'static`).
     /// 2. Nothing else reads or writes it from now on.
-    pub unsafe fn init(&mut self, heap_bottom: *mut u8, heap_size: usize) {
+    pub unsafe fn init(&mut self, heap_bottom: impl HeapBottom, heap_size: usize) {
+        let heap_bottom = heap_bottom.into_pointer();
         assert!(self.bottom.is_null(), "kheap: Heap::init called on a heap that has memory");
         let Some(start) = NonNull::new(heap_bottom) else {
             panic!("kheap: Heap::init({heap_bottom:p}, {heap_size:#x}) refused: {}", RegionError::Null);
@@ -295,7 +296,7 @@ impl Counted<Heap> {
     /// # Safety
     ///
     /// As [`Heap::init`].
-    pub unsafe fn init(&mut self, heap_bottom: *mut u8, heap_size: usize) {
+    pub unsafe fn init(&mut self, heap_bottom: impl HeapBottom, heap_size: usize) {
         // SAFETY: the obligations are this function's own.
         unsafe { self.inner_mut().init(heap_bottom, heap_size) }
     }
@@ -449,4 +450,31 @@ where
         // SAFETY: the caller's obligations are passed on unchanged.
         unsafe { self.0.realloc(ptr, layout, new_size) }
     }
+}
+
+/// The bottom of a heap as `init` takes it: a pointer (linked_list_allocator 0.10) or an
+/// address (0.9, which the Blog OS post's text still uses). An address is turned into a
+/// pointer with exposed provenance, as the original's API implies.
+pub trait HeapBottom: sealed::Sealed {
+    /// The bottom as a pointer.
+    fn into_pointer(self) -> *mut u8;
+}
+
+impl HeapBottom for *mut u8 {
+    fn into_pointer(self) -> *mut u8 {
+        self
+    }
+}
+
+impl HeapBottom for usize {
+    fn into_pointer(self) -> *mut u8 {
+        core::ptr::with_exposed_provenance_mut(self)
+    }
+}
+
+mod sealed {
+    /// Only the two spellings of the original crates.
+    pub trait Sealed {}
+    impl Sealed for *mut u8 {}
+    impl Sealed for usize {}
 }

@@ -1,5 +1,6 @@
-// phil-opp/blog_os, post-10 "Heap Allocation" (the starting point of post-11 "Allocator
-// Designs"), src/allocator.rs: the heap part, byte for byte but for two lines, marked.
+// phil-opp/blog_os, the "Heap Allocation" post (blog/content/edition-2/posts/10-heap-allocation/
+// index.md at commit 1132d7a3835dc6c0b3fd8f6b45c9295a9bc1f837): the code blocks it adds to
+// src/allocator.rs, assembled as the post instructs, unchanged but for two lines, marked.
 use kheap::compat::linked_list_allocator::LockedHeap; // was: use linked_list_allocator::LockedHeap;
 use x86_64::{
     structures::paging::{
@@ -20,7 +21,7 @@ pub fn init_heap(
 ) -> Result<(), MapToError<Size4KiB>> {
     let page_range = {
         let heap_start = VirtAddr::new(HEAP_START as u64);
-        let heap_end = heap_start + HEAP_SIZE - 1u64;
+        let heap_end = heap_start + HEAP_SIZE as u64 - 1u64;
         let heap_start_page = Page::containing_address(heap_start);
         let heap_end_page = Page::containing_address(heap_end);
         Page::range_inclusive(heap_start_page, heap_end_page)
@@ -37,7 +38,7 @@ pub fn init_heap(
     }
 
     unsafe {
-        ALLOCATOR.lock().init(HEAP_START as *mut u8, HEAP_SIZE);
+        ALLOCATOR.lock().init(HEAP_START, HEAP_SIZE);
     }
 
     Ok(())
