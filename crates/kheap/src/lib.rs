@@ -43,6 +43,7 @@ mod test_memory;
 
 pub use algorithms::buddy::{BuddyHeap, DEFAULT_MAX_ORDER};
 pub use algorithms::first_fit::{FirstFitHeap, FitPolicy};
+pub use algorithms::tlsf::TlsfHeap;
 pub use contract::error::{AllocError, InvariantError, RegionError};
 pub use contract::misuse::{Misuse, MisuseKind};
 pub use contract::raw_heap::{BlockLookup, RawHeap};
