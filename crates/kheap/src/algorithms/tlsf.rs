@@ -677,7 +677,10 @@ impl TlsfHeap {
         let (meta, fresh) = if left.is_some() {
             (Span { start: offset(span.start, rest), len: meta_len }, Span { start: span.start, len: rest })
         } else {
-            (Span { start: span.start, len: meta_len }, Span { start: offset(span.start, meta_len), len: rest })
+            (
+                Span { start: span.start, len: meta_len },
+                Span { start: offset(span.start, meta_len), len: rest },
+            )
         };
         let olds = [left, right];
         for old in olds.into_iter().flatten() {
@@ -960,10 +963,14 @@ unsafe impl RawHeap for TlsfHeap {
                     // SAFETY: the stretch is unmarked memory inside the span: free memory the
                     // heap owns, at least two granules long.
                     let (head, foot) = unsafe {
-                        (offset(block, GRANULE).cast::<usize>().read(), offset(block, len - WORD).cast::<usize>().read())
+                        (
+                            offset(block, GRANULE).cast::<usize>().read(),
+                            offset(block, len - WORD).cast::<usize>().read(),
+                        )
                     };
                     if (head, foot) != (len, len) && result.is_ok() {
-                        *result = fail("free block's size tags disagree with its extent", block.as_ptr(), len);
+                        *result =
+                            fail("free block's size tags disagree with its extent", block.as_ptr(), len);
                     }
                 }
                 stretches += 1;
@@ -974,7 +981,8 @@ unsafe impl RawHeap for TlsfHeap {
                 let addr = record.span.start_addr() + (g << GRANULE_SHIFT);
                 if marks & STARTS != 0 {
                     if open.is_some() && result.is_ok() {
-                        result = fail("allocated blocks overlap", with_addr(record.span.start, addr).as_ptr(), g);
+                        result =
+                            fail("allocated blocks overlap", with_addr(record.span.start, addr).as_ptr(), g);
                     }
                     if let Some(from) = free_from.take() {
                         if from < addr {
@@ -985,7 +993,11 @@ unsafe impl RawHeap for TlsfHeap {
                 }
                 if marks & ENDS != 0 {
                     if open.take().is_none() && result.is_ok() {
-                        result = fail("allocated block ends without a start", with_addr(record.span.start, addr).as_ptr(), g);
+                        result = fail(
+                            "allocated block ends without a start",
+                            with_addr(record.span.start, addr).as_ptr(),
+                            g,
+                        );
                     }
                     free_from = Some(addr + GRANULE);
                 }
@@ -1028,7 +1040,11 @@ unsafe impl RawHeap for TlsfHeap {
                     let record = self.record_of(addr).map(|r| self.record(r));
                     let Some(record) = record.filter(|r| addr % GRANULE == 0 && r.starts_free_block(addr))
                     else {
-                        return fail("free list member is not a free block inside a region", at, fl * SL_COUNT + sl);
+                        return fail(
+                            "free list member is not a free block inside a region",
+                            at,
+                            fl * SL_COUNT + sl,
+                        );
                     };
                     // SAFETY: a free block starts at `node`, inside the record's span.
                     let len = unsafe { self.free_size_at(NonNull::from(record), node.cast()) };
@@ -1069,7 +1085,11 @@ unsafe impl RawHeap for TlsfHeap {
         for r in self.records() {
             let record = self.record(r);
             visit(Part { kind: PartKind::Region, start: record.span.start.as_ptr(), len: record.span.len });
-            visit(Part { kind: PartKind::Bookkeeping, start: record.meta.start.as_ptr(), len: record.meta.len });
+            visit(Part {
+                kind: PartKind::Bookkeeping,
+                start: record.meta.start.as_ptr(),
+                len: record.meta.len,
+            });
         }
         for fl in 0..FL_COUNT {
             for sl in 0..SL_COUNT {

@@ -311,7 +311,10 @@ fn misuse_is_refused_and_leaves_the_heap_unchanged() {
     });
     let (meta, meta_len) = meta.unwrap();
     let meta_ptr = with_addr(a, meta);
-    assert_eq!(refused(&mut heap, meta_ptr, Layout::from_size_align(meta_len, 1).unwrap()), MisuseKind::Bookkeeping);
+    assert_eq!(
+        refused(&mut heap, meta_ptr, Layout::from_size_align(meta_len, 1).unwrap()),
+        MisuseKind::Bookkeeping
+    );
     assert_eq!(refused(&mut heap, meta_ptr, four), MisuseKind::Bookkeeping);
     // A double free is detected however the block merged: alone, and after merging with a
     // free block on each side.
