@@ -6,8 +6,9 @@
 //!
 //! The crate has three layers (see `ARCHITECTURE.md` in the repository):
 //!
-//! 1. **Algorithm heaps** implement [`RawHeap`]: [`BuddyHeap`] and [`FirstFitHeap`]. They are
-//!    single-threaded (`&mut self`), lock-free and own nothing but the regions given to them.
+//! 1. **Algorithm heaps** implement [`RawHeap`]: [`BuddyHeap`], [`FirstFitHeap`] and
+//!    [`TlsfHeap`]. They are single-threaded (`&mut self`), lock-free and own nothing but the
+//!    regions given to them.
 //! 2. **Locks**: [`RawSpinlock`] and the interrupt-masking [`RawIrqSpinlock`].
 //! 3. **Fronts**: [`LockedHeap`] implements [`GlobalAlloc`](core::alloc::GlobalAlloc) over any
 //!    heap and any `lock_api::RawMutex`; [`compat::buddy_system_allocator`] is a drop-in for the

@@ -73,7 +73,8 @@ use crate::algorithms::bitmap::Bitmap;
 use crate::algorithms::pointer::{align_up_addr, offset, with_addr, GRANULE, GRANULE_SHIFT};
 use crate::algorithms::region::{granule_span, Span};
 use crate::{
-    AllocError, HeapUsage, InvariantError, Misuse, MisuseKind, Part, PartKind, RawHeap, RegionError,
+    AllocError, BlockLookup, HeapUsage, InvariantError, Misuse, MisuseKind, Part, PartKind, RawHeap,
+    RegionError,
 };
 
 #[cfg(test)]
@@ -304,6 +305,11 @@ impl RegionRecord {
 ///   seven words per region.
 /// - `usage()`: total and free in O(1); the largest free block is exact, read from the
 ///   highest non-empty list (O(its length), usually 1).
+/// - Growth: [`region_layout_for`](RawHeap::region_layout_for) asks for the request's `need`
+///   bytes (its rounded size, plus `align - GRANULE` beyond the granule's alignment) and the
+///   bookkeeping, aligned to the granule only.
+/// - [`BlockLookup`]: the layout of an allocated block is read from the bit map (its end is
+///   the next `ENDS` mark after its start), in O(block length / 32 granules).
 ///
 /// Misuse: a free is accepted only if an allocated block starts at the pointer and ends where
 /// the layout's rounded size says (both read from the bit map, O(1)). Refused as a
@@ -807,7 +813,10 @@ unsafe impl RawHeap for TlsfHeap {
             return Err(AllocError);
         };
         let start = block.as_ptr().addr();
-        let gap = align_up_addr(start, align.max(GRANULE)).map_or(0, |aligned| aligned - start);
+        let Some(gap) = align_up_addr(start, align.max(GRANULE)).map(|aligned| aligned - start) else {
+            debug_assert!(false, "a block found for an aligned request cannot be aligned");
+            return Err(AllocError);
+        };
         debug_assert!(gap + size <= block_size, "the block found cannot hold the request");
         // SAFETY: `find` returned a block on the list of its size's class.
         unsafe { self.unlink(block, block_size) };
@@ -1103,5 +1112,27 @@ unsafe impl RawHeap for TlsfHeap {
                 }
             }
         }
+    }
+}
+
+// SAFETY: `block_layout` returns a layout only for an address where an allocated block starts
+// (a `STARTS` mark outside the bookkeeping), with the length up to the first `ENDS` mark from
+// there, which is that block's end (allocated blocks do not overlap); `deallocate` checks
+// exactly those two marks for the rounded size of the layout returned, so it frees that block.
+unsafe impl BlockLookup for TlsfHeap {
+    /// O(block length / (32 granules)): the block's end is the next `ENDS` mark, found a word
+    /// of the bit map at a time.
+    fn block_layout(&self, ptr: NonNull<u8>) -> Result<Layout, Misuse> {
+        let addr = ptr.as_ptr().addr();
+        let record = self
+            .record_of(addr)
+            .map(|r| self.record(r))
+            .filter(|r| addr % GRANULE == 0 && !r.meta.contains(addr) && r.has(addr, STARTS));
+        let layout = record.and_then(|r| {
+            let first = (addr - r.span.start_addr()) >> GRANULE_SHIFT;
+            let last = r.bits.find_pair(first..r.span.len >> GRANULE_SHIFT, 1)?;
+            Layout::from_size_align((last - first + 1) << GRANULE_SHIFT, GRANULE).ok()
+        });
+        layout.ok_or_else(|| self.diagnose(ptr, Layout::new::<u8>()))
     }
 }

@@ -430,3 +430,31 @@ fn region_layout_for_gives_a_region_where_the_request_fits() {
         alloc(&mut heap, layout);
     }
 }
+
+#[test]
+fn block_layout_finds_each_allocated_block_and_frees_exactly_it() {
+    let memory = Memory::new(16 * 1024);
+    let mut heap = heap_over(&memory, 16 * 1024);
+    let initial = heap.usage();
+    let mut blocks = Vec::new();
+    for (n, align) in [(1, 1), (3, 64), (40, 8), (2, 4096), (100, 1), (33, 16)] {
+        let layout = Layout::from_size_align(n * G - 1, align).unwrap();
+        blocks.push((alloc(&mut heap, layout), n));
+    }
+    let (free_one, _) = blocks.remove(2);
+    free(&mut heap, free_one, Layout::from_size_align(40 * G - 1, 8).unwrap());
+    for &(ptr, n) in &blocks {
+        let layout = heap.block_layout(ptr).unwrap();
+        assert_eq!(layout.size(), n * G);
+        if n > 1 {
+            let interior = heap.block_layout(offset(ptr, G)).map_err(|m| m.kind);
+            assert_eq!(interior.err(), Some(MisuseKind::NotBlockStart));
+        }
+    }
+    assert_eq!(heap.block_layout(free_one).map_err(|m| m.kind).err(), Some(MisuseKind::DoubleFree));
+    for (ptr, _) in blocks {
+        let layout = heap.block_layout(ptr).unwrap();
+        free(&mut heap, ptr, layout);
+    }
+    assert_eq!(heap.usage(), initial);
+}
