@@ -388,7 +388,12 @@ impl TlsfHeap {
     /// The record whose span holds `addr`.
     #[inline]
     fn record_of(&self, addr: usize) -> Option<NonNull<RegionRecord>> {
-        self.records().find(|r| self.record(*r).span.contains(addr))
+        // The common case first: one region, or the first one's.
+        let first = self.regions?;
+        if self.record(first).span.contains(addr) {
+            return Some(first);
+        }
+        self.records().skip(1).find(|r| self.record(*r).span.contains(addr))
     }
 
     /// The size of the block on list `(fl, sl)` at `block`.
@@ -472,6 +477,47 @@ impl TlsfHeap {
         self.fl_bitmap |= 1 << fl;
     }
 
+    /// Writes the size tags of a free block of `size` bytes (at least two granules) at `block`.
+    ///
+    /// # Safety
+    ///
+    /// 1. `[block, block + size)` is free memory the heap owns, at least two granules long.
+    #[inline]
+    unsafe fn write_tags(block: NonNull<u8>, size: usize) {
+        debug_assert!(size > GRANULE);
+        // SAFETY: (1) both words lie inside the block, after its links.
+        unsafe {
+            offset(block, GRANULE).cast::<usize>().write(size);
+            offset(block, size - WORD).cast::<usize>().write(size);
+        }
+    }
+
+    /// Moves the list node of the free block at `from` to `to`, keeping its place on list
+    /// `(fl, sl)`: for a block that changes its start but not its class.
+    ///
+    /// # Safety
+    ///
+    /// 1. `from` is on list `(fl, sl)`.
+    /// 2. `to` is granule-aligned free memory the heap owns, its first granule used by nothing
+    ///    (it may overlap `from`'s first granule only if it is `from`).
+    #[inline]
+    unsafe fn relocate(&mut self, from: NonNull<u8>, to: NonNull<u8>, fl: usize, sl: usize) {
+        let (from, to) = (from.cast::<FreeHead>(), to.cast::<FreeHead>());
+        // SAFETY: (1) the block is on a list, so it holds a `FreeHead`; (2) `to` is free memory.
+        let FreeHead { next, prev } = unsafe { from.read() };
+        // SAFETY: (2).
+        unsafe { to.write(FreeHead { next, prev }) };
+        match prev {
+            // SAFETY: list members are free blocks holding `FreeHead`s the heap owns.
+            Some(mut prev) => unsafe { prev.as_mut().next = Some(to) },
+            None => self.heads[fl][sl] = Some(to),
+        }
+        if let Some(mut next) = next {
+            // SAFETY: as above.
+            unsafe { next.as_mut().prev = Some(to) };
+        }
+    }
+
     /// Takes the free block of `size` bytes at `block` off its list.
     ///
     /// # Safety
@@ -516,34 +562,51 @@ impl TlsfHeap {
             let span = self.record(record).span;
             (span.start_addr(), span.end_addr())
         };
-        let mut block = start;
-        let mut size = len;
-        let end = start.as_ptr().addr() + len;
-        if end != span_end && !self.record(record).has(end, STARTS) {
-            let after = offset(start, len);
-            // SAFETY: the granule after the range is in the span and unmarked, and the range
-            // ends an allocated stretch, so a free block starts there; it is on its list.
-            unsafe {
-                let after_size = self.free_size_at(record, after);
-                self.unlink(after, after_size);
-                size += after_size;
-            }
-        }
         let addr = start.as_ptr().addr();
-        if addr != span_start && !self.record(record).has(addr - GRANULE, ENDS) {
-            // SAFETY: the granule before the range is in the span and ends no allocated block,
-            // so a free block ends there; it is on its list.
-            unsafe {
-                let before = self.free_start_before(record, start);
-                let before_size = addr - before.as_ptr().addr();
-                self.unlink(before, before_size);
-                block = before;
-                size += before_size;
+        let end = addr + len;
+        let after = offset(start, len);
+        // SAFETY: the granule after the range is in the span and unmarked, and the range ends
+        // an allocated stretch, so a free block starts there.
+        let right = (end != span_end && !self.record(record).has(end, STARTS))
+            .then(|| (after, unsafe { self.free_size_at(record, after) }));
+        // SAFETY: the granule before the range is in the span and ends no allocated block, so a
+        // free block ends there.
+        let left = (addr != span_start && !self.record(record).has(addr - GRANULE, ENDS))
+            .then(|| unsafe { self.free_start_before(record, start) })
+            .map(|before| (before, addr - before.as_ptr().addr()));
+        let block = left.map_or(start, |(before, _)| before);
+        let size = len + left.map_or(0, |l| l.1) + right.map_or(0, |r| r.1);
+        let class = class_of(size >> GRANULE_SHIFT);
+        // A neighbour already on the merged block's list keeps its place: the left one as it
+        // is, the right one moved to the merged block's start. The others leave their lists.
+        // SAFETY: `left` and `right` are free blocks on the lists of their sizes' classes; the
+        // merged block is the range (1) with them, and touches no other free block.
+        unsafe {
+            match (left, right) {
+                (Some((_, l)), _) if class_of(l >> GRANULE_SHIFT) == class => {
+                    if let Some((r, r_size)) = right {
+                        self.unlink(r, r_size);
+                    }
+                    Self::write_tags(block, size);
+                }
+                (_, Some((r, r_size))) if class_of(r_size >> GRANULE_SHIFT) == class => {
+                    if let Some((l, l_size)) = left {
+                        self.unlink(l, l_size);
+                    }
+                    self.relocate(r, block, class.0, class.1);
+                    Self::write_tags(block, size);
+                }
+                _ => {
+                    if let Some((r, r_size)) = right {
+                        self.unlink(r, r_size);
+                    }
+                    if let Some((l, l_size)) = left {
+                        self.unlink(l, l_size);
+                    }
+                    self.link(block, size);
+                }
             }
         }
-        // SAFETY: (1), merged with the free blocks it touched, which are off their lists; the
-        // blocks beyond them are allocated (free blocks never touch).
-        unsafe { self.link(block, size) };
         self.free += len;
     }
 
@@ -627,12 +690,13 @@ impl TlsfHeap {
         let addr = ptr.as_ptr().addr();
         let record = self.record_of(addr)?;
         let r = self.record(record);
-        let whole = addr % GRANULE == 0
-            && r.span.contains_range(addr, size)
-            && !r.meta.contains(addr)
-            && r.has(addr, STARTS)
-            && r.has(addr + size - GRANULE, ENDS);
-        whole.then_some(record)
+        if addr % GRANULE != 0 || !r.span.contains_range(addr, size) || r.meta.contains(addr) {
+            return None;
+        }
+        // SAFETY: both granules lie in the span (checked above; `size` is a nonzero multiple of
+        // the granule).
+        let (first, last) = unsafe { (r.marks(addr), r.marks(addr + size - GRANULE)) };
+        (first & STARTS != 0 && last & ENDS != 0).then_some(record)
     }
 
     /// Finds out what is wrong with a free of `ptr` with `layout`, which the fast check refused.
@@ -818,24 +882,37 @@ unsafe impl RawHeap for TlsfHeap {
             return Err(AllocError);
         };
         debug_assert!(gap + size <= block_size, "the block found cannot hold the request");
-        // SAFETY: `find` returned a block on the list of its size's class.
-        unsafe { self.unlink(block, block_size) };
         let ptr = offset(block, gap);
         let end = start + gap + size;
+        let rest = start + block_size - end;
+        let class = class_of(block_size >> GRANULE_SHIFT);
+        if gap == 0 && rest > GRANULE && class_of(rest >> GRANULE_SHIFT) == class {
+            // The common split of a large block: its tail stays on the same list, in its place.
+            let tail = offset(ptr, size);
+            // SAFETY: `find` returned a block on list `class`; its tail is free memory after
+            // the piece handed out, two granules or more.
+            unsafe {
+                self.relocate(block, tail, class.0, class.1);
+                Self::write_tags(tail, rest);
+            }
+        } else {
+            // SAFETY: `find` returned a block on the list of its size's class.
+            unsafe { self.unlink(block, block_size) };
+            if gap > 0 {
+                // SAFETY: the head of the block just unlinked: owned, unmarked, between a block
+                // that was not free (free blocks never touch) and the new allocation.
+                unsafe { self.link(block, gap) };
+            }
+            if rest > 0 {
+                // SAFETY: the tail of the same block, between the new allocation and a block
+                // that is not free.
+                unsafe { self.link(offset(ptr, size), rest) };
+            }
+        }
         // SAFETY: the allocated piece lies inside the block, inside the span.
         unsafe {
             self.record_mut(record).mark(start + gap, STARTS, true);
             self.record_mut(record).mark(end - GRANULE, ENDS, true);
-        }
-        if gap > 0 {
-            // SAFETY: the head of the block just unlinked: owned, unmarked, between a block
-            // that was not free (free blocks never touch) and the new allocation.
-            unsafe { self.link(block, gap) };
-        }
-        if end < start + block_size {
-            // SAFETY: the tail of the same block, between the new allocation and a block that
-            // is not free.
-            unsafe { self.link(offset(ptr, size), start + block_size - end) };
         }
         self.free -= size;
         Ok(NonNull::slice_from_raw_parts(ptr, size))
