@@ -108,7 +108,8 @@ const fn class_of(n: usize) -> (usize, usize) {
     if n < SL_COUNT {
         (0, n)
     } else {
-        let log = n.ilog2();
+        // `log2(n)`, without `ilog2`'s panic path (`n >= SL_COUNT` here).
+        let log = usize::BITS - 1 - n.leading_zeros();
         ((log - SL_SHIFT + 1) as usize, (n >> (log - SL_SHIFT)) - SL_COUNT)
     }
 }
@@ -120,7 +121,8 @@ const fn search_class(n: usize) -> Option<(usize, usize)> {
     if n < SL_COUNT {
         return Some((0, n));
     }
-    let Some(rounded) = n.checked_add((1 << (n.ilog2() - SL_SHIFT)) - 1) else { return None };
+    let log = usize::BITS - 1 - n.leading_zeros();
+    let Some(rounded) = n.checked_add((1 << (log - SL_SHIFT)) - 1) else { return None };
     let (fl, sl) = class_of(rounded);
     if fl < FL_COUNT {
         Some((fl, sl))
@@ -477,47 +479,6 @@ impl TlsfHeap {
         self.fl_bitmap |= 1 << fl;
     }
 
-    /// Writes the size tags of a free block of `size` bytes (at least two granules) at `block`.
-    ///
-    /// # Safety
-    ///
-    /// 1. `[block, block + size)` is free memory the heap owns, at least two granules long.
-    #[inline]
-    unsafe fn write_tags(block: NonNull<u8>, size: usize) {
-        debug_assert!(size > GRANULE);
-        // SAFETY: (1) both words lie inside the block, after its links.
-        unsafe {
-            offset(block, GRANULE).cast::<usize>().write(size);
-            offset(block, size - WORD).cast::<usize>().write(size);
-        }
-    }
-
-    /// Moves the list node of the free block at `from` to `to`, keeping its place on list
-    /// `(fl, sl)`: for a block that changes its start but not its class.
-    ///
-    /// # Safety
-    ///
-    /// 1. `from` is on list `(fl, sl)`.
-    /// 2. `to` is granule-aligned free memory the heap owns, its first granule used by nothing
-    ///    (it may overlap `from`'s first granule only if it is `from`).
-    #[inline]
-    unsafe fn relocate(&mut self, from: NonNull<u8>, to: NonNull<u8>, fl: usize, sl: usize) {
-        let (from, to) = (from.cast::<FreeHead>(), to.cast::<FreeHead>());
-        // SAFETY: (1) the block is on a list, so it holds a `FreeHead`; (2) `to` is free memory.
-        let FreeHead { next, prev } = unsafe { from.read() };
-        // SAFETY: (2).
-        unsafe { to.write(FreeHead { next, prev }) };
-        match prev {
-            // SAFETY: list members are free blocks holding `FreeHead`s the heap owns.
-            Some(mut prev) => unsafe { prev.as_mut().next = Some(to) },
-            None => self.heads[fl][sl] = Some(to),
-        }
-        if let Some(mut next) = next {
-            // SAFETY: as above.
-            unsafe { next.as_mut().prev = Some(to) };
-        }
-    }
-
     /// Takes the free block of `size` bytes at `block` off its list.
     ///
     /// # Safety
@@ -526,6 +487,17 @@ impl TlsfHeap {
     #[inline]
     unsafe fn unlink(&mut self, block: NonNull<u8>, size: usize) {
         let (fl, sl) = class_of(size >> GRANULE_SHIFT);
+        // SAFETY: (1).
+        unsafe { self.unlink_from(block, fl, sl) }
+    }
+
+    /// Takes the free block at `block` off list `(fl, sl)`.
+    ///
+    /// # Safety
+    ///
+    /// 1. The block is on free list `(fl, sl)`.
+    #[inline]
+    unsafe fn unlink_from(&mut self, block: NonNull<u8>, fl: usize, sl: usize) {
         let node = block.cast::<FreeHead>();
         // SAFETY: (1) the block is on a free list, so it holds a `FreeHead`.
         let FreeHead { next, prev } = unsafe { node.read() };
@@ -562,51 +534,34 @@ impl TlsfHeap {
             let span = self.record(record).span;
             (span.start_addr(), span.end_addr())
         };
-        let addr = start.as_ptr().addr();
-        let end = addr + len;
-        let after = offset(start, len);
-        // SAFETY: the granule after the range is in the span and unmarked, and the range ends
-        // an allocated stretch, so a free block starts there.
-        let right = (end != span_end && !self.record(record).has(end, STARTS))
-            .then(|| (after, unsafe { self.free_size_at(record, after) }));
-        // SAFETY: the granule before the range is in the span and ends no allocated block, so a
-        // free block ends there.
-        let left = (addr != span_start && !self.record(record).has(addr - GRANULE, ENDS))
-            .then(|| unsafe { self.free_start_before(record, start) })
-            .map(|before| (before, addr - before.as_ptr().addr()));
-        let block = left.map_or(start, |(before, _)| before);
-        let size = len + left.map_or(0, |l| l.1) + right.map_or(0, |r| r.1);
-        let class = class_of(size >> GRANULE_SHIFT);
-        // A neighbour already on the merged block's list keeps its place: the left one as it
-        // is, the right one moved to the merged block's start. The others leave their lists.
-        // SAFETY: `left` and `right` are free blocks on the lists of their sizes' classes; the
-        // merged block is the range (1) with them, and touches no other free block.
-        unsafe {
-            match (left, right) {
-                (Some((_, l)), _) if class_of(l >> GRANULE_SHIFT) == class => {
-                    if let Some((r, r_size)) = right {
-                        self.unlink(r, r_size);
-                    }
-                    Self::write_tags(block, size);
-                }
-                (_, Some((r, r_size))) if class_of(r_size >> GRANULE_SHIFT) == class => {
-                    if let Some((l, l_size)) = left {
-                        self.unlink(l, l_size);
-                    }
-                    self.relocate(r, block, class.0, class.1);
-                    Self::write_tags(block, size);
-                }
-                _ => {
-                    if let Some((r, r_size)) = right {
-                        self.unlink(r, r_size);
-                    }
-                    if let Some((l, l_size)) = left {
-                        self.unlink(l, l_size);
-                    }
-                    self.link(block, size);
-                }
+        let mut block = start;
+        let mut size = len;
+        let end = start.as_ptr().addr() + len;
+        if end != span_end && !self.record(record).has(end, STARTS) {
+            let after = offset(start, len);
+            // SAFETY: the granule after the range is in the span and unmarked, and the range
+            // ends an allocated stretch, so a free block starts there; it is on its list.
+            unsafe {
+                let after_size = self.free_size_at(record, after);
+                self.unlink(after, after_size);
+                size += after_size;
             }
         }
+        let addr = start.as_ptr().addr();
+        if addr != span_start && !self.record(record).has(addr - GRANULE, ENDS) {
+            // SAFETY: the granule before the range is in the span and ends no allocated block,
+            // so a free block ends there; it is on its list.
+            unsafe {
+                let before = self.free_start_before(record, start);
+                let before_size = addr - before.as_ptr().addr();
+                self.unlink(before, before_size);
+                block = before;
+                size += before_size;
+            }
+        }
+        // SAFETY: (1), merged with the free blocks it touched, which are off their lists; the
+        // blocks beyond them are allocated (free blocks never touch).
+        unsafe { self.link(block, size) };
         self.free += len;
     }
 
@@ -626,16 +581,17 @@ impl TlsfHeap {
     }
 
     /// A free block that can hold `size` bytes at alignment `align`, needing `need` bytes for
-    /// any start: the good fit, then the fallback scan. Returns the block and its size.
+    /// any start: the good fit, then the fallback scan. Returns the block, its size and its
+    /// list.
     #[inline]
-    fn find(&self, size: usize, align: usize, need: usize) -> Option<(NonNull<u8>, usize)> {
+    fn find(&self, size: usize, align: usize, need: usize) -> Option<(NonNull<u8>, usize, (usize, usize))> {
         let n = need >> GRANULE_SHIFT;
         let good = search_class(n).and_then(|(fl, sl)| self.first_nonempty(fl, sl));
         if let Some((fl, sl)) = good {
             let head = self.heads[fl][sl]?;
             // SAFETY: `head` heads list `(fl, sl)`.
             let block_size = unsafe { Self::listed_size(head, fl, sl) };
-            return Some((head.cast(), block_size));
+            return Some((head.cast(), block_size, (fl, sl)));
         }
         self.fallback(size, align, n)
     }
@@ -644,7 +600,7 @@ impl TlsfHeap {
     /// skips) for a block that holds `size` bytes at alignment `align`.
     #[cold]
     #[inline(never)]
-    fn fallback(&self, size: usize, align: usize, n: usize) -> Option<(NonNull<u8>, usize)> {
+    fn fallback(&self, size: usize, align: usize, n: usize) -> Option<(NonNull<u8>, usize, (usize, usize))> {
         let (fl, sl) = class_of(n);
         if fl >= FL_COUNT {
             return None;
@@ -658,7 +614,7 @@ impl TlsfHeap {
                 .and_then(|aligned| aligned.checked_add(size))
                 .is_some_and(|end| end <= start + block_size);
             if fits {
-                return Some((node.cast(), block_size));
+                return Some((node.cast(), block_size, (fl, sl)));
             }
             // SAFETY: list members hold `FreeHead`s the heap owns.
             cursor = unsafe { node.as_ref().next };
@@ -871,7 +827,7 @@ unsafe impl RawHeap for TlsfHeap {
     fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         let (size, need) = needed_bytes(layout).ok_or(AllocError)?;
         let align = layout.align();
-        let (block, block_size) = self.find(size, align, need).ok_or(AllocError)?;
+        let (block, block_size, (fl, sl)) = self.find(size, align, need).ok_or(AllocError)?;
         let Some(record) = self.record_of(block.as_ptr().addr()) else {
             debug_assert!(false, "free block outside every region");
             return Err(AllocError);
@@ -882,37 +838,24 @@ unsafe impl RawHeap for TlsfHeap {
             return Err(AllocError);
         };
         debug_assert!(gap + size <= block_size, "the block found cannot hold the request");
+        // SAFETY: `find` returned a block on list `(fl, sl)`.
+        unsafe { self.unlink_from(block, fl, sl) };
         let ptr = offset(block, gap);
         let end = start + gap + size;
-        let rest = start + block_size - end;
-        let class = class_of(block_size >> GRANULE_SHIFT);
-        if gap == 0 && rest > GRANULE && class_of(rest >> GRANULE_SHIFT) == class {
-            // The common split of a large block: its tail stays on the same list, in its place.
-            let tail = offset(ptr, size);
-            // SAFETY: `find` returned a block on list `class`; its tail is free memory after
-            // the piece handed out, two granules or more.
-            unsafe {
-                self.relocate(block, tail, class.0, class.1);
-                Self::write_tags(tail, rest);
-            }
-        } else {
-            // SAFETY: `find` returned a block on the list of its size's class.
-            unsafe { self.unlink(block, block_size) };
-            if gap > 0 {
-                // SAFETY: the head of the block just unlinked: owned, unmarked, between a block
-                // that was not free (free blocks never touch) and the new allocation.
-                unsafe { self.link(block, gap) };
-            }
-            if rest > 0 {
-                // SAFETY: the tail of the same block, between the new allocation and a block
-                // that is not free.
-                unsafe { self.link(offset(ptr, size), rest) };
-            }
-        }
         // SAFETY: the allocated piece lies inside the block, inside the span.
         unsafe {
             self.record_mut(record).mark(start + gap, STARTS, true);
             self.record_mut(record).mark(end - GRANULE, ENDS, true);
+        }
+        if gap > 0 {
+            // SAFETY: the head of the block just unlinked: owned, unmarked, between a block
+            // that was not free (free blocks never touch) and the new allocation.
+            unsafe { self.link(block, gap) };
+        }
+        if end < start + block_size {
+            // SAFETY: the tail of the same block, between the new allocation and a block that
+            // is not free.
+            unsafe { self.link(offset(ptr, size), start + block_size - end) };
         }
         self.free -= size;
         Ok(NonNull::slice_from_raw_parts(ptr, size))
