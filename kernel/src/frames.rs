@@ -20,9 +20,6 @@ pub struct FrameSource {
     end: AtomicUsize,
     /// Where the memory started, for reporting.
     start: AtomicUsize,
-    /// Bytes skipped to start a chunk at the alignment its heap asked for: lost for good, since
-    /// a bump pointer cannot go back (reported, so the figures add up).
-    skipped: AtomicUsize,
 }
 
 /// The frames from `ekernel` to the end of RAM.
@@ -30,12 +27,7 @@ pub static FRAMES: FrameSource = FrameSource::new();
 
 impl FrameSource {
     const fn new() -> Self {
-        FrameSource {
-            next: AtomicUsize::new(0),
-            end: AtomicUsize::new(0),
-            start: AtomicUsize::new(0),
-            skipped: AtomicUsize::new(0),
-        }
+        FrameSource { next: AtomicUsize::new(0), end: AtomicUsize::new(0), start: AtomicUsize::new(0) }
     }
 
     /// Gives the source the RAM between the end of the kernel image and [`MEMORY_END`], or the
@@ -65,16 +57,13 @@ impl FrameSource {
         )
     }
 
-    /// Bytes of the handed-out range that were skipped for alignment and went to no heap.
-    pub fn skipped(&self) -> usize {
-        self.skipped.load(Ordering::Relaxed)
-    }
-
-    /// Takes `len` bytes (a multiple of the page size) starting at a multiple of `align` (a
-    /// power of two, at least the page size) off the front, or `None` if they do not fit; the
-    /// pages skipped to reach that alignment are lost (a bump allocator cannot take them
-    /// back). Lock-free, so harts growing at once each get their own chunk.
-    fn take(&self, len: usize, align: usize) -> Option<usize> {
+    /// Takes the pages from the front up to `len` bytes (a multiple of the page size) past the
+    /// first multiple of `align` (a power of two, at least the page size), or `None` if they do
+    /// not fit; returns the chunk's start and length. The pages before the aligned point are
+    /// part of the chunk: a bump allocator could never hand them out again, and the heap uses
+    /// them (`MemorySource` lets a region start before its aligned point). Lock-free, so harts
+    /// growing at once each get their own chunk.
+    fn take(&self, len: usize, align: usize) -> Option<(usize, usize)> {
         let end = self.end.load(Ordering::Relaxed);
         let mut next = self.next.load(Ordering::Acquire);
         loop {
@@ -84,10 +73,7 @@ impl FrameSource {
             let start = next.checked_next_multiple_of(align)?;
             let after = start.checked_add(len).filter(|&after| after <= end)?;
             match self.next.compare_exchange_weak(next, after, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => {
-                    self.skipped.fetch_add(start - next, Ordering::Relaxed);
-                    return Some(start);
-                }
+                Ok(_) => return Some((next, after - next)),
                 Err(seen) => next = seen,
             }
         }
@@ -105,7 +91,7 @@ unsafe impl MemorySource for FrameSource {
         // if larger), the length rounded up to pages.
         let align = layout.align().max(PAGE_SIZE);
         let len = layout.size().checked_next_multiple_of(PAGE_SIZE)?;
-        let start = self.take(len, align)?;
+        let (start, len) = self.take(len, align)?;
         // Physical memory outside every Rust object: an address is all there is, so the
         // pointer takes exposed provenance.
         let start = NonNull::new(core::ptr::with_exposed_provenance_mut::<u8>(start))?;

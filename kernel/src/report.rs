@@ -35,10 +35,9 @@ pub fn show() -> usize {
     print_stats(&heap::stats());
     let (start, next, end) = crate::frames::FRAMES.usage();
     println!(
-        "frames: {} KiB of {} KiB after the kernel image taken for the heap ({} KiB of them skipped for alignment)",
+        "frames: {} KiB of {} KiB after the kernel image taken for the heap",
         (next - start) / 1024,
         (end - start) / 1024,
-        crate::frames::FRAMES.skipped() / 1024
     );
 
     println!(

@@ -1,8 +1,10 @@
-//! Project commands, run as `cargo xtask <command>`:
+//! Project commands, run as `cargo xtask <command>` (`cargo xtask --help`):
 //!
 //! - `cargo xtask qemu [--compat]`: build the demo kernel and boot it in QEMU (the main job).
-//! - `cargo xtask test`: the whole test suite, as CI runs it.
-//! - `cargo xtask bench`: benchmarks against the peers from crates.io.
+//! - `cargo xtask test`: the whole test suite, as CI runs it (with the benchmark smoke).
+//! - `cargo xtask bench [OPTIONS]`: benchmarks against the peers from crates.io
+//!   (`cargo xtask bench --help` lists the options).
+//! - `cargo xtask miri`: the library's tests under Miri.
 //!
 //! Each command installs what it needs and is missing (rustup targets and components, QEMU).
 
@@ -11,17 +13,45 @@ mod qemu;
 
 use std::process::{Command, ExitCode};
 
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "kheap's project commands", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// The whole test suite, as CI runs it, including a smoke of every benchmark job.
+    Test,
+    /// Build the demo kernel and boot it in QEMU.
+    Qemu {
+        /// Build the kernel that uses the tutorial-compatible file.
+        #[arg(long)]
+        compat: bool,
+    },
+    /// Benchmarks against every peer: options go to kheap-bench (`cargo xtask bench --help`).
+    #[command(disable_help_flag = true)]
+    Bench {
+        /// Options for kheap-bench, e.g. `--quick`, `--subjects a,b`, `--workloads x,y`, `--runs N`,
+        /// `--verify`, `--callgrind`, `--publish`, `--help`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
+    /// The library's tests under Miri.
+    Miri,
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("test") => test(),
-        Some("qemu") => qemu::main(&args[1..]),
-        Some("bench") => bench(&args[1..]),
-        Some("miri") => miri(),
-        _ => {
-            eprintln!("usage: cargo xtask <qemu [--compat] | test | bench [--runs N] [--only ALLOCATOR] [--workload NAME] | miri>");
-            return ExitCode::from(2);
+    let result = match Cli::parse().command {
+        Task::Test => test(),
+        Task::Qemu { compat } => {
+            qemu::main(&compat.then(|| "--compat".to_string()).into_iter().collect::<Vec<_>>())
         }
+        Task::Bench { args } => bench(&args),
+        Task::Miri => miri(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -73,6 +103,8 @@ fn test() -> Result<(), String> {
     cargo_here(&["fmt", "--all", "--", "--check"])?;
     cargo_here(&["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"])?;
     cargo_here(&["test", "--workspace", "--all-features"])?;
+    // Every benchmark workload on every subject, tiny sizes, verify on: seconds, not minutes.
+    bench(&["--smoke".to_string()])?;
     run(cargo().current_dir(root()).env("RUSTDOCFLAGS", "-D warnings").args([
         "doc",
         "--no-deps",
@@ -90,6 +122,9 @@ fn test() -> Result<(), String> {
 }
 
 fn bench(args: &[String]) -> Result<(), String> {
+    if args.iter().any(|a| a == "--callgrind") {
+        install::debian_package("valgrind", "valgrind")?;
+    }
     let root = root();
     run(cargo().current_dir(&root).args(["run", "--release", "-p", "kheap-bench", "--"]).args(args))
 }
@@ -120,7 +155,7 @@ fn miri() -> Result<(), String> {
             "--test",
             "conformance",
             "--",
-            "touching",
+            "touching_regions_added",
             "grow_and_shrink",
             "statistics",
         ])?;

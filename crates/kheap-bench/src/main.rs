@@ -1,82 +1,208 @@
-//! Benchmarks of kheap against its peers from crates.io, side by side in one run.
+//! kheap-bench: kheap against every peer, on the same arena, the same seeded operations and
+//! the same lock. `cargo xtask bench --help` (or `cargo run --release -p kheap-bench -- --help`).
 //!
-//! Every contender is a real `GlobalAlloc` over the same arena (the same host memory, reset
-//! between runs). While a workload runs, this program's global allocator routes every
-//! allocation to the contender under test, so `Vec`, `BTreeMap` and friends exercise it as a
-//! kernel's would; everything else (the runner's own bookkeeping) goes to the system allocator.
-//!
-//! `cargo xtask bench` (or `cargo run --release -p kheap-bench -- [--runs N] [--only ALLOCATOR]
-//! [--workload NAME]`).
-//! Prints a table of median times and ratios against kheap, and writes `target/kheap-bench.csv`.
+//! The parent process runs each job (one workload on one subject) in a fresh child process
+//! (`--job W --subject S`), so a crash or a hang is reported against that job and the run
+//! goes on. Results go to `bench-results/<run-id>/` (JSON, CSV, SVG plots, a Markdown report);
+//! `--publish` also writes `BENCHMARKS.md` at the repository root.
 
-mod contenders;
+mod arena;
+mod job;
+mod plot;
+mod report;
+mod rng;
 mod router;
+mod runner;
+mod subjects;
+mod timer;
+mod verify;
 mod workloads;
 
-use std::time::Duration;
+use std::path::PathBuf;
 
-use contenders::CONTENDERS;
-use workloads::WORKLOADS;
+use clap::{CommandFactory, Parser};
 
-struct Options {
-    runs: usize,
-    /// Run only this allocator (for callgrind: one process per contender).
-    only: Option<String>,
-    /// Run only this workload.
-    workload: Option<String>,
+use job::Scale;
+
+/// Benchmarks kheap's heaps against their peers from the crates registry.
+///
+/// Without options: every workload on every subject, 3 runs each (the full run, under
+/// 40 minutes on 2 cores). Each job runs in its own process with a timeout.
+#[derive(Parser, Debug)]
+#[command(
+    name = "kheap-bench",
+    version,
+    after_help = "Examples:\n  \
+    cargo xtask bench --quick\n  \
+    cargo xtask bench --subjects kheap-buddy,talc5 --workloads random_actions_200,mix_kernel --runs 5\n  \
+    cargo xtask bench --workloads 'efficiency_*' --verify\n  \
+    cargo xtask bench --callgrind --subjects kheap-first-fit,rlsf --workloads mix_small\n  \
+    cargo xtask bench --list"
+)]
+pub struct Cli {
+    /// Subjects to measure, comma-separated (default: all). See --list.
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    pub subjects: Vec<String>,
+
+    /// Workloads to run, comma-separated; a trailing `*` matches a prefix (default: all).
+    #[arg(long, value_delimiter = ',', value_name = "X,Y")]
+    pub workloads: Vec<String>,
+
+    /// Shorter runs and fewer seeds (about a quarter of the full run's time).
+    #[arg(long)]
+    pub quick: bool,
+
+    /// Runs per job; the median is reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
+
+    /// Check every block (alignment, bounds, overlap, byte pattern) in one pass before timing;
+    /// a subject failing a check is reported FAILED and not timed.
+    #[arg(long)]
+    pub verify: bool,
+
+    /// The CI smoke: every workload on every subject, tiny sizes, verify on, one run.
+    #[arg(long, conflicts_with_all = ["quick", "callgrind"])]
+    pub smoke: bool,
+
+    /// Count instructions with valgrind's callgrind inside the measured loop only, and report
+    /// instructions per operation (fixed operation counts, one run).
+    #[arg(long, conflicts_with = "quick")]
+    pub callgrind: bool,
+
+    /// Base seed of every random sequence (each run adds its index).
+    #[arg(long, default_value_t = 0x5eed)]
+    pub seed: u64,
+
+    /// Output folder (default: bench-results/<run-id> at the repository root; the smoke writes
+    /// under target/).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Also write BENCHMARKS.md at the repository root from this run.
+    #[arg(long)]
+    pub publish: bool,
+
+    /// Folder of `*.trace.gz` allocation traces (default: traces/ at the repository root).
+    #[arg(long, value_name = "DIR")]
+    pub traces: Option<PathBuf>,
+
+    /// Rewrite the report, plots (and BENCHMARKS.md with --publish) of an earlier run from its
+    /// results.json, measuring nothing.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["smoke", "callgrind", "quick", "job"])]
+    pub report_only: Option<PathBuf>,
+
+    /// List subjects (with their configuration) and workloads, then exit.
+    #[arg(long)]
+    pub list: bool,
+
+    /// Internal: run one job in this process (used by the parent).
+    #[arg(long, hide = true, requires = "subject")]
+    pub job: Option<String>,
+
+    /// Internal: the subject of `--job`.
+    #[arg(long, hide = true, requires = "job")]
+    pub subject: Option<String>,
 }
 
-fn options() -> Options {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
-    Options {
-        runs: value("--runs").and_then(|r| r.parse().ok()).unwrap_or(5),
-        only: value("--only"),
-        workload: value("--workload"),
+impl Cli {
+    /// The scale the options ask for.
+    pub fn scale(&self) -> Scale {
+        if self.smoke {
+            Scale::Smoke
+        } else if self.callgrind {
+            Scale::Callgrind
+        } else if self.quick {
+            Scale::Quick
+        } else {
+            Scale::Full
+        }
     }
 }
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from("."))
+}
+
+fn refuse(message: String) -> ! {
+    Cli::command().error(clap::error::ErrorKind::InvalidValue, message).exit()
 }
 
 fn main() {
-    let options = options();
-    let arena = router::Arena::new(workloads::ARENA_LEN);
-    let contenders: Vec<_> =
-        CONTENDERS.iter().filter(|c| options.only.as_deref().is_none_or(|o| c.name == o)).collect();
-    let mut csv = String::from("workload,allocator,median_ms,runs\n");
-    println!("kheap-bench: {} runs each, interleaved; median wall time (lower is better)", options.runs);
-    for workload in WORKLOADS.iter().filter(|w| options.workload.as_deref().is_none_or(|o| w.name == o)) {
-        println!("\n{} — {}", workload.name, workload.what);
-        let mut samples = vec![Vec::new(); contenders.len()];
-        for run in 0..options.runs {
-            for (i, contender) in contenders.iter().enumerate() {
-                let heap = (contender.build)(&arena);
-                let elapsed = router::with_heap(heap, || (workload.run)(run as u64));
-                samples[i].push(elapsed);
+    let cli = Cli::parse();
+    let traces = cli.traces.clone().unwrap_or_else(|| root().join("traces"));
+    let all_subjects = subjects::all();
+    let all_workloads = workloads::all(&traces);
+
+    if let (Some(workload), Some(subject)) = (&cli.job, &cli.subject) {
+        let w = all_workloads
+            .iter()
+            .find(|w| &w.name == workload)
+            .unwrap_or_else(|| refuse(format!("no workload `{workload}`")));
+        let s = all_subjects
+            .iter()
+            .find(|s| s.name == subject)
+            .unwrap_or_else(|| refuse(format!("no subject `{subject}`")));
+        let runs = if cli.smoke || cli.callgrind { 1 } else { cli.runs };
+        job::run(w, s, cli.scale(), runs, cli.verify || cli.smoke, cli.seed);
+    }
+
+    if let Some(dir) = &cli.report_only {
+        std::process::exit(runner::report_only(&cli, dir, &all_subjects, &all_workloads));
+    }
+
+    if cli.list {
+        println!("Subjects:");
+        for s in &all_subjects {
+            println!("  {:<24} [{}] {}", s.name, s.family.label(), s.config);
+        }
+        println!("\nWorkloads:");
+        for w in &all_workloads {
+            println!("  {:<32} {}", w.name, w.title);
+        }
+        return;
+    }
+
+    let subjects: Vec<&subjects::Subject> = if cli.subjects.is_empty() {
+        all_subjects.iter().collect()
+    } else {
+        cli.subjects
+            .iter()
+            .map(|name| {
+                all_subjects.iter().find(|s| s.name == name).unwrap_or_else(|| {
+                    let known: Vec<&str> = all_subjects.iter().map(|s| s.name).collect();
+                    refuse(format!("unknown subject `{name}`; known: {}", known.join(", ")))
+                })
+            })
+            .collect()
+    };
+    let workloads: Vec<&workloads::Workload> = if cli.workloads.is_empty() {
+        all_workloads.iter().collect()
+    } else {
+        let mut chosen = Vec::new();
+        for pattern in &cli.workloads {
+            let matches: Vec<&workloads::Workload> = all_workloads
+                .iter()
+                .filter(|w| match pattern.strip_suffix('*') {
+                    Some(prefix) => w.name.starts_with(prefix),
+                    None => &w.name == pattern,
+                })
+                .collect();
+            if matches.is_empty() {
+                let known: Vec<&str> = all_workloads.iter().map(|w| w.name.as_str()).collect();
+                refuse(format!("unknown workload `{pattern}`; known: {}", known.join(", ")));
+            }
+            for w in matches {
+                if !chosen.iter().any(|c: &&workloads::Workload| c.name == w.name) {
+                    chosen.push(w);
+                }
             }
         }
-        let medians: Vec<Duration> = samples.into_iter().map(median).collect();
-        let kheap = contenders.iter().position(|c| c.name == "kheap-buddy").map(|i| medians[i]);
-        for (contender, time) in contenders.iter().zip(&medians) {
-            let ratio = kheap.map_or(String::new(), |k| {
-                format!("{:>9.1}x kheap-buddy's time", time.as_secs_f64() / k.as_secs_f64())
-            });
-            println!("  {:<26} {:>10.3} ms {ratio}", contender.name, time.as_secs_f64() * 1e3);
-            csv.push_str(&format!(
-                "{},{},{:.4},{}\n",
-                workload.name,
-                contender.name,
-                time.as_secs_f64() * 1e3,
-                options.runs
-            ));
-        }
-    }
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/kheap-bench.csv");
-    match std::fs::write(&path, csv) {
-        Ok(()) => println!("\nwrote {}", path.display()),
-        Err(e) => eprintln!("could not write {}: {e}", path.display()),
-    }
+        chosen
+    };
+    std::process::exit(runner::run(&cli, &subjects, &workloads));
 }

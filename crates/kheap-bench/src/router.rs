@@ -1,105 +1,92 @@
-//! The benchmark's global allocator: routes allocations to the heap under test while a
-//! workload runs, and to the system allocator otherwise.
+//! The benchmark's global allocator: while a collection workload runs, routes this program's
+//! allocations to the heap under test, so `Vec`, `BTreeMap` and friends exercise it as a
+//! kernel's would; everything else (the runner's own bookkeeping) goes to the system allocator.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::ptr::null_mut;
-use std::sync::atomic::{AtomicPtr, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
-/// A heap under test: any `GlobalAlloc` built over the arena, leaked for the run.
-pub type Heap = &'static (dyn GlobalAlloc + Sync);
+use crate::arena::Arena;
 
-/// The heap allocations go to now (null: the system allocator). Points to a leaked `Heap`.
-static ACTIVE: AtomicPtr<Heap> = AtomicPtr::new(null_mut());
+type Active = &'static (dyn GlobalAlloc + Sync);
 
-/// Host memory shared by every contender, aligned to 64 KiB.
-pub struct Arena {
-    pub start: *mut u8,
-    pub len: usize,
+/// The heap allocations go to now (null: the system allocator). Points to a leaked `Active`.
+static ACTIVE: AtomicPtr<Active> = AtomicPtr::new(null_mut());
+/// The active heap's arena: frees inside it go to the heap, others to the system allocator.
+static ARENA_START: AtomicUsize = AtomicUsize::new(0);
+static ARENA_END: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// Set while this thread is inside the active heap: allocations made by the heap's own
+    /// wrapper (verify mode's bookkeeping) go to the system allocator.
+    static INSIDE: Cell<bool> = const { Cell::new(false) };
 }
 
-// SAFETY: the arena is plain memory handed to one heap at a time, on the benchmark thread.
-unsafe impl Sync for Arena {}
-
-impl Arena {
-    pub fn new(len: usize) -> Self {
-        let layout = Layout::from_size_align(len, 64 * 1024).unwrap();
-        // SAFETY: non-zero size; never freed (the arena lives as long as the program).
-        let start = unsafe { System.alloc(layout) };
-        assert!(!start.is_null(), "no memory for the arena");
-        Arena { start, len }
-    }
-
-    fn contains(&self, ptr: *mut u8) -> bool {
-        ptr.addr() >= self.start.addr() && ptr.addr() < self.start.addr() + self.len
-    }
-}
-
-static ARENA_RANGE: AtomicPtr<Arena> = AtomicPtr::new(null_mut());
-
-/// Runs `work` with every allocation going to `heap`, and times it.
+/// Runs `work` with every allocation of this thread going to `heap` (leaked: it must outlive
+/// any block the workload might leave).
 ///
-/// Panics if the workload leaves a block of the heap alive (it would outlive the heap).
-pub fn with_heap(heap: Heap, work: impl FnOnce()) -> Duration {
-    let holder: &'static Heap = Box::leak(Box::new(heap));
-    ACTIVE.store((holder as *const Heap).cast_mut(), Ordering::SeqCst);
-    let started = Instant::now();
-    work();
-    let elapsed = started.elapsed();
+/// The workload must free every block it allocates before returning.
+pub fn with_heap<R>(heap: Active, arena: &Arena, work: impl FnOnce() -> R) -> R {
+    let holder: &'static Active = Box::leak(Box::new(heap));
+    ARENA_START.store(arena.start.addr(), Ordering::SeqCst);
+    ARENA_END.store(arena.start.addr() + arena.len, Ordering::SeqCst);
+    ACTIVE.store((holder as *const Active).cast_mut(), Ordering::SeqCst);
+    let result = work();
     ACTIVE.store(null_mut(), Ordering::SeqCst);
-    elapsed
+    result
 }
 
-/// Records the arena so frees of its blocks are routed to the active heap.
-pub fn set_arena(arena: &Arena) {
-    ARENA_RANGE.store((arena as *const Arena).cast_mut(), Ordering::SeqCst);
-}
-
-struct Router;
-
-fn active() -> Option<Heap> {
+fn active() -> Option<Active> {
+    if INSIDE.with(Cell::get) {
+        return None;
+    }
     let holder = ACTIVE.load(Ordering::Relaxed);
-    // SAFETY: non-null values are leaked `Heap`s, valid for ever.
+    // SAFETY: non-null values are leaked `Active`s, valid for ever.
     (!holder.is_null()).then(|| unsafe { *holder })
 }
 
 fn in_arena(ptr: *mut u8) -> bool {
-    let arena = ARENA_RANGE.load(Ordering::Relaxed);
-    // SAFETY: non-null values point to the program's one `Arena`, which is never dropped
-    // while the router can be called (it lives in `main`).
-    !arena.is_null() && unsafe { (*arena).contains(ptr) }
+    (ARENA_START.load(Ordering::Relaxed)..ARENA_END.load(Ordering::Relaxed)).contains(&ptr.addr())
 }
+
+/// Runs `f` marked as inside the heap.
+fn inside<R>(f: impl FnOnce() -> R) -> R {
+    INSIDE.with(|i| i.set(true));
+    let result = f();
+    INSIDE.with(|i| i.set(false));
+    result
+}
+
+struct Router;
 
 // SAFETY: each call goes either to the active heap or to `System`, both sound `GlobalAlloc`s;
 // frees and reallocs go to the allocator that owns the block (decided by its address).
 unsafe impl GlobalAlloc for Router {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's obligations are passed on.
-        unsafe {
-            match active() {
-                Some(heap) => heap.alloc(layout),
-                None => System.alloc(layout),
-            }
+        match active() {
+            // SAFETY: the caller's obligations are passed on.
+            Some(heap) => inside(|| unsafe { heap.alloc(layout) }),
+            // SAFETY: the caller's obligations are passed on.
+            None => unsafe { System.alloc(layout) },
         }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the block goes back to the allocator that handed it out.
-        unsafe {
-            match active() {
-                Some(heap) if in_arena(ptr) => heap.dealloc(ptr, layout),
-                _ => System.dealloc(ptr, layout),
-            }
+        match active() {
+            // SAFETY: the block is in the arena, so the active heap handed it out.
+            Some(heap) if in_arena(ptr) => inside(|| unsafe { heap.dealloc(ptr, layout) }),
+            // SAFETY: blocks outside the arena come from the system allocator.
+            _ => unsafe { System.dealloc(ptr, layout) },
         }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: the block goes to the allocator that handed it out.
-        unsafe {
-            match active() {
-                Some(heap) if in_arena(ptr) => heap.realloc(ptr, layout, new_size),
-                _ => System.realloc(ptr, layout, new_size),
-            }
+        match active() {
+            // SAFETY: the block is in the arena, so the active heap handed it out.
+            Some(heap) if in_arena(ptr) => inside(|| unsafe { heap.realloc(ptr, layout, new_size) }),
+            // SAFETY: blocks outside the arena come from the system allocator.
+            _ => unsafe { System.realloc(ptr, layout, new_size) },
         }
     }
 }

@@ -593,7 +593,8 @@ unsafe impl MemorySource for PageSource {
         let base = self.base.as_ptr().addr();
         let mut start = self.next.load(SeqCst);
         loop {
-            // Aligned as asked; the bytes skipped to get there are never handed out.
+            // Aligned as asked, with the bytes skipped to get there handed over too (the
+            // contract lets a region start before the aligned point).
             let aligned = (base + start).checked_next_multiple_of(layout.align().max(4096))? - base;
             if aligned.checked_add(len)? > self.len {
                 return None;
@@ -601,8 +602,8 @@ unsafe impl MemorySource for PageSource {
             match self.next.compare_exchange(start, aligned + len, SeqCst, SeqCst) {
                 Ok(_) => {
                     // SAFETY: `aligned + len <= self.len`, inside the leaked allocation.
-                    let piece = unsafe { self.base.add(aligned) };
-                    return Some(NonNull::slice_from_raw_parts(piece, len));
+                    let piece = unsafe { self.base.add(start) };
+                    return Some(NonNull::slice_from_raw_parts(piece, aligned + len - start));
                 }
                 Err(now) => start = now,
             }

@@ -20,9 +20,13 @@ use core::ptr::NonNull;
 /// 2. It is handed over: the source never returns it again (unless it is given back with
 ///    `release`) and nothing else uses it.
 pub unsafe trait MemorySource {
-    /// Returns a region of at least `layout.size()` bytes starting at a multiple of
-    /// `layout.align()`, or `None` when the source cannot. A source may round the length up
-    /// (to whole pages, say); the heap uses all of it.
+    /// Returns a region holding `layout.size()` bytes that start at a multiple of
+    /// `layout.align()` and run to the region's end, or `None` when the source cannot.
+    ///
+    /// The region may start up to `layout.align() - 1` bytes before that aligned point: a
+    /// bump allocator that skips memory to align should hand the skipped bytes over too, and
+    /// the heap uses them. It may also round the length up (to whole pages, say); the heap uses
+    /// all of it.
     fn acquire(&self, layout: Layout) -> Option<NonNull<[u8]>>;
 
     /// Takes back a region this source handed out with `acquire`, whole, that no heap uses any

@@ -16,7 +16,6 @@ const BIG: usize = KERNEL_HEAP_SIZE + KERNEL_HEAP_SIZE / 2;
 pub fn heap_grows() -> TestResult {
     let before = heap::stats();
     let (_, frames_before, _) = FRAMES.usage();
-    let skipped_before = FRAMES.skipped();
     let mut big: Vec<u64> = Vec::new();
     let words = BIG / 8;
     if heap::GROWS_BY_ITSELF {
@@ -47,25 +46,23 @@ pub fn heap_grows() -> TestResult {
     );
     let during = heap::stats();
     let (_, frames_after, _) = FRAMES.usage();
-    let skipped = FRAMES.skipped() - skipped_before;
     println!(
-        "    heap grew from {} to {} bytes ({} KiB of frames, {} KiB of them skipped to align the region); {BIG}-byte vector at {at:#x}",
+        "    heap grew from {} to {} bytes ({} KiB of frames); {BIG}-byte vector at {at:#x}",
         before.total_bytes,
         during.total_bytes,
         (frames_after - frames_before) / 1024,
-        skipped / 1024
     );
     drop(big);
     let after = heap::stats();
     ensure!(during.total_bytes > before.total_bytes, "total bytes did not grow");
     ensure!(during.total_bytes >= before.total_bytes + BIG, "grew by less than the request");
-    // The frames taken are the pages skipped to align the region as the heap asked (the buddy
-    // heap wants a block aligned to its size) plus the region itself, which holds the growth
-    // and the heap's bookkeeping for it.
-    ensure!(
-        frames_after - frames_before - skipped >= during.total_bytes - before.total_bytes,
-        "the heap grew by more than the frames it took"
-    );
+    // Every frame taken went to the heap: the region it asked for (its block aligned to its
+    // size, and bookkeeping) and the pages before the aligned point, which it uses too. The
+    // heap grew by all of them but its bookkeeping, which is about 1/16 of the region at most.
+    let frames = frames_after - frames_before;
+    let grown = during.total_bytes - before.total_bytes;
+    ensure!(frames >= grown, "the heap grew by more than the frames it took");
+    ensure!(grown >= frames - frames / 16, "{frames} bytes of frames grew the heap by only {grown}");
     ensure_eq!(after.total_bytes, during.total_bytes);
     ensure_eq!(after.live_allocations, before.live_allocations);
     ensure_eq!(after.allocated_bytes, before.allocated_bytes);

@@ -139,6 +139,10 @@ pub unsafe trait RawHeap {
     /// The layout of a fresh region (from a memory source, touching no other region) in which
     /// `allocate(layout)` is sure to succeed, or `None` when no region can make it succeed.
     /// A front asks its source for exactly this when an allocation fails.
+    ///
+    /// "Sure to succeed" holds for any region that holds the returned layout's size from a
+    /// multiple of its alignment to the region's end, with fewer than `align` bytes before
+    /// that point: what [`MemorySource::acquire`](crate::MemorySource::acquire) returns.
     fn region_layout_for(&self, layout: Layout) -> Option<Layout>;
 
     /// Total, free and largest free bytes, read in O(1).
@@ -163,8 +167,8 @@ pub unsafe trait RawHeap {
 /// # Safety
 ///
 /// Implementors promise that when `block_layout(ptr)` returns `Ok(layout)`, `ptr` is the start
-/// of a block the heap has handed out, and `deallocate(ptr, layout)` frees exactly that block
-/// (`layout` *fits* it).
+/// of a block the heap has handed out, `layout.size()` is the usable size `allocate` returned
+/// for it, and `deallocate(ptr, layout)` frees exactly that block (`layout` *fits* it).
 pub unsafe trait BlockLookup: RawHeap {
     /// The layout of the allocated block that starts at `ptr`.
     ///

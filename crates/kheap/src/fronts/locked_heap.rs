@@ -100,7 +100,7 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
 
     /// Allocates from the heap; on failure, grows it from the source (if any) and tries again,
     /// as long as the source supplies memory. The source is called with the lock released.
-    #[inline]
+    #[inline(always)]
     fn allocate_or_grow(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         let mut heap = self.heap.lock();
         match heap.allocate_quietly(layout) {
@@ -217,12 +217,42 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
 }
 
 impl<R: RawMutex, H: BlockLookup> LockedHeap<R, H> {
+    /// Allocates a block that will be freed with [`deallocate_unsized`](Self::deallocate_unsized),
+    /// as C's `malloc` does: the statistics count its whole usable size as requested, since
+    /// the free will not say what was asked for. Grows the heap like every allocation.
+    ///
+    /// # Errors
+    ///
+    /// [`AllocError`] when no block can be found, even after growing the heap.
+    pub fn allocate_unsized(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let block = self.allocate_or_grow(layout)?;
+        let mut heap = self.heap.lock();
+        heap.resized(layout.size(), block.len());
+        Ok(block)
+    }
+
     /// Frees a block given only its address, as C's `free` does: the heap looks up the block's
     /// layout. A pointer that is not the start of an allocated block goes to the misuse hook.
+    /// Pair it with [`allocate_unsized`](Self::allocate_unsized), so the statistics stay exact.
+    ///
+    /// ```
+    /// use core::alloc::{GlobalAlloc, Layout};
+    /// use kheap::{BuddyHeap, LockedHeap, RawSpinlock};
+    ///
+    /// static HEAP: LockedHeap<RawSpinlock, BuddyHeap> = LockedHeap::new(BuddyHeap::new());
+    /// HEAP.add_region(Box::leak(Box::new([core::mem::MaybeUninit::uninit(); 1 << 16]))).unwrap();
+    /// let block = HEAP.allocate_unsized(Layout::from_size_align(100, 8).unwrap()).unwrap();
+    /// assert_eq!(HEAP.stats().requested_bytes, 128); // the whole block: the free won't say
+    /// // SAFETY: allocated by this front, not used afterwards.
+    /// unsafe { HEAP.deallocate_unsized(block.cast()) };
+    /// assert_eq!(HEAP.stats().requested_bytes, 0);
+    /// assert_eq!(HEAP.stats().free_bytes, HEAP.stats().total_bytes);
+    /// ```
     ///
     /// # Safety
     ///
-    /// 1. `ptr` was allocated by this front and is not used after this call.
+    /// 1. `ptr` was allocated by this front (with `allocate_unsized`, for exact statistics) and
+    ///    is not used after this call.
     pub unsafe fn deallocate_unsized(&self, ptr: NonNull<u8>) {
         let result = {
             let mut heap = self.heap.lock();
@@ -246,7 +276,7 @@ unsafe impl<R: RawMutex, H: RawHeap> Front for LockedHeap<R, H> {
         self.allocate_or_grow(layout)
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: (1) and (2) are the heap's obligations 1 and 2. The guard is a temporary,
         // dropped at the end of this statement: the lock is free before any report.

@@ -60,7 +60,7 @@ impl<H> Counted<H> {
 
     /// Allocates without counting a refusal: a front that will grow the heap and try again
     /// counts the request as refused only if it finally is ([`count_refusal`](Self::count_refusal)).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn allocate_quietly(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError>
     where
         H: RawHeap,
@@ -96,7 +96,8 @@ impl<H> Counted<H> {
         }
     }
 
-    fn resized(&mut self, old: usize, new: usize) {
+    /// A live allocation's requested size changed from `old` to `new` bytes.
+    pub(crate) fn resized(&mut self, old: usize, new: usize) {
         self.requested = self.requested.wrapping_sub(old).wrapping_add(new);
         self.peak_requested = self.peak_requested.max(self.requested);
     }

@@ -403,18 +403,21 @@ fn region_layout_for_knows_the_largest_block_and_asks_for_little_more_than_the_b
     let wanted = BuddyHeap::new().region_layout_for(layout(3 << 20, 8)).unwrap();
     let block = 4 << 20;
     assert_eq!(wanted.align(), block);
-    // The block, its bookkeeping (four bits per granule) and a little slack.
-    assert!(wanted.size() < block + block / (2 * GRANULE) + block / 64, "{wanted:?}");
+    // The block and the bookkeeping (four bits per granule) of twice its span, with slack.
+    assert!(wanted.size() < block + block / GRANULE + block / 64, "{wanted:?}");
 }
 
 #[test]
 fn a_region_shaped_as_region_layout_for_asks_holds_the_request() {
     let request = layout(8192, 8192);
     let wanted = BuddyHeap::<20>::with_orders().region_layout_for(request).unwrap();
-    let memory = Memory::new(wanted.size() + wanted.align());
-    let start = memory.0.as_ptr().addr().next_multiple_of(wanted.align()) - memory.0.as_ptr().addr();
-    let mut heap = BuddyHeap::<20>::with_orders();
-    // SAFETY: memory that outlives the heap.
-    unsafe { heap.add_region(memory.region(start, wanted.size())) }.unwrap();
-    assert!(heap.allocate(request).is_ok());
+    let memory = Memory::new(wanted.size() + 2 * wanted.align());
+    let aligned = wanted.align();
+    // Aligned, and with every gap before the aligned point a source may hand over too.
+    for gap in [0, GRANULE, 40, wanted.align() / 2 + 24, wanted.align() - 1] {
+        let mut heap = BuddyHeap::<20>::with_orders();
+        // SAFETY: memory that outlives the heap.
+        unsafe { heap.add_region(memory.region(aligned - gap, gap + wanted.size())) }.unwrap();
+        assert!(heap.allocate(request).is_ok(), "no block after a gap of {gap} bytes");
+    }
 }

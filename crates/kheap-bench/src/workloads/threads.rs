@@ -1,0 +1,134 @@
+//! Several threads on one shared heap, with frees from another thread: a producer/consumer
+//! ring in the spirit of mimalloc-bench's xmalloc-test and larson.
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::collections::VecDeque;
+use std::sync::{Barrier, Mutex};
+use std::time::Instant;
+
+use super::{Metric, Sizes, Workload};
+use crate::job::{Ctx, JobError, Metrics};
+use crate::rng::Rng;
+use crate::subjects::set_cpu;
+use crate::timer::measured_loop;
+
+const ARENA: usize = 64 << 20;
+/// Blocks a thread keeps before freeing its oldest.
+const KEEP: usize = 64;
+const OPS_PER_SEC: Metric =
+    Metric { key: "mops_per_s", label: "million operations/s, all threads", higher_is_better: true };
+
+struct Block(*mut u8, Layout);
+
+// SAFETY: a block is plain memory of the shared heap; whoever holds it may free it.
+unsafe impl Send for Block {}
+
+/// One thread: allocates small objects; half go to the next thread's inbox (it frees them),
+/// half are kept locally (the oldest freed once `KEEP` are held); drains its own inbox.
+fn worker(
+    heap: &dyn GlobalAlloc,
+    me: usize,
+    inboxes: &[Mutex<VecDeque<Block>>],
+    allocs: usize,
+    seed: u64,
+) -> u64 {
+    let mut rng = Rng::new(seed);
+    let mut kept: VecDeque<Block> = VecDeque::with_capacity(KEEP + 1);
+    let mut received = Vec::with_capacity(64);
+    let next = (me + 1) % inboxes.len();
+    let mut ops = 0u64;
+    for _ in 0..allocs {
+        let layout = Sizes::Small.next(&mut rng);
+        // SAFETY: non-zero size.
+        let block = unsafe { heap.alloc(layout) };
+        ops += 1;
+        if !block.is_null() {
+            if rng.chance(50) {
+                inboxes[next].lock().expect("inbox").push_back(Block(block, layout));
+            } else {
+                kept.push_back(Block(block, layout));
+                if kept.len() > KEEP {
+                    let Block(old, old_layout) = kept.pop_front().expect("not empty");
+                    // SAFETY: live block of the shared heap with this layout.
+                    unsafe { heap.dealloc(old, old_layout) };
+                    ops += 1;
+                }
+            }
+        }
+        if ops.is_multiple_of(16) {
+            received.extend(inboxes[me].lock().expect("inbox").drain(..));
+            for Block(block, layout) in received.drain(..) {
+                // SAFETY: live block of the shared heap (allocated by another thread).
+                unsafe { heap.dealloc(block, layout) };
+                ops += 1;
+            }
+        }
+    }
+    for Block(block, layout) in kept {
+        // SAFETY: live block of the shared heap with this layout.
+        unsafe { heap.dealloc(block, layout) };
+        ops += 1;
+    }
+    ops
+}
+
+fn run(ctx: &Ctx, threads: usize) -> Result<Metrics, JobError> {
+    let heap = ctx.build(ARENA)?;
+    let heap: &(dyn GlobalAlloc + Sync) = &*heap;
+    let allocs = ctx.scale.pick(400_000, 100_000, 2_000, 20_000) / threads;
+    let inboxes: Vec<Mutex<VecDeque<Block>>> =
+        (0..threads).map(|_| Mutex::new(VecDeque::with_capacity(1 << 16))).collect();
+    let barrier = Barrier::new(threads + 1);
+    let (ops, seconds) = measured_loop(|| {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|me| {
+                    let (inboxes, barrier) = (&inboxes, &barrier);
+                    let seed = ctx.seed.wrapping_mul(31).wrapping_add(me as u64);
+                    scope.spawn(move || {
+                        set_cpu(me);
+                        barrier.wait();
+                        worker(heap, me, inboxes, allocs, seed)
+                    })
+                })
+                .collect();
+            barrier.wait();
+            let start = Instant::now();
+            let ops: u64 = handles.into_iter().map(|h| h.join().expect("worker panicked")).sum();
+            (ops, start.elapsed().as_secs_f64())
+        })
+    });
+    let mut leftover = 0u64;
+    for inbox in &inboxes {
+        for Block(block, layout) in inbox.lock().expect("inbox").drain(..) {
+            // SAFETY: live block of the shared heap with this layout.
+            unsafe { heap.dealloc(block, layout) };
+            leftover += 1;
+        }
+    }
+    Ok(vec![(OPS_PER_SEC.key, ops as f64 / seconds / 1e6), ("ops", (ops + leftover) as f64)])
+}
+
+pub fn workloads() -> Vec<Workload> {
+    [1, 2, 4]
+        .into_iter()
+        .map(|threads| Workload {
+            name: format!("threads_{threads}"),
+            title: format!("{threads} thread(s) on one shared heap, cross-thread frees"),
+            about: format!(
+                "{threads} thread(s) share one heap (and its one lock, where the subject takes the shared \
+                 spinlock). Each allocates 400,000/{threads} small objects (8..=512 B); half are handed to the next \
+                 thread, which frees them (a ring of producer/consumer pairs, as in xmalloc-test), half are kept \
+                 and freed oldest-first once 64 are held. Reported: allocations plus frees per second, all threads \
+                 together. Thread i stands for CPU i for the per-CPU subject. Why: kernel objects are often freed on \
+                 another CPU than the one that allocated them; one lock for all CPUs collapses (hermit#1984). On \
+                 this 2-core machine, 4 threads oversubscribe the cores: a preempted lock holder stalls spinners."
+            ),
+            source: "crates/kheap-bench/src/workloads/threads.rs",
+            metric: OPS_PER_SEC,
+            columns: vec![OPS_PER_SEC.key],
+            timeout_secs: 60,
+            run: Box::new(move |ctx| run(ctx, threads)),
+        })
+        .collect()
+}
