@@ -41,21 +41,23 @@
 //!
 //! # The fallback search
 //!
-//! The good fit rounds a request up to the next class boundary, so a list whose blocks are
-//! partly large enough (the class holding the request's own size) is skipped, and plain TLSF
-//! refuses a request that the largest free block could hold (rlsf#15). When the good fit finds
-//! nothing, this heap scans that one list, the class of the rounded request, for a block that
-//! holds it. The guarantee:
+//! The good fit looks for a block of `need` bytes (the request's size rounded up to the
+//! granule, plus `align - GRANULE` when the alignment exceeds the granule: enough wherever the
+//! block starts) in the first non-empty list at or above the class rounded up from `need`. It
+//! is O(1), and it skips blocks that would do: those in the class of `need` itself, at most
+//! 1/32 smaller than the rounded size (plain TLSF refuses a request that the largest free block
+//! could hold, rlsf#15), and, for an aligned request, smaller blocks that hold it at an aligned
+//! address inside them. Only when the good fit finds nothing, the fallback scans every list
+//! from the class of the request's size up to the good fit's class, block by block. The
+//! guarantee:
 //!
-//! > `allocate(layout)` fails only if no free block has at least `need` bytes, where `need` is
-//! > `layout.size()` rounded up to the granule, plus `layout.align() - GRANULE` when the
-//! > alignment exceeds the granule.
+//! > `allocate(layout)` fails only if no free block can hold `layout.size()` bytes at an
+//! > address aligned to `layout.align()`.
 //!
-//! With an alignment up to the granule (16 bytes on 64-bit targets), that is exact: a request is
-//! refused only if no free block can hold it. With a larger alignment a block of fewer than
-//! `need` bytes may hold the request at an aligned address inside it; such a block is found
-//! only when it sits in the scanned list. The good fit is O(1); the fallback runs only when the
-//! good fit fails and is O(length of that one list).
+//! The cost: O(1) when the good fit succeeds (always, while a free block of `need` bytes
+//! exists); otherwise O(the blocks on the scanned lists). With an alignment up to the granule
+//! that is one list (the class of the size); with alignment `A`, the lists of sizes from the
+//! request's to `A` bytes more.
 //!
 //! # High alignment
 //!
@@ -296,8 +298,9 @@ impl RegionRecord {
 ///
 /// - `allocate`: O(1) to find a block (the good fit: two bit-map searches), O(R) to find its
 ///   region among R separate regions (touching regions are joined, so a heap grown from a
-///   bump-allocating source has one); when the good fit fails, a fallback scan of one list
-///   (see the module documentation for the exact guarantee).
+///   bump-allocating source has one). A request is refused only if no free block can hold it:
+///   when the good fit fails, a fallback scans the lists it skipped (one list for alignments
+///   up to the granule; see the module documentation for the guarantee and its cost).
 /// - `deallocate`: O(1) to merge with both neighbours (their state is read from a bit map),
 ///   O(R) for the region. `grow_in_place` takes the free block after; `shrink_in_place`
 ///   returns the tail to the free lists (merged with a free block after it).
@@ -307,9 +310,8 @@ impl RegionRecord {
 ///   seven words per region.
 /// - `usage()`: total and free in O(1); the largest free block is exact, read from the
 ///   highest non-empty list (O(its length), usually 1).
-/// - Growth: [`region_layout_for`](RawHeap::region_layout_for) asks for the request's `need`
-///   bytes (its rounded size, plus `align - GRANULE` beyond the granule's alignment) and the
-///   bookkeeping, aligned to the granule only.
+/// - Growth: [`region_layout_for`](RawHeap::region_layout_for) asks for the request's rounded
+///   size and a bound on the bookkeeping (about 1/32 of it), at the request's alignment.
 /// - [`BlockLookup`]: the layout of an allocated block is read from the bit map (its end is
 ///   the next `ENDS` mark after its start), in O(block length / 32 granules).
 ///
@@ -596,28 +598,35 @@ impl TlsfHeap {
         self.fallback(size, align, n)
     }
 
-    /// The fallback: scans the list of the class holding `n` granules (the one the good fit
-    /// skips) for a block that holds `size` bytes at alignment `align`.
+    /// The fallback: scans every list from the class of `size` up to (not including) the
+    /// good fit's class for `n` granules, for a block that holds `size` bytes at alignment
+    /// `align`. Blocks below the class of `size` are too small; blocks at or above the good
+    /// fit's class hold `n` granules, enough wherever they start, and the good fit found none.
     #[cold]
     #[inline(never)]
     fn fallback(&self, size: usize, align: usize, n: usize) -> Option<(NonNull<u8>, usize, (usize, usize))> {
-        let (fl, sl) = class_of(n);
-        if fl >= FL_COUNT {
-            return None;
-        }
-        let mut cursor = self.heads[fl][sl];
-        while let Some(node) = cursor {
-            // SAFETY: `node` is on list `(fl, sl)`.
-            let block_size = unsafe { Self::listed_size(node, fl, sl) };
-            let start = node.as_ptr().addr();
-            let fits = align_up_addr(start, align)
-                .and_then(|aligned| aligned.checked_add(size))
-                .is_some_and(|end| end <= start + block_size);
-            if fits {
-                return Some((node.cast(), block_size, (fl, sl)));
+        let limit = search_class(n).unwrap_or((FL_COUNT, 0));
+        let mut class = class_of(size >> GRANULE_SHIFT);
+        while class < limit && class.0 < FL_COUNT {
+            let (fl, sl) = self.first_nonempty(class.0, class.1)?;
+            if (fl, sl) >= limit {
+                return None;
             }
-            // SAFETY: list members hold `FreeHead`s the heap owns.
-            cursor = unsafe { node.as_ref().next };
+            let mut cursor = self.heads[fl][sl];
+            while let Some(node) = cursor {
+                // SAFETY: `node` is on list `(fl, sl)`.
+                let block_size = unsafe { Self::listed_size(node, fl, sl) };
+                let start = node.as_ptr().addr();
+                let fits = align_up_addr(start, align)
+                    .and_then(|aligned| aligned.checked_add(size))
+                    .is_some_and(|end| end <= start + block_size);
+                if fits {
+                    return Some((node.cast(), block_size, (fl, sl)));
+                }
+                // SAFETY: list members hold `FreeHead`s the heap owns.
+                cursor = unsafe { node.as_ref().next };
+            }
+            class = if sl + 1 < SL_COUNT { (fl, sl + 1) } else { (fl + 1, 0) };
         }
         None
     }
@@ -941,16 +950,22 @@ unsafe impl RawHeap for TlsfHeap {
     }
 
     fn region_layout_for(&self, layout: Layout) -> Option<Layout> {
-        // A fresh region keeps its bookkeeping at its end, so its one free block, at its start,
-        // has at least `need` bytes: the guarantee of the fallback search finds it.
-        let (_, need) = needed_bytes(layout)?;
-        let mut len = need.checked_add(RegionRecord::meta_bytes(need))?;
+        // A fresh region keeps its bookkeeping at its end, so its one free block holds `size`
+        // bytes from the aligned point on if the bookkeeping leaves them: the fallback search
+        // finds it whenever the good fit does not. The bookkeeping grows with the region, which
+        // may start up to `align - 1` bytes before the aligned point and run past the length
+        // asked: it is bounded by that of a region twice as long plus `align`, and a longer
+        // tail pays for its own bookkeeping (a 64th of it, and a granule or two of rounding).
+        let size = block_bytes(layout)?;
+        let align = layout.align().max(GRANULE);
+        let mut meta = RegionRecord::meta_bytes(size);
         for _ in 0..8 {
-            let meta = RegionRecord::meta_bytes(len);
-            if need.checked_add(meta)? <= len {
-                return Layout::from_size_align(len, GRANULE).ok();
+            let len = size.checked_add(meta)?;
+            let bound = RegionRecord::meta_bytes(len.checked_mul(2)?.checked_add(align)?);
+            if bound <= meta {
+                return Layout::from_size_align(len, align).ok();
             }
-            len = need.checked_add(meta)?;
+            meta = bound;
         }
         None
     }

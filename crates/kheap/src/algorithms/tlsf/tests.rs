@@ -419,15 +419,26 @@ fn region_layout_for_gives_a_region_where_the_request_fits() {
         Layout::from_size_align(1, 1).unwrap(),
         Layout::from_size_align(100, 8).unwrap(),
         Layout::from_size_align(5000, 4096).unwrap(),
+        Layout::from_size_align(16, 4096).unwrap(),
         Layout::from_size_align(40_000, 16).unwrap(),
+        Layout::from_size_align(3 * G, 2 * G).unwrap(),
     ] {
-        let heap = TlsfHeap::new();
-        let region = heap.region_layout_for(layout).unwrap();
-        let memory = Memory::new(region.size());
-        let mut heap = TlsfHeap::new();
-        // SAFETY: the memory outlives the heap and only the heap uses it.
-        unsafe { heap.add_region(memory.region(0, region.size())) }.unwrap();
-        alloc(&mut heap, layout);
+        let region = TlsfHeap::new().region_layout_for(layout).unwrap();
+        let align = region.align();
+        let memory = Memory::new(region.size() + 2 * align);
+        // Exactly the layout, aligned; then starting `align - 1` bytes before the aligned
+        // point (a source handing over what it skipped); then with a longer tail.
+        for (from, len) in [
+            (align, region.size()),
+            (1, align - 1 + region.size()),
+            (1, align - 1 + region.size() + G),
+            (1, align - 1 + region.size() + align),
+        ] {
+            let mut heap = TlsfHeap::new();
+            // SAFETY: the memory outlives the heap and only the heap uses it.
+            unsafe { heap.add_region(memory.region(from, len)) }.unwrap();
+            alloc(&mut heap, layout);
+        }
     }
 }
 
@@ -457,4 +468,31 @@ fn block_layout_finds_each_allocated_block_and_frees_exactly_it() {
         free(&mut heap, ptr, layout);
     }
     assert_eq!(heap.usage(), initial);
+}
+
+#[test]
+fn an_aligned_request_takes_a_hole_that_fits_it_exactly() {
+    // The only free block is exactly one aligned page: smaller than the good fit's `need`
+    // (size + align - granule), so only the fallback's scan of the lower classes finds it.
+    let len = 64 * 1024;
+    let memory = Memory::new(len);
+    let mut heap = heap_over(&memory, len);
+    let page = Layout::from_size_align(4096, 4096).unwrap();
+    let a = alloc(&mut heap, page);
+    let b = alloc(&mut heap, page);
+    let c = alloc(&mut heap, page);
+    let rest = take_the_rest(&mut heap);
+    // Everything before `a` is allocated too (the region starts aligned, so `a` is first).
+    assert_eq!(a.as_ptr().addr(), memory.0.as_ptr().addr());
+    free(&mut heap, b, page);
+    assert_eq!(heap.usage().free_bytes, 4096);
+    let again = heap.allocate(page).expect("an aligned page refused while an aligned free page exists");
+    assert_eq!(again.cast::<u8>(), b);
+    heap.check_invariants().unwrap();
+    free(&mut heap, b, page);
+    free(&mut heap, a, page);
+    free(&mut heap, c, page);
+    if let Some((ptr, layout)) = rest {
+        free(&mut heap, ptr, layout);
+    }
 }
