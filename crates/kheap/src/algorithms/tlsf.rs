@@ -9,7 +9,8 @@
 //!
 //! - `n < 32`: one class per granule count (first level 0, second level `n`): exact.
 //! - `n >= 32`: first level `f = log2(n) - 4`, second level the next five bits of `n` below its
-//!   top bit: 32 classes per power of two, each `2^f / 32` granules wide.
+//!   top bit: 32 classes per power of two, each `2^(f - 1)` granules wide (1/32 of the power
+//!   of two where it starts).
 //!
 //! A class holds sizes from its lower bound to less than `1 + 1/32` times it, so rounding a
 //! request up to the next class boundary (the *good fit*) overshoots it by less than 1/32
@@ -44,10 +45,10 @@
 //! The good fit looks for a block of `need` bytes (the request's size rounded up to the
 //! granule, plus `align - GRANULE` when the alignment exceeds the granule: enough wherever the
 //! block starts) in the first non-empty list at or above the class rounded up from `need`. It
-//! is O(1), and it skips blocks that would do: those in the class of `need` itself, at most
-//! 1/32 smaller than the rounded size (plain TLSF refuses a request that the largest free block
-//! could hold, rlsf#15), and, for an aligned request, smaller blocks that hold it at an aligned
-//! address inside them. Only when the good fit finds nothing, the fallback scans every list
+//! is O(1), and it skips blocks that would do: those of at least `need` bytes in the class of
+//! `need` itself, which spans 1/32 of its size (plain TLSF refuses a request that the largest
+//! free block could hold, rlsf#15), and, for an aligned request, smaller blocks that hold it
+//! at an aligned address inside them. Only when the good fit finds nothing, the fallback scans every list
 //! from the class of the request's size up to the good fit's class, block by block. The
 //! guarantee:
 //!
