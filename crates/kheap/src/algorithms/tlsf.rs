@@ -146,15 +146,16 @@ const fn class_floor(fl: usize, sl: usize) -> usize {
 
 /// Bytes a block for `layout` occupies: its size rounded up to the granule (at least one).
 #[inline]
-fn block_bytes(layout: Layout) -> Option<usize> {
-    layout.size().max(1).checked_next_multiple_of(GRANULE)
+fn block_bytes(layout: Layout) -> usize {
+    // A layout's size is at most `isize::MAX`, so adding less than a granule cannot overflow.
+    (layout.size().max(1) + (GRANULE - 1)) & !(GRANULE - 1)
 }
 
 /// Bytes a free block must have to hold `layout` wherever it starts: the block, plus room to
 /// move its start to the alignment.
 #[inline]
 fn needed_bytes(layout: Layout) -> Option<(usize, usize)> {
-    let size = block_bytes(layout)?;
+    let size = block_bytes(layout);
     Some((size, size.checked_add(layout.align().saturating_sub(GRANULE))?))
 }
 
@@ -540,7 +541,12 @@ impl TlsfHeap {
         let mut block = start;
         let mut size = len;
         let end = start.as_ptr().addr() + len;
-        if end != span_end && !self.record(record).has(end, STARTS) {
+        let right_free = end != span_end && {
+            // SAFETY: `end` lies in the span: the range is inside it and does not end it.
+            let marks = unsafe { self.record(record).marks(end) };
+            marks & STARTS == 0
+        };
+        if right_free {
             let after = offset(start, len);
             // SAFETY: the granule after the range is in the span and unmarked, and the range
             // ends an allocated stretch, so a free block starts there; it is on its list.
@@ -551,7 +557,13 @@ impl TlsfHeap {
             }
         }
         let addr = start.as_ptr().addr();
-        if addr != span_start && !self.record(record).has(addr - GRANULE, ENDS) {
+        let left_free = addr != span_start && {
+            // SAFETY: `addr - GRANULE` lies in the span: the range is inside it and does not
+            // start it.
+            let marks = unsafe { self.record(record).marks(addr - GRANULE) };
+            marks & ENDS == 0
+        };
+        if left_free {
             // SAFETY: the granule before the range is in the span and ends no allocated block,
             // so a free block ends there; it is on its list.
             unsafe {
@@ -786,7 +798,7 @@ impl TlsfHeap {
         new_size: usize,
     ) -> Result<(usize, usize, NonNull<RegionRecord>), AllocError> {
         let new = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
-        let (old_bytes, new_bytes) = block_bytes(old).zip(block_bytes(new)).ok_or(AllocError)?;
+        let (old_bytes, new_bytes) = (block_bytes(old), block_bytes(new));
         let record = self.allocated_block(ptr, old_bytes).ok_or(AllocError)?;
         Ok((old_bytes, new_bytes, record))
     }
@@ -873,9 +885,7 @@ unsafe impl RawHeap for TlsfHeap {
 
     #[inline]
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse> {
-        let Some(size) = block_bytes(layout) else {
-            return Err(Misuse::new(MisuseKind::ImpossibleLayout, ptr.as_ptr(), layout));
-        };
+        let size = block_bytes(layout);
         let record = self.allocated_block(ptr, size).filter(|_| ptr.as_ptr().addr() % layout.align() == 0);
         let Some(record) = record else { return Err(self.diagnose(ptr, layout)) };
         let addr = ptr.as_ptr().addr();
@@ -957,7 +967,7 @@ unsafe impl RawHeap for TlsfHeap {
         // may start up to `align - 1` bytes before the aligned point and run past the length
         // asked: it is bounded by that of a region twice as long plus `align`, and a longer
         // tail pays for its own bookkeeping (a 64th of it, and a granule or two of rounding).
-        let size = block_bytes(layout)?;
+        let size = block_bytes(layout);
         let align = layout.align().max(GRANULE);
         let mut meta = RegionRecord::meta_bytes(size);
         for _ in 0..8 {

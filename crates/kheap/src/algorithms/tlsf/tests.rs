@@ -209,7 +209,7 @@ fn a_stream_of_page_aligned_small_blocks_wastes_only_the_gaps() {
     let mut heap = heap_over(&memory, len);
     let initial = heap.usage();
     let layout = Layout::from_size_align(24, 4096).unwrap();
-    let size = block_bytes(layout).unwrap();
+    let size = block_bytes(layout);
     let mut blocks = Vec::new();
     while let Ok(block) = heap.allocate(layout) {
         blocks.push(block.cast::<u8>());
