@@ -30,6 +30,14 @@ pub fn rust_components(components: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
+/// Installs a toolchain (`1.84`, say) with the minimal profile if it is missing.
+pub fn toolchain(name: &str) -> Result<(), String> {
+    if rustup_has(&["toolchain", "list"], name) {
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["toolchain", "install", name, "--profile", "minimal"]))
+}
+
 /// Installs the nightly toolchain with the given components if missing.
 pub fn nightly_with(components: &[&str]) -> Result<(), String> {
     if !rustup_has(&["toolchain", "list"], "nightly") {
@@ -44,23 +52,57 @@ pub fn nightly_with(components: &[&str]) -> Result<(), String> {
 }
 
 /// Installs a Debian package if `program` is not on the PATH.
+///
+/// Says what it will install before it does; never removes a package (`--no-remove`); shows
+/// the package manager's output only when it fails. Off Debian (no `apt-get`), says exactly
+/// what to install instead.
 pub fn debian_package(program: &str, package: &str) -> Result<(), String> {
-    let found = Command::new("sh").args(["-c", &format!("command -v {program}")]).output();
-    if found.map(|o| o.status.success()).unwrap_or(false) {
+    if on_path(program) {
         return Ok(());
     }
-    eprintln!("{program} is missing: installing the Debian package {package}");
-    let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
+    if !on_path("apt-get") {
+        return Err(format!(
+            "{program} is missing and this is not a Debian-like system (no apt-get): install {program} \
+             (Debian/Ubuntu package `{package}`; Fedora `qemu-system-riscv` for QEMU; Arch `qemu-system-riscv`), \
+             then run the command again"
+        ));
+    }
+    let sudo = !is_root();
+    eprintln!(
+        "{program} is missing: installing the Debian package {package} \
+         (`{}apt-get update`, then `apt-get install --no-remove --no-install-recommends -y {package}`)",
+        if sudo { "sudo " } else { "" }
+    );
     let apt = |args: &[&str]| {
-        let mut command = Command::new(if sudo.is_empty() { "apt-get" } else { "sudo" });
-        if !sudo.is_empty() {
+        let mut command = Command::new(if sudo { "sudo" } else { "apt-get" });
+        if sudo {
             command.arg("apt-get");
         }
         command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
         command
     };
-    run(&mut apt(&["update"]))?;
-    run(&mut apt(&["install", "-y", "--no-install-recommends", package]))
+    quietly(&mut apt(&["update"]))?;
+    quietly(&mut apt(&["install", "--no-remove", "--no-install-recommends", "-y", package]))?;
+    eprintln!("installed {package}");
+    Ok(())
+}
+
+/// Whether `program` is on the PATH.
+fn on_path(program: &str) -> bool {
+    let found = Command::new("sh").args(["-c", &format!("command -v {program}")]).output();
+    found.map(|o| o.status.success()).unwrap_or(false)
+}
+
+/// Runs a command with its output captured; prints the output only if it fails.
+fn quietly(command: &mut Command) -> Result<(), String> {
+    let line = crate::describe(command);
+    let output = command.output().map_err(|e| format!("cannot start {line}: {e}"))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    eprintln!("{}", String::from_utf8_lossy(&output.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    Err(format!("{line} failed ({})", output.status))
 }
 
 fn is_root() -> bool {

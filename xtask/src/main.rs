@@ -73,7 +73,8 @@ pub fn run(command: &mut Command) -> Result<(), String> {
     }
 }
 
-fn describe(command: &Command) -> String {
+/// A command as one line, to show what runs.
+pub fn describe(command: &Command) -> String {
     let mut line = command.get_program().to_string_lossy().into_owned();
     for arg in command.get_args() {
         line.push(' ');
@@ -115,10 +116,30 @@ fn test() -> Result<(), String> {
     cargo_here(&["build", "-p", "kheap", "--all-features", "--target", riscv])?;
     cargo_here(&["clippy", "-p", "kheap", "--all-features", "--target", riscv, "--", "-D", "warnings"])?;
     cargo_here(&["clippy", "-p", "kheap", "--all-features", "--target", riscv32, "--", "-D", "warnings"])?;
+    msrv()?;
     qemu::test()?;
     miri()?;
     eprintln!("xtask test: all checks passed");
     Ok(())
+}
+
+/// The library's declared MSRV (`rust-version` in the workspace manifest), checked by building
+/// and testing the library with that toolchain (the bench and test-kit crates may need newer).
+const MSRV: &str = "1.84";
+
+fn msrv() -> Result<(), String> {
+    install::toolchain(MSRV)?;
+    run(Command::new("rustup").current_dir(root()).env_remove("RUSTUP_TOOLCHAIN").env_remove("CARGO").args([
+        "run",
+        MSRV,
+        "cargo",
+        "test",
+        "-p",
+        "kheap",
+        "--all-features",
+        "--target-dir",
+        "target/msrv",
+    ]))
 }
 
 fn bench(args: &[String]) -> Result<(), String> {

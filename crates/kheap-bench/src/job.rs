@@ -13,6 +13,9 @@ use crate::timer::Budget;
 use crate::verify::{exit_failed, Checker, Verified};
 use crate::workloads::Workload;
 
+/// The seed of the run in progress, printed with any failure so that it can be replayed.
+pub static SEED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Exit code of a job whose subject failed a verify check.
 pub const EXIT_VERIFY_FAILED: i32 = 3;
 /// Exit code of a job the subject cannot run (for example an arena size it does not support).
@@ -119,6 +122,12 @@ pub fn run(workload: &Workload, subject: &Subject, scale: Scale, runs: u32, veri
         "job {} x {}: seed {seed}, {runs} run(s), {scale:?}, verify {verify}",
         workload.name, subject.name
     );
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        eprintln!("(seed {}: replay with --seed)", SEED.load(std::sync::atomic::Ordering::Relaxed));
+    }));
+    SEED.store(seed, std::sync::atomic::Ordering::Relaxed);
     // In timed runs with --verify, one checked pass gates the measurement.
     if verify && scale != Scale::Smoke {
         let ctx = Ctx::new(subject, Scale::Smoke, true, seed);
@@ -129,6 +138,7 @@ pub fn run(workload: &Workload, subject: &Subject, scale: Scale, runs: u32, veri
     let checked = verify && scale == Scale::Smoke;
     let mut results: Vec<Metrics> = Vec::new();
     for run in 0..runs {
+        SEED.store(seed.wrapping_add(run as u64), std::sync::atomic::Ordering::Relaxed);
         let mut ctx = Ctx::new(subject, scale, checked, seed.wrapping_add(run as u64));
         ctx.first_run = run == 0;
         match (workload.run)(&ctx) {

@@ -270,7 +270,7 @@ fn markdown(
         out,
         "kheap against every peer, from one run: `{}` ({:?} scale, {} run(s) per job, {:.0} minutes).\n\n\
          - Command: `cargo xtask bench {}`\n- Machine: {}\n- Results: `bench-results/{}/` (results.json, results.csv, \
-         plots/, logs/)\n- Rerun one workload: `cargo xtask bench --workloads NAME [--subjects A,B] [--runs N] \
+         plots/; per-job logs/ stay local)\n- Rerun one workload: `cargo xtask bench --workloads NAME [--subjects A,B] [--runs N] \
          [--verify]`; instruction counts: `cargo xtask bench --callgrind --workloads NAME --subjects A,B`.\n",
         ctx.id,
         ctx.scale,

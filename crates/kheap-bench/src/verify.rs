@@ -153,7 +153,8 @@ impl Checker {
 
 /// Stops the job: a subject that fails a check is not measured.
 pub fn exit_failed(message: &str) -> ! {
-    eprintln!("VERIFY FAILED: {message}");
+    let seed = crate::job::SEED.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("VERIFY FAILED: {message} (seed {seed})");
     std::process::exit(crate::job::EXIT_VERIFY_FAILED)
 }
 

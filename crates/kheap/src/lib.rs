@@ -1,5 +1,19 @@
 //! kheap: dynamic memory for operating-system kernels and bare-metal programs.
 //!
+//! A complete program (`examples/host_program.rs`, the README's first example): a
+//! [`BuddyHeap`] behind a [`LockedHeap`], over a [`StaticArena`] that the heap claims on its
+//! first allocation, as the program's global allocator from before `main`:
+//!
+//! ```
+#![doc = include_str!("../examples/host_program.rs")]
+//! ```
+//!
+//! A kernel does the same with an interrupt-masking lock
+//! (`RawIrqSpinlock<`[`RiscvSupervisorInterrupts`]`>`, `RawIrqSpinlock<`[`X86Interrupts`]`>`, or
+//! [`RawCriticalSectionLock`] with the `critical-section` feature). Kernels written for the
+//! tutorials' allocators switch with one `use` line:
+//! [`compat::buddy_system_allocator`] (rCore) and [`compat::linked_list_allocator`] (Blog OS).
+//!
 //! A kernel hands kheap memory (a zeroed `static` array in `.bss`, later pages from its frame
 //! allocator); kheap manages it and, installed with `#[global_allocator]`, lets `Box`, `Vec`,
 //! `String`, `BTreeMap`, `Rc` and `Arc` work inside the kernel.
@@ -11,8 +25,9 @@
 //!    regions given to them.
 //! 2. **Locks**: [`RawSpinlock`] and the interrupt-masking [`RawIrqSpinlock`].
 //! 3. **Fronts**: [`LockedHeap`] implements [`GlobalAlloc`](core::alloc::GlobalAlloc) over any
-//!    heap and any `lock_api::RawMutex`; [`compat::buddy_system_allocator`] is a drop-in for the
-//!    rCore tutorial's allocator.
+//!    heap and any `lock_api::RawMutex`, growing from a [`MemorySource`] ([`StaticArena`],
+//!    [`StaticRegion`], a kernel's frame allocator); [`compat`] holds the drop-ins for the
+//!    tutorials' allocators.
 //!
 //! # Contract words
 //!
@@ -29,6 +44,8 @@
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
@@ -55,10 +72,14 @@ pub use fronts::locked_heap::LockedHeap;
 pub use fronts::misuse_hook::{panic_on_misuse, MisuseHook};
 pub use layers::counted::Counted;
 pub use lock_api;
-#[cfg(any(target_arch = "riscv64", target_arch = "riscv32"))]
+#[cfg(feature = "critical-section")]
+pub use locks::RawCriticalSectionLock;
+#[cfg(any(target_arch = "riscv64", target_arch = "riscv32", doc))]
 pub use locks::RiscvSupervisorInterrupts;
+#[cfg(any(target_arch = "x86_64", doc))]
+pub use locks::X86Interrupts;
 pub use locks::{CpuInterruptNesting, InterruptControl, NoInterrupts, RawIrqSpinlock, RawSpinlock};
-pub use sources::MemorySource;
+pub use sources::{ArenaByte, MemorySource, StaticArena, StaticRegion};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

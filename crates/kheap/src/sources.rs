@@ -19,6 +19,30 @@ use core::ptr::NonNull;
 ///    heap uses it).
 /// 2. It is handed over: the source never returns it again (unless it is given back with
 ///    `release`) and nothing else uses it.
+///
+/// ```
+/// use core::alloc::Layout;
+/// use core::ptr::NonNull;
+/// use kheap::{BuddyHeap, LockedHeap, MemorySource, RawSpinlock};
+///
+/// /// Pages from the host allocator, leaked (a kernel's frame allocator in a kernel).
+/// struct Pages;
+/// // SAFETY: each region is a fresh leaked allocation: valid for ever (1), handed out once (2).
+/// unsafe impl MemorySource for Pages {
+///     fn acquire(&self, layout: Layout) -> Option<NonNull<[u8]>> {
+///         let layout = layout.align_to(4096).ok()?.pad_to_align();
+///         // SAFETY: region layouts have a non-zero size.
+///         let start = NonNull::new(unsafe { std::alloc::alloc(layout) })?;
+///         Some(NonNull::slice_from_raw_parts(start, layout.size()))
+///     }
+/// }
+/// static PAGES: Pages = Pages;
+/// static HEAP: LockedHeap<RawSpinlock, BuddyHeap> = LockedHeap::new(BuddyHeap::new()).with_source(&PAGES);
+/// let big = Layout::from_size_align(3 << 20, 8).unwrap();
+/// // SAFETY: non-zero size; freed with the same layout.
+/// unsafe { core::alloc::GlobalAlloc::dealloc(&HEAP, core::alloc::GlobalAlloc::alloc(&HEAP, big), big) };
+/// assert_eq!(HEAP.stats().grown_requests, 1);
+/// ```
 pub unsafe trait MemorySource {
     /// Returns a region holding `layout.size()` bytes that start at a multiple of
     /// `layout.align()` and run to the region's end, or `None` when the source cannot.
@@ -41,3 +65,7 @@ pub unsafe trait MemorySource {
         false
     }
 }
+
+mod arena;
+
+pub use arena::{ArenaByte, StaticArena, StaticRegion};

@@ -399,7 +399,7 @@ pub fn subjects() -> Vec<Subject> {
     let peer = |name, config, build| Subject { name, family: Family::Peer, config, build, in_arena: true };
     vec![
         peer("talc5", "talc 5.1: TalcLock<spinlock, Manual> (default binning), arena claimed once", talc5),
-        peer("talc4", "talc 4.4: Talc<ErrOnOom>.lock::<spinlock>(), arena claimed once", talc4),
+        peer("talc4", "talc 4.4: Talc<ErrOnOom>.lock::<spinlock>(), arena claimed once; default features off (its default `allocator` feature needs nightly)", talc4),
         peer("rlsf", "rlsf 0.2: Tlsf<u32, u32, FLLEN 24, SLLEN 32> behind the spinlock", rlsf),
         peer("buddy_system_allocator", "buddy_system_allocator 0.13: Heap<32> behind the spinlock", buddy_system),
         peer("linked_list_allocator", "linked_list_allocator 0.10: Heap (first fit) behind the spinlock", linked_list),

@@ -4,6 +4,15 @@ use core::fmt;
 
 /// An allocation request the heap cannot satisfy now (out of memory) or ever (too large, or
 /// aligned beyond what the heap supports). The heap is unchanged by the refused call.
+///
+/// ```
+/// use core::alloc::Layout;
+/// use kheap::{AllocError, BuddyHeap, RawHeap};
+///
+/// let mut heap = BuddyHeap::new(); // no memory yet
+/// assert_eq!(heap.allocate(Layout::new::<u64>()), Err(AllocError));
+/// assert_eq!(AllocError.to_string(), "memory allocation failed");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AllocError;
 
@@ -16,6 +25,16 @@ impl fmt::Display for AllocError {
 impl core::error::Error for AllocError {}
 
 /// Why a heap refused a region. Nothing already in the heap is disturbed by a refused call.
+///
+/// ```
+/// use kheap::{BuddyHeap, RawHeap, RegionError};
+///
+/// let memory: &'static mut [u8] = Box::leak(Box::new([0u8; 64]));
+/// let mut heap = BuddyHeap::new();
+/// // SAFETY: the leaked buffer lives for ever and only the heap uses it (if it takes it).
+/// let refused = unsafe { heap.add_region(core::ptr::NonNull::from(memory)) };
+/// assert!(matches!(refused, Err(RegionError::TooSmall { size: 64, .. })));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RegionError {
     /// The region starts at address zero.
@@ -65,6 +84,19 @@ impl core::error::Error for RegionError {}
 ///
 /// Names what is broken and where, so that a test, a fuzzer or a kernel's panic message can
 /// point at the block.
+///
+/// ```
+/// use kheap::{BuddyHeap, InvariantError, LockedHeap, RawSpinlock};
+///
+/// fn check(heap: &LockedHeap<RawSpinlock, BuddyHeap>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+///     heap.check_invariants()?; // an `InvariantError` names what is broken, and where
+///     Ok(())
+/// }
+/// static HEAP: LockedHeap<RawSpinlock, BuddyHeap> = LockedHeap::new(BuddyHeap::new());
+/// check(&HEAP).unwrap();
+/// let broken = InvariantError { what: "free bytes disagree with the free lists", at: core::ptr::null(), value: 16 };
+/// assert!(broken.to_string().starts_with("heap invariant broken: free bytes disagree"));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InvariantError {
     /// Which invariant is broken, in words.
@@ -74,6 +106,11 @@ pub struct InvariantError {
     /// A figure that helps: an order, a size or a count, depending on `what`.
     pub value: usize,
 }
+
+// SAFETY: `at` is only an address to print; an `InvariantError` never dereferences it.
+unsafe impl Send for InvariantError {}
+// SAFETY: as above; shared access reads only the address.
+unsafe impl Sync for InvariantError {}
 
 impl InvariantError {
     pub(crate) const fn new(what: &'static str, at: *const u8, value: usize) -> Self {

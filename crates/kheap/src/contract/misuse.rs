@@ -4,6 +4,12 @@ use core::alloc::Layout;
 use core::fmt;
 
 /// What kind of mistake a refused `deallocate` (or resize) was.
+///
+/// ```
+/// use kheap::MisuseKind;
+///
+/// assert_eq!(MisuseKind::DoubleFree.describe(), "the block is already free (double free)");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MisuseKind {
     /// The pointer is null.
@@ -45,6 +51,26 @@ impl MisuseKind {
 ///
 /// Names the call's pointer and layout and, where the heap knows it, the block it found at
 /// that address, so that a report can point at the mistake.
+///
+/// ```
+/// use core::alloc::Layout;
+/// use kheap::{BuddyHeap, Counted, MisuseKind, RawHeap};
+///
+/// let memory: &'static mut [u8] = Box::leak(vec![0u8; 64 * 1024].into_boxed_slice());
+/// let mut heap = BuddyHeap::new();
+/// // SAFETY: the leaked buffer lives for ever and only the heap uses it.
+/// unsafe { heap.add_region(core::ptr::NonNull::from(memory)) }.unwrap();
+/// let layout = Layout::new::<[u64; 2]>();
+/// let block = heap.allocate(layout).unwrap().cast::<u8>();
+/// // SAFETY: live, with its layout.
+/// unsafe { heap.deallocate(block, layout) }.unwrap();
+/// // A second free is refused, named, and changes nothing. (Not UB here only because the heap
+/// // detects it exactly; `deallocate`'s obligations still forbid it.)
+/// // SAFETY: see above: BuddyHeap detects every double free.
+/// let misuse = unsafe { heap.deallocate(block, layout) }.unwrap_err();
+/// assert_eq!(misuse.kind, MisuseKind::DoubleFree);
+/// assert!(misuse.to_string().contains("double free"));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Misuse {
     /// What is wrong.

@@ -26,6 +26,26 @@ use crate::{AllocError, HeapUsage, InvariantError, Misuse, Part, RegionError};
 /// 4. A refused call (`Err`) changes nothing.
 /// 5. No method panics or unwinds on any input a caller can give it within the `# Safety`
 ///    obligations of the method; refused requests and detected misuse are `Err` values.
+///
+/// ```
+/// use core::alloc::Layout;
+/// use kheap::{BuddyHeap, RawHeap};
+///
+/// // Any heap, used directly: no lock, no global state.
+/// fn round_trip<H: RawHeap>(heap: &mut H) {
+///     let layout = Layout::new::<[u32; 10]>();
+///     let block = heap.allocate(layout).expect("out of memory");
+///     assert!(block.len() >= 40); // the usable size
+///     // SAFETY: `block` is live and `layout` fits it.
+///     unsafe { heap.deallocate(block.cast(), layout) }.expect("misuse");
+///     heap.check_invariants().unwrap();
+/// }
+/// let memory: &'static mut [u8] = Box::leak(vec![0u8; 64 * 1024].into_boxed_slice());
+/// let mut heap = BuddyHeap::new();
+/// // SAFETY: the leaked buffer lives for ever and only the heap uses it.
+/// unsafe { heap.add_region(core::ptr::NonNull::from(memory)) }.unwrap();
+/// round_trip(&mut heap);
+/// ```
 pub unsafe trait RawHeap {
     /// The smallest region, in bytes, that `add_region` can accept.
     const MIN_REGION: usize;
@@ -169,6 +189,21 @@ pub unsafe trait RawHeap {
 /// Implementors promise that when `block_layout(ptr)` returns `Ok(layout)`, `ptr` is the start
 /// of a block the heap has handed out, `layout.size()` is the usable size `allocate` returned
 /// for it, and `deallocate(ptr, layout)` frees exactly that block (`layout` *fits* it).
+///
+/// ```
+/// use core::alloc::Layout;
+/// use kheap::{BlockLookup, BuddyHeap, RawHeap};
+///
+/// let memory: &'static mut [u8] = Box::leak(vec![0u8; 64 * 1024].into_boxed_slice());
+/// let mut heap = BuddyHeap::new();
+/// // SAFETY: the leaked buffer lives for ever and only the heap uses it.
+/// unsafe { heap.add_region(core::ptr::NonNull::from(memory)) }.unwrap();
+/// let block = heap.allocate(Layout::from_size_align(100, 8).unwrap()).unwrap().cast::<u8>();
+/// let layout = heap.block_layout(block).unwrap(); // what a C `free(ptr)` needs
+/// assert_eq!(layout.size(), 128);
+/// // SAFETY: the looked-up layout fits the live block.
+/// unsafe { heap.deallocate(block, layout) }.unwrap();
+/// ```
 pub unsafe trait BlockLookup: RawHeap {
     /// The layout of the allocated block that starts at `ptr`.
     ///

@@ -3,6 +3,18 @@
 
 /// What an algorithm knows about its memory, read in O(1): the figures every heap keeps anyway
 /// to manage its free space.
+///
+/// ```
+/// use kheap::{BuddyHeap, RawHeap};
+///
+/// let memory: &'static mut [u8] = Box::leak(vec![0u8; 64 * 1024].into_boxed_slice());
+/// let mut heap = BuddyHeap::new();
+/// // SAFETY: the leaked buffer lives for ever and only the heap uses it.
+/// unsafe { heap.add_region(core::ptr::NonNull::from(memory)) }.unwrap();
+/// let usage = heap.usage();
+/// assert_eq!(usage.free_bytes, usage.total_bytes);
+/// assert!(usage.largest_free_block <= usage.free_bytes);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HeapUsage {
     /// Bytes the heap can hand out: the regions given to it, less its own bookkeeping and the
@@ -21,6 +33,23 @@ pub struct HeapUsage {
 /// ([`internal_fragmentation_bytes`](Self::internal_fragmentation_bytes)); *external*
 /// fragmentation is free memory that a large request cannot use because it is split
 /// ([`external_fragmentation`](Self::external_fragmentation)).
+///
+/// ```
+/// use kheap::{BuddyHeap, LockedHeap, RawSpinlock, StaticArena};
+///
+/// static ARENA: StaticArena<{ 64 * 1024 }> = StaticArena::new();
+/// static HEAP: LockedHeap<RawSpinlock, BuddyHeap> = LockedHeap::new(BuddyHeap::new()).with_source(&ARENA);
+///
+/// let layout = core::alloc::Layout::new::<[u8; 100]>();
+/// // SAFETY: non-zero size; freed below with the same layout.
+/// let block = unsafe { core::alloc::GlobalAlloc::alloc(&HEAP, layout) };
+/// let s = HEAP.stats();
+/// assert_eq!((s.requested_bytes, s.allocated_bytes, s.live_allocations), (100, 128, 1));
+/// assert_eq!(s.internal_fragmentation_bytes(), 28);
+/// assert_eq!(s.grown_requests, 1); // the first allocation claimed the arena
+/// // SAFETY: allocated above with this layout.
+/// unsafe { core::alloc::GlobalAlloc::dealloc(&HEAP, block, layout) };
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HeapStats {
     /// Bytes the heap can hand out: the regions given to it, less its own bookkeeping and the
@@ -41,6 +70,10 @@ pub struct HeapStats {
     /// Number of allocation requests refused to the caller (out of memory or impossible
     /// layout), counted once per request even when a front grew the heap in between.
     pub failed_requests: usize,
+    /// Number of allocation requests the heap refused at first and satisfied after the front
+    /// grew it from its memory source (or a compat front's rescue function added memory): how
+    /// often growth saved a request. Not counted in `failed_requests`.
+    pub grown_requests: usize,
 }
 
 impl HeapStats {

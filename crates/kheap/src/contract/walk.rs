@@ -1,6 +1,15 @@
 //! A walk over everything a heap manages: regions, free blocks and bookkeeping.
 
 /// What a [`Part`] of a heap is.
+///
+/// ```
+/// use kheap::{BuddyHeap, PartKind, RawHeap};
+///
+/// let heap = BuddyHeap::new();
+/// let mut regions = 0;
+/// heap.walk(&mut |part| regions += usize::from(part.kind == PartKind::Region));
+/// assert_eq!(regions, 0); // no memory yet
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PartKind {
     /// A region as the heap manages it (joined regions count once), after rounding its ends.
@@ -15,6 +24,22 @@ pub enum PartKind {
 ///
 /// Free blocks and bookkeeping lie inside regions and never overlap each other; what a region
 /// holds besides them is allocated (or lost to rounding inside allocated blocks).
+///
+/// ```
+/// use kheap::{BuddyHeap, PartKind, RawHeap};
+///
+/// let memory: &'static mut [u8] = Box::leak(vec![0u8; 64 * 1024].into_boxed_slice());
+/// let mut heap = BuddyHeap::new();
+/// // SAFETY: the leaked buffer lives for ever and only the heap uses it.
+/// unsafe { heap.add_region(core::ptr::NonNull::from(memory)) }.unwrap();
+/// let mut free = 0;
+/// heap.walk(&mut |part| {
+///     if part.kind == PartKind::Free {
+///         free += part.len;
+///     }
+/// });
+/// assert_eq!(free, heap.usage().free_bytes);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Part {
     /// What the span is.

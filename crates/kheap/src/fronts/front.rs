@@ -19,6 +19,23 @@ use crate::{AllocError, HeapStats};
 /// `allocate` or `reallocate` is aligned to the layout's alignment, holds at least its size,
 /// and overlaps no other live block until it is deallocated; `reallocate` keeps the first
 /// `min(old, new)` bytes; no method unwinds.
+///
+/// ```
+/// use core::alloc::Layout;
+/// use kheap::{BuddyHeap, Front, LockedHeap, RawSpinlock, StaticArena};
+///
+/// // Code over any front (a locked heap today; a per-CPU cache or a C ABI tomorrow).
+/// fn scratch<F: Front>(front: &F) -> usize {
+///     let layout = Layout::new::<[u8; 256]>();
+///     let block = front.allocate(layout).expect("out of memory");
+///     // SAFETY: allocated just above by this front, with `layout`.
+///     unsafe { front.deallocate(block.cast(), layout) };
+///     front.stats().live_allocations
+/// }
+/// static ARENA: StaticArena<{ 64 * 1024 }> = StaticArena::new();
+/// static HEAP: LockedHeap<RawSpinlock, BuddyHeap> = LockedHeap::new(BuddyHeap::new()).with_source(&ARENA);
+/// assert_eq!(scratch(&HEAP), 0);
+/// ```
 pub unsafe trait Front {
     /// Allocates a block for `layout` (of non-zero size).
     ///

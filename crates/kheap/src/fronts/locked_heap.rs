@@ -142,6 +142,7 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
                 return Err(AllocError);
             }
             if let Ok(block) = heap.allocate_quietly(layout) {
+                heap.count_grown();
                 return Ok(block);
             }
         }

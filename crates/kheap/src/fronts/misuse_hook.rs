@@ -9,6 +9,16 @@ use crate::Misuse;
 ///
 /// The default is [`panic_on_misuse`]. A kernel may install its own with
 /// [`LockedHeap::on_misuse`](crate::LockedHeap::on_misuse), to log and go on, say.
+///
+/// ```
+/// use kheap::{BuddyHeap, LockedHeap, Misuse, RawSpinlock};
+///
+/// /// Logs and goes on: the block stays allocated (leaked), never corrupted.
+/// fn log_misuse(misuse: &Misuse) {
+///     eprintln!("{misuse}");
+/// }
+/// static HEAP: LockedHeap<RawSpinlock, BuddyHeap> = LockedHeap::new(BuddyHeap::new()).on_misuse(log_misuse);
+/// ```
 pub type MisuseHook = fn(&Misuse);
 
 /// The default [`MisuseHook`]: panics with the report, in a way that cannot unwind out of the

@@ -7,6 +7,7 @@
 //! anyway to manage its free space.
 
 use core::alloc::Layout;
+use core::fmt;
 use core::ptr::NonNull;
 
 use crate::{
@@ -45,12 +46,14 @@ pub struct Counted<H> {
     live: usize,
     /// Allocation requests refused to callers.
     failed: usize,
+    /// Allocation requests refused at first, then satisfied after the heap grew.
+    grown: usize,
 }
 
 impl<H> Counted<H> {
     /// Wraps `heap`, with every count at zero; `const`, so it can initialise a `static`.
     pub const fn new(heap: H) -> Self {
-        Counted { heap, requested: 0, peak_requested: 0, live: 0, failed: 0 }
+        Counted { heap, requested: 0, peak_requested: 0, live: 0, failed: 0, grown: 0 }
     }
 
     /// The wrapped heap.
@@ -78,6 +81,17 @@ impl<H> Counted<H> {
         self.failed = self.failed.wrapping_add(1);
     }
 
+    /// Counts one request that the heap refused at first and satisfied after it grew.
+    #[cold]
+    pub(crate) fn count_grown(&mut self) {
+        self.grown = self.grown.wrapping_add(1);
+    }
+
+    /// The wrapped heap, to change it without counting (a compat front adding memory).
+    pub(crate) fn inner_mut(&mut self) -> &mut H {
+        &mut self.heap
+    }
+
     /// The caller statistics with the wrapped heap's memory figures.
     pub fn stats(&self) -> HeapStats
     where
@@ -93,6 +107,7 @@ impl<H> Counted<H> {
             largest_free_block,
             live_allocations: self.live,
             failed_requests: self.failed,
+            grown_requests: self.grown,
         }
     }
 
@@ -100,6 +115,24 @@ impl<H> Counted<H> {
     pub(crate) fn resized(&mut self, old: usize, new: usize) {
         self.requested = self.requested.wrapping_sub(old).wrapping_add(new);
         self.peak_requested = self.peak_requested.max(self.requested);
+    }
+}
+
+impl<H: RawHeap> fmt::Debug for Counted<H> {
+    /// The heap's [`HeapStats`].
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.stats();
+        f.debug_struct("Counted")
+            .field("total_bytes", &s.total_bytes)
+            .field("free_bytes", &s.free_bytes)
+            .field("allocated_bytes", &s.allocated_bytes)
+            .field("requested_bytes", &s.requested_bytes)
+            .field("peak_requested_bytes", &s.peak_requested_bytes)
+            .field("largest_free_block", &s.largest_free_block)
+            .field("live_allocations", &s.live_allocations)
+            .field("failed_requests", &s.failed_requests)
+            .field("grown_requests", &s.grown_requests)
+            .finish()
     }
 }
 
