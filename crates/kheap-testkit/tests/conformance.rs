@@ -1,6 +1,6 @@
 //! The conformance suite over every algorithm, layer and configuration kheap ships.
 
-use kheap::{BuddyHeap, Counted, FirstFitHeap, FitPolicy};
+use kheap::{BuddyHeap, Counted, FirstFitHeap, FitPolicy, TlsfHeap};
 use kheap_testkit::conformance_suite;
 
 conformance_suite!(buddy_max_order_16, BuddyHeap<16>, BuddyHeap::with_orders());
@@ -11,3 +11,5 @@ conformance_suite!(first_fit, FirstFitHeap, FirstFitHeap::new(FitPolicy::First))
 conformance_suite!(next_fit, FirstFitHeap, FirstFitHeap::new(FitPolicy::Next));
 conformance_suite!(best_fit, FirstFitHeap, FirstFitHeap::new(FitPolicy::Best));
 conformance_suite!(worst_fit, FirstFitHeap, FirstFitHeap::new(FitPolicy::Worst));
+conformance_suite!(tlsf, TlsfHeap, TlsfHeap::new());
+conformance_suite!(counted_tlsf, Counted<TlsfHeap>, Counted::new(TlsfHeap::new()));

@@ -5,3 +5,4 @@ pub(crate) mod buddy;
 pub(crate) mod first_fit;
 pub(crate) mod pointer;
 pub(crate) mod region;
+pub(crate) mod tlsf;

@@ -20,8 +20,9 @@
 //!
 //! The crate has three layers (see `ARCHITECTURE.md` in the repository):
 //!
-//! 1. **Algorithm heaps** implement [`RawHeap`]: [`BuddyHeap`] and [`FirstFitHeap`]. They are
-//!    single-threaded (`&mut self`), lock-free and own nothing but the regions given to them.
+//! 1. **Algorithm heaps** implement [`RawHeap`]: [`BuddyHeap`], [`FirstFitHeap`] and
+//!    [`TlsfHeap`]. They are single-threaded (`&mut self`), lock-free and own nothing but the
+//!    regions given to them.
 //! 2. **Locks**: [`RawSpinlock`] and the interrupt-masking [`RawIrqSpinlock`].
 //! 3. **Fronts**: [`LockedHeap`] implements [`GlobalAlloc`](core::alloc::GlobalAlloc) over any
 //!    heap and any `lock_api::RawMutex`, growing from a [`MemorySource`] ([`StaticArena`],
@@ -60,6 +61,7 @@ mod test_memory;
 
 pub use algorithms::buddy::{BuddyHeap, DEFAULT_MAX_ORDER};
 pub use algorithms::first_fit::{FirstFitHeap, FitPolicy};
+pub use algorithms::tlsf::TlsfHeap;
 pub use contract::error::{AllocError, InvariantError, RegionError};
 pub use contract::misuse::{Misuse, MisuseKind};
 pub use contract::raw_heap::{BlockLookup, RawHeap};

@@ -5,7 +5,7 @@
 //! Adding a kheap heap (TLSF, slab, the default `Heap`): one `build` function and one line in
 //! [`subjects`].
 
-use kheap::{BuddyHeap, FirstFitHeap, FitPolicy, LockedHeap, RawSpinlock};
+use kheap::{BuddyHeap, FirstFitHeap, FitPolicy, LockedHeap, RawSpinlock, TlsfHeap};
 
 use super::{Family, Heap, Subject};
 use crate::arena::Arena;
@@ -30,11 +30,16 @@ fn best_fit(arena: &Arena) -> Result<Heap, String> {
     over_arena(FirstFitHeap::new(FitPolicy::Best), arena)
 }
 
+fn tlsf(arena: &Arena) -> Result<Heap, String> {
+    over_arena(TlsfHeap::new(), arena)
+}
+
 pub fn subjects() -> Vec<Subject> {
     let kheap = |name, config, build| Subject { name, family: Family::Kheap, config, build, in_arena: true };
     vec![
         kheap("kheap-buddy", "kheap BuddyHeap<DEFAULT_MAX_ORDER>, LockedHeap<RawSpinlock>", buddy),
         kheap("kheap-first-fit", "kheap FirstFitHeap(FitPolicy::First), LockedHeap<RawSpinlock>", first_fit),
         kheap("kheap-best-fit", "kheap FirstFitHeap(FitPolicy::Best), LockedHeap<RawSpinlock>", best_fit),
+        kheap("kheap-tlsf", "kheap TlsfHeap, LockedHeap<RawSpinlock>", tlsf),
     ]
 }

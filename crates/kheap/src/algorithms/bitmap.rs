@@ -72,6 +72,25 @@ impl Bitmap {
         }
     }
 
+    /// The first pair in `pairs` whose bit `which` (0 for the low bit, 1 for the high one) is
+    /// set, reading a word at a time.
+    pub(crate) fn find_pair(&self, pairs: core::ops::Range<usize>, which: usize) -> Option<usize> {
+        let (mut bit, to) = (2 * pairs.start, (2 * pairs.end).min(self.len_words * WORD_BITS));
+        // `0b0101…` shifted to the chosen bit of every pair.
+        let lanes = (usize::MAX / 3) << which;
+        while bit < to {
+            let shift = bit % WORD_BITS;
+            // SAFETY: `bit < len_words * WORD_BITS`; the type invariant makes the word valid.
+            let word = (unsafe { self.word(bit).read() } & lanes) >> shift;
+            if word != 0 {
+                let found = (bit + word.trailing_zeros() as usize) / 2;
+                return (found < pairs.end).then_some(found);
+            }
+            bit += WORD_BITS - shift;
+        }
+        None
+    }
+
     /// Calls `visit(pair, value)` for every pair of bits `2 * pair`, `2 * pair + 1` with
     /// `pair` in `pairs` and either bit set (`value` as in [`get_pair`](Self::get_pair)),
     /// skipping words that are zero.

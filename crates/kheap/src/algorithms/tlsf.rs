@@ -1,0 +1,1184 @@
+//! `TlsfHeap`: two-level segregated fit, with no per-allocation header and a fallback search
+//! so that a request is not refused while a free block can hold it.
+//!
+//! # Size classes
+//!
+//! Free blocks are kept in doubly linked lists, one per size class, and two levels of bit maps
+//! say which lists are non-empty, so that "the first non-empty list at or above class c" is two
+//! `trailing_zeros`. Sizes are counted in granules (`n = bytes / GRANULE`):
+//!
+//! - `n < 32`: one class per granule count (first level 0, second level `n`): exact.
+//! - `n >= 32`: first level `f = log2(n) - 4`, second level the next five bits of `n` below its
+//!   top bit: 32 classes per power of two, each `2^(f - 1)` granules wide (1/32 of the power
+//!   of two where it starts).
+//!
+//! A class holds sizes from its lower bound to less than `1 + 1/32` times it, so rounding a
+//! request up to the next class boundary (the *good fit*) overshoots it by less than 1/32
+//! (3.125 %). The block found is split, so the overshoot is not handed out: it only decides
+//! which lists the O(1) search may use.
+//!
+//! # No header in allocated blocks
+//!
+//! `deallocate` is given the layout, so the block's size is known; what a free needs besides is
+//! whether each neighbour is free and, if so, where it starts and ends. Each region keeps a bit
+//! map with two bits per granule: *starts* (an allocated block begins in this granule) and
+//! *ends* (an allocated block ends in it). Free blocks carry no bits; the region's own
+//! bookkeeping is marked as one allocated block. So:
+//!
+//! - the block after `[a, b)` is free iff `b` lies in the region and has no *starts* bit;
+//! - the block before is free iff `a - GRANULE` lies in the region and has no *ends* bit;
+//! - a free block is one granule long iff the granule after it is marked *starts* or is the
+//!   region's end (free blocks never touch: they are merged at once); otherwise it stores its
+//!   size in its second granule and in its last word (boundary tags inside free memory only).
+//!
+//! A free block holds its two list links in its first granule, so the minimum block is one
+//! granule (16 bytes on 64-bit targets, 8 on 32-bit ones) and an allocation occupies exactly its
+//! size rounded up to the granule. The price is the bit map: two bits per granule, 1/64 of each
+//! region on 64-bit targets (1/32 on 32-bit ones), plus a record of seven words per region. A
+//! header per block would cost a word or two per allocation instead (rlsf: 16 bytes, 32-byte
+//! minimum block), which is more for any mix of blocks under 1 KiB; and the bits make every
+//! double free and every interior pointer detectable at once, which a header cannot do without
+//! reading a live allocation's bytes.
+//!
+//! # The fallback search
+//!
+//! The good fit looks for a block of `need` bytes (the request's size rounded up to the
+//! granule, plus `align - GRANULE` when the alignment exceeds the granule: enough wherever the
+//! block starts) in the first non-empty list at or above the class rounded up from `need`. It
+//! is O(1), and it skips blocks that would do: those of at least `need` bytes in the class of
+//! `need` itself, which spans 1/32 of its size (plain TLSF refuses a request that the largest
+//! free block could hold, rlsf#15), and, for an aligned request, smaller blocks that hold it
+//! at an aligned address inside them. Only when the good fit finds nothing, the fallback scans every list
+//! from the class of the request's size up to the good fit's class, block by block. The
+//! guarantee:
+//!
+//! > `allocate(layout)` fails only if no free block can hold `layout.size()` bytes at an
+//! > address aligned to `layout.align()`.
+//!
+//! The cost: O(1) when the good fit succeeds (always, while a free block of `need` bytes
+//! exists); otherwise O(the blocks on the scanned lists). With an alignment up to the granule
+//! that is one list (the class of the size); with alignment `A`, the lists of sizes from the
+//! request's to `A` bytes more.
+//!
+//! # High alignment
+//!
+//! A request aligned beyond the granule looks for a block of `need` bytes (O(1), like any
+//! other), takes the aligned piece from it and returns the leading gap and the trailing rest
+//! to the free lists at once (either is a block from one granule up). A stream of small
+//! allocations aligned to 4 KiB therefore costs one search and two list insertions each, and
+//! wastes nothing but the gaps, which stay allocatable.
+
+use core::alloc::Layout;
+use core::mem::{align_of, size_of};
+use core::ptr::NonNull;
+
+use crate::algorithms::bitmap::Bitmap;
+use crate::algorithms::pointer::{align_up_addr, offset, with_addr, GRANULE, GRANULE_SHIFT};
+use crate::algorithms::region::{granule_span, Span};
+use crate::{
+    AllocError, BlockLookup, HeapUsage, InvariantError, Misuse, MisuseKind, Part, PartKind, RawHeap,
+    RegionError,
+};
+
+#[cfg(test)]
+mod tests;
+
+/// `log2` of the number of second-level classes per first-level class.
+const SL_SHIFT: u32 = 5;
+/// Second-level classes per first-level class: 32, so a class is at most 1/32 of its size wide.
+const SL_COUNT: usize = 1 << SL_SHIFT;
+/// First-level classes: enough for a block of `isize::MAX` bytes (the longest region; joined
+/// regions are kept within it too).
+const FL_COUNT: usize = (usize::BITS - SL_SHIFT - GRANULE_SHIFT) as usize;
+/// The size of a word, where free blocks keep their size tags.
+const WORD: usize = size_of::<usize>();
+
+/// Marks of a granule in a region's bit map: an allocated block (or the bookkeeping) starts in
+/// it, or ends in it. Free memory carries neither.
+const STARTS: usize = 0b01;
+const ENDS: usize = 0b10;
+
+/// The links written into the first granule of a free block.
+#[repr(C)]
+struct FreeHead {
+    next: Option<NonNull<FreeHead>>,
+    prev: Option<NonNull<FreeHead>>,
+}
+
+/// The size class `(first level, second level)` that a block of `n` granules belongs to.
+#[inline]
+const fn class_of(n: usize) -> (usize, usize) {
+    if n < SL_COUNT {
+        (0, n)
+    } else {
+        // `log2(n)`, without `ilog2`'s panic path (`n >= SL_COUNT` here).
+        let log = usize::BITS - 1 - n.leading_zeros();
+        ((log - SL_SHIFT + 1) as usize, (n >> (log - SL_SHIFT)) - SL_COUNT)
+    }
+}
+
+/// The smallest class whose blocks all have at least `n` granules (the good fit), or `None`
+/// when it lies beyond the largest class.
+#[inline]
+const fn search_class(n: usize) -> Option<(usize, usize)> {
+    if n < SL_COUNT {
+        return Some((0, n));
+    }
+    let log = usize::BITS - 1 - n.leading_zeros();
+    let Some(rounded) = n.checked_add((1 << (log - SL_SHIFT)) - 1) else { return None };
+    let (fl, sl) = class_of(rounded);
+    if fl < FL_COUNT {
+        Some((fl, sl))
+    } else {
+        None
+    }
+}
+
+/// The smallest size, in granules, of a block in class `(fl, sl)`.
+#[cfg_attr(not(test), allow(dead_code))]
+const fn class_floor(fl: usize, sl: usize) -> usize {
+    if fl == 0 {
+        sl
+    } else {
+        (SL_COUNT + sl) << (fl - 1)
+    }
+}
+
+/// Bytes a block for `layout` occupies: its size rounded up to the granule (at least one).
+#[inline]
+fn block_bytes(layout: Layout) -> usize {
+    // A layout's size is at most `isize::MAX`, so adding less than a granule cannot overflow.
+    (layout.size().max(1) + (GRANULE - 1)) & !(GRANULE - 1)
+}
+
+/// Bytes a free block must have to hold `layout` wherever it starts: the block, plus room to
+/// move its start to the alignment.
+#[inline]
+fn needed_bytes(layout: Layout) -> Option<(usize, usize)> {
+    let size = block_bytes(layout);
+    Some((size, size.checked_add(layout.align().saturating_sub(GRANULE))?))
+}
+
+/// The bookkeeping of one contiguous span of memory, stored inside that span.
+///
+/// Invariants:
+/// - `meta` lies inside `span` and holds this record and its bit map; it is marked as one
+///   allocated block (`STARTS` at its first granule, `ENDS` at its last).
+/// - for granule `g` of `span` (counted from its start), bit `2g` of `bits` is set iff an
+///   allocated block starts in it and bit `2g + 1` iff one ends in it; allocated blocks do not
+///   overlap.
+/// - every stretch of granules outside allocated blocks is exactly one free block, on the free
+///   list of its class (free blocks never touch each other).
+/// - spans of different records never overlap and are at most `isize::MAX` bytes long.
+#[repr(C)]
+struct RegionRecord {
+    span: Span,
+    meta: Span,
+    next: Option<NonNull<RegionRecord>>,
+    bits: Bitmap,
+}
+
+impl RegionRecord {
+    /// Bytes of bookkeeping a record for a span of `len` bytes needs, rounded up to the granule.
+    const fn meta_bytes(len: usize) -> usize {
+        let bytes = size_of::<Self>() + Bitmap::words_for(2 * (len >> GRANULE_SHIFT)) * WORD;
+        bytes.next_multiple_of(GRANULE)
+    }
+
+    /// Builds a record covering `span` whose bookkeeping occupies `meta`, linked before `next`;
+    /// only the bookkeeping is marked allocated.
+    ///
+    /// # Safety
+    ///
+    /// 1. `meta` lies inside `span`, is granule-aligned, at least `meta_bytes(span.len)` long,
+    ///    and is memory the heap owns and uses for nothing else.
+    unsafe fn write(span: Span, meta: Span, next: Option<NonNull<Self>>) -> NonNull<Self> {
+        const { assert!(align_of::<Self>() <= GRANULE && size_of::<Self>() % WORD == 0) };
+        let record = meta.start.cast::<Self>();
+        let words = offset(meta.start, size_of::<Self>()).cast::<usize>();
+        // SAFETY: (1) the words follow the record inside `meta`, which is long enough, owned
+        // and aligned (granule-aligned start, record size a multiple of the word size).
+        let bits = unsafe { Bitmap::new_zeroed(words, Bitmap::words_for(2 * (span.len >> GRANULE_SHIFT))) };
+        // SAFETY: (1) `meta` is owned, granule-aligned (enough for the record) and long enough.
+        unsafe { record.write(RegionRecord { span, meta, next, bits }) };
+        // SAFETY: the record was just written; nothing else refers to it.
+        let this = unsafe { &mut *record.as_ptr() };
+        // SAFETY: (1) both granules lie inside the span.
+        unsafe {
+            this.mark(meta.start_addr(), STARTS, true);
+            this.mark(meta.end_addr() - GRANULE, ENDS, true);
+        }
+        record
+    }
+
+    /// The marks (`STARTS`, `ENDS`) of the granule at `addr`.
+    ///
+    /// # Safety
+    ///
+    /// 1. `addr` lies inside the span.
+    #[inline]
+    unsafe fn marks(&self, addr: usize) -> usize {
+        debug_assert!(self.span.contains(addr));
+        let g = (addr - self.span.start_addr()) >> GRANULE_SHIFT;
+        // SAFETY: (1) the granule is in the span, so its two bits are in the bit map.
+        unsafe { self.bits.get_pair(2 * g) }
+    }
+
+    /// Sets or clears one mark of the granule at `addr`.
+    ///
+    /// # Safety
+    ///
+    /// 1. `addr` lies inside the span.
+    #[inline]
+    unsafe fn mark(&mut self, addr: usize, which: usize, value: bool) {
+        debug_assert!(self.span.contains(addr));
+        let g = (addr - self.span.start_addr()) >> GRANULE_SHIFT;
+        // SAFETY: (1) the granule is in the span, so its two bits are in the bit map.
+        unsafe { self.bits.set(2 * g + usize::from(which == ENDS), value) };
+    }
+
+    /// Whether the granule at `addr` lies in the span and carries `which`.
+    #[inline]
+    fn has(&self, addr: usize, which: usize) -> bool {
+        // SAFETY: checked to lie inside the span first.
+        self.span.contains(addr) && unsafe { self.marks(addr) } & which != 0
+    }
+
+    /// Whether the granule at `addr` (inside the span) starts a free block: it is not
+    /// allocated, and the granule before it is the span's start or an allocated block's end.
+    fn starts_free_block(&self, addr: usize) -> bool {
+        // After an allocated block's end (or at the span's start) a block begins; without a
+        // `STARTS` mark it is free.
+        self.span.contains(addr)
+            && !self.has(addr, STARTS)
+            && (addr == self.span.start_addr() || self.has(addr - GRANULE, ENDS))
+    }
+
+    /// The block containing the granule at `addr`: whether it is allocated, its start and its
+    /// length. Looks back and forth through the marks (O(block length)): for reports and
+    /// checks, never on the fast paths.
+    fn containing(&self, addr: usize) -> Option<(bool, usize, usize)> {
+        if !self.span.contains(addr) {
+            return None;
+        }
+        let addr = addr & !(GRANULE - 1);
+        let mut g = addr;
+        let (allocated, start) = loop {
+            // SAFETY: `g` stays inside the span (it stops at its start).
+            let m = unsafe { self.marks(g) };
+            if g != addr && m & ENDS != 0 {
+                break (false, g + GRANULE);
+            }
+            if m & STARTS != 0 {
+                break (true, g);
+            }
+            if g == self.span.start_addr() {
+                break (false, g);
+            }
+            g -= GRANULE;
+        };
+        let mut h = addr;
+        let end = loop {
+            if h == self.span.end_addr() {
+                break h;
+            }
+            // SAFETY: `h` is inside the span (it stops at its end).
+            let m = unsafe { self.marks(h) };
+            if allocated && m & ENDS != 0 {
+                break h + GRANULE;
+            }
+            if !allocated && m & STARTS != 0 {
+                break h;
+            }
+            h += GRANULE;
+        };
+        Some((allocated, start, end - start))
+    }
+}
+
+/// Two-level segregated fit over any number of regions, with no header in allocated blocks.
+///
+/// - `allocate`: O(1) to find a block (the good fit: two bit-map searches), O(R) to find its
+///   region among R separate regions (touching regions are joined, so a heap grown from a
+///   bump-allocating source has one). A request is refused only if no free block can hold it:
+///   when the good fit fails, a fallback scans the lists it skipped (one list for alignments
+///   up to the granule; see the module documentation for the guarantee and its cost).
+/// - `deallocate`: O(1) to merge with both neighbours (their state is read from a bit map),
+///   O(R) for the region. `grow_in_place` takes the free block after; `shrink_in_place`
+///   returns the tail to the free lists (merged with a free block after it).
+/// - Fragmentation: allocations occupy their size rounded up to the granule, no more; the
+///   leading gap of an aligned allocation goes back to the free lists. Bookkeeping: two bits
+///   per granule (1/64 of each region on 64-bit targets, 1/32 on 32-bit ones) plus a record of
+///   seven words per region.
+/// - `usage()`: total and free in O(1); the largest free block is exact, read from the
+///   highest non-empty list (O(its length), usually 1).
+/// - Growth: [`region_layout_for`](RawHeap::region_layout_for) asks for the request's rounded
+///   size and a bound on the bookkeeping (about 1/32 of it), at the request's alignment.
+/// - [`BlockLookup`]: the layout of an allocated block is read from the bit map (its end is
+///   the next `ENDS` mark after its start), in O(block length / 32 granules).
+///
+/// Misuse: a free is accepted only if an allocated block starts at the pointer and ends where
+/// the layout's rounded size says (both read from the bit map, O(1)). Refused as a
+/// [`Misuse`], with the heap unchanged: a pointer outside every region (`Foreign`), into the
+/// bookkeeping (`Bookkeeping`), misaligned for its layout or inside an allocated block
+/// (`NotBlockStart`), into free memory, which includes every second free of a block not
+/// handed out again (`DoubleFree`), a layout whose rounded size differs from the block's
+/// (`WrongLayout`), except in one case: **not detected** is a layout too large whose end falls
+/// exactly on the end of a later allocated block (the free would take the blocks between). A
+/// layout with the same rounded size (and any alignment the pointer has) is the same block
+/// and is accepted; a second free after the block was handed out again with the same rounded
+/// size is indistinguishable from a correct one.
+pub struct TlsfHeap {
+    /// Invariant: bit `f` is set iff `sl_bitmaps[f] != 0`.
+    fl_bitmap: u64,
+    /// Invariant: bit `s` of `sl_bitmaps[f]` is set iff `heads[f][s]` is not empty.
+    sl_bitmaps: [u32; FL_COUNT],
+    /// Heads of the doubly linked free lists, one per class. Invariant: every block on list
+    /// `(f, s)` is free, of class `(f, s)`, lies in a region outside its bookkeeping, and is a
+    /// whole stretch of unmarked granules; its size tags (if it is longer than a granule) hold
+    /// its size.
+    heads: [[Option<NonNull<FreeHead>>; SL_COUNT]; FL_COUNT],
+    /// The region records, singly linked. Invariant: their spans do not overlap.
+    regions: Option<NonNull<RegionRecord>>,
+    /// Invariant: bytes in regions outside their bookkeeping.
+    total: usize,
+    /// Invariant: bytes on the free lists.
+    free: usize,
+}
+
+// SAFETY: the heap exclusively owns its regions (obligation 2 of `add_region`); the pointers it
+// holds are only followed through `&mut self` or `&self`, so moving the heap to another thread
+// moves that ownership with it.
+unsafe impl Send for TlsfHeap {}
+
+impl Default for TlsfHeap {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TlsfHeap {
+    const VALID: () = assert!(FL_COUNT <= 64 && SL_COUNT == 32, "TlsfHeap: classes must fit the bit maps");
+
+    /// An empty heap; give it memory with [`RawHeap::add_region`].
+    pub const fn new() -> Self {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::VALID;
+        TlsfHeap {
+            fl_bitmap: 0,
+            sl_bitmaps: [0; FL_COUNT],
+            heads: [[None; SL_COUNT]; FL_COUNT],
+            regions: None,
+            total: 0,
+            free: 0,
+        }
+    }
+
+    #[inline]
+    fn record(&self, record: NonNull<RegionRecord>) -> &RegionRecord {
+        // SAFETY: records are written by `RegionRecord::write` into memory the heap owns and
+        // are only changed through `&mut self`; the returned borrow is tied to `&self`.
+        unsafe { record.as_ref() }
+    }
+
+    #[inline]
+    fn record_mut(&mut self, mut record: NonNull<RegionRecord>) -> &mut RegionRecord {
+        // SAFETY: as in `record`, and `&mut self` excludes every other borrow of the record.
+        unsafe { record.as_mut() }
+    }
+
+    fn records(&self) -> impl Iterator<Item = NonNull<RegionRecord>> + '_ {
+        core::iter::successors(self.regions, |r| self.record(*r).next)
+    }
+
+    /// The record whose span holds `addr`.
+    #[inline]
+    fn record_of(&self, addr: usize) -> Option<NonNull<RegionRecord>> {
+        // The common case first: one region, or the first one's.
+        let first = self.regions?;
+        if self.record(first).span.contains(addr) {
+            return Some(first);
+        }
+        self.records().skip(1).find(|r| self.record(*r).span.contains(addr))
+    }
+
+    /// The size of the block on list `(fl, sl)` at `block`.
+    ///
+    /// # Safety
+    ///
+    /// 1. `block` is on free list `(fl, sl)`.
+    #[inline]
+    unsafe fn listed_size(block: NonNull<FreeHead>, fl: usize, sl: usize) -> usize {
+        if (fl, sl) == (0, 1) {
+            GRANULE
+        } else {
+            // SAFETY: (1) blocks of every other class are at least two granules long and keep
+            // their size in the first word of the second granule.
+            unsafe { offset(block.cast(), GRANULE).cast::<usize>().read() }
+        }
+    }
+
+    /// The size of the free block starting at `block`.
+    ///
+    /// # Safety
+    ///
+    /// 1. A free block starts at `block`, inside `record`'s span.
+    #[inline]
+    unsafe fn free_size_at(&self, record: NonNull<RegionRecord>, block: NonNull<u8>) -> usize {
+        let after = block.as_ptr().addr() + GRANULE;
+        let record = self.record(record);
+        if after == record.span.end_addr() || record.has(after, STARTS) {
+            GRANULE
+        } else {
+            // SAFETY: (1) a free block of two granules or more keeps its size there.
+            unsafe { offset(block, GRANULE).cast::<usize>().read() }
+        }
+    }
+
+    /// The start of the free block that ends at `end`.
+    ///
+    /// # Safety
+    ///
+    /// 1. A free block ends at `end`, inside `record`'s span.
+    #[inline]
+    unsafe fn free_start_before(&self, record: NonNull<RegionRecord>, end: NonNull<u8>) -> NonNull<u8> {
+        let last = end.as_ptr().addr() - GRANULE;
+        let record = self.record(record);
+        if last == record.span.start_addr() || record.has(last - GRANULE, ENDS) {
+            with_addr(end, last)
+        } else {
+            // SAFETY: (1) a free block of two granules or more keeps its size in its last word.
+            let size = unsafe { with_addr(end, end.as_ptr().addr() - WORD).cast::<usize>().read() };
+            with_addr(end, end.as_ptr().addr() - size)
+        }
+    }
+
+    /// Writes a free block of `size` bytes at `block` and puts it on the list of its class.
+    ///
+    /// # Safety
+    ///
+    /// 1. `[block, block + size)` is granule-aligned, at least a granule long, inside a region,
+    ///    unmarked, owned by the heap and used by nobody (no live allocation, no bookkeeping,
+    ///    no other free block), and touches no other free block.
+    #[inline]
+    unsafe fn link(&mut self, block: NonNull<u8>, size: usize) {
+        let (fl, sl) = class_of(size >> GRANULE_SHIFT);
+        let node = block.cast::<FreeHead>();
+        let next = self.heads[fl][sl];
+        // SAFETY: (1) the block is owned, unused and granule-aligned, so its first granule
+        // holds the links; a block of two granules or more has room for both size tags.
+        unsafe {
+            node.write(FreeHead { next, prev: None });
+            if size > GRANULE {
+                offset(block, GRANULE).cast::<usize>().write(size);
+                offset(block, size - WORD).cast::<usize>().write(size);
+            }
+        }
+        if let Some(mut next) = next {
+            // SAFETY: list members are free blocks holding `FreeHead`s the heap owns.
+            unsafe { next.as_mut().prev = Some(node) };
+        }
+        self.heads[fl][sl] = Some(node);
+        self.sl_bitmaps[fl] |= 1 << sl;
+        self.fl_bitmap |= 1 << fl;
+    }
+
+    /// Takes the free block of `size` bytes at `block` off its list.
+    ///
+    /// # Safety
+    ///
+    /// 1. The block is on the free list of the class of `size`.
+    #[inline]
+    unsafe fn unlink(&mut self, block: NonNull<u8>, size: usize) {
+        let (fl, sl) = class_of(size >> GRANULE_SHIFT);
+        // SAFETY: (1).
+        unsafe { self.unlink_from(block, fl, sl) }
+    }
+
+    /// Takes the free block at `block` off list `(fl, sl)`.
+    ///
+    /// # Safety
+    ///
+    /// 1. The block is on free list `(fl, sl)`.
+    #[inline]
+    unsafe fn unlink_from(&mut self, block: NonNull<u8>, fl: usize, sl: usize) {
+        let node = block.cast::<FreeHead>();
+        // SAFETY: (1) the block is on a free list, so it holds a `FreeHead`.
+        let FreeHead { next, prev } = unsafe { node.read() };
+        match prev {
+            // SAFETY: list members are free blocks holding `FreeHead`s the heap owns.
+            Some(mut prev) => unsafe { prev.as_mut().next = next },
+            None => {
+                debug_assert!(self.heads[fl][sl] == Some(node), "unlinked block is not its list's head");
+                self.heads[fl][sl] = next;
+                if next.is_none() {
+                    self.sl_bitmaps[fl] &= !(1 << sl);
+                    if self.sl_bitmaps[fl] == 0 {
+                        self.fl_bitmap &= !(1 << fl);
+                    }
+                }
+            }
+        }
+        if let Some(mut next) = next {
+            // SAFETY: as above.
+            unsafe { next.as_mut().prev = prev };
+        }
+    }
+
+    /// Returns `[start, start + len)` to the free lists, merged with a free block on either
+    /// side, and counts it as free.
+    ///
+    /// # Safety
+    ///
+    /// 1. The range is granule-aligned, at least a granule long, inside `record`'s span,
+    ///    outside its bookkeeping, unmarked, and used by nobody.
+    #[inline]
+    unsafe fn release(&mut self, record: NonNull<RegionRecord>, start: NonNull<u8>, len: usize) {
+        let (span_start, span_end) = {
+            let span = self.record(record).span;
+            (span.start_addr(), span.end_addr())
+        };
+        let mut block = start;
+        let mut size = len;
+        let end = start.as_ptr().addr() + len;
+        let right_free = end != span_end && {
+            // SAFETY: `end` lies in the span: the range is inside it and does not end it.
+            let marks = unsafe { self.record(record).marks(end) };
+            marks & STARTS == 0
+        };
+        if right_free {
+            let after = offset(start, len);
+            // SAFETY: the granule after the range is in the span and unmarked, and the range
+            // ends an allocated stretch, so a free block starts there; it is on its list.
+            unsafe {
+                let after_size = self.free_size_at(record, after);
+                self.unlink(after, after_size);
+                size += after_size;
+            }
+        }
+        let addr = start.as_ptr().addr();
+        let left_free = addr != span_start && {
+            // SAFETY: `addr - GRANULE` lies in the span: the range is inside it and does not
+            // start it.
+            let marks = unsafe { self.record(record).marks(addr - GRANULE) };
+            marks & ENDS == 0
+        };
+        if left_free {
+            // SAFETY: the granule before the range is in the span and ends no allocated block,
+            // so a free block ends there; it is on its list.
+            unsafe {
+                let before = self.free_start_before(record, start);
+                let before_size = addr - before.as_ptr().addr();
+                self.unlink(before, before_size);
+                block = before;
+                size += before_size;
+            }
+        }
+        // SAFETY: (1), merged with the free blocks it touched, which are off their lists; the
+        // blocks beyond them are allocated (free blocks never touch).
+        unsafe { self.link(block, size) };
+        self.free += len;
+    }
+
+    /// The first non-empty list at or above class `(fl, sl)`.
+    #[inline]
+    fn first_nonempty(&self, fl: usize, sl: usize) -> Option<(usize, usize)> {
+        let in_row = self.sl_bitmaps[fl] & (u32::MAX << sl);
+        if in_row != 0 {
+            return Some((fl, in_row.trailing_zeros() as usize));
+        }
+        let above = self.fl_bitmap & u64::MAX.checked_shl(fl as u32 + 1).unwrap_or(0);
+        if above == 0 {
+            return None;
+        }
+        let fl = above.trailing_zeros() as usize;
+        Some((fl, self.sl_bitmaps[fl].trailing_zeros() as usize))
+    }
+
+    /// A free block that can hold `size` bytes at alignment `align`, needing `need` bytes for
+    /// any start: the good fit, then the fallback scan. Returns the block, its size and its
+    /// list.
+    #[inline]
+    fn find(&self, size: usize, align: usize, need: usize) -> Option<(NonNull<u8>, usize, (usize, usize))> {
+        let n = need >> GRANULE_SHIFT;
+        let good = search_class(n).and_then(|(fl, sl)| self.first_nonempty(fl, sl));
+        if let Some((fl, sl)) = good {
+            let head = self.heads[fl][sl]?;
+            // SAFETY: `head` heads list `(fl, sl)`.
+            let block_size = unsafe { Self::listed_size(head, fl, sl) };
+            return Some((head.cast(), block_size, (fl, sl)));
+        }
+        self.fallback(size, align, n)
+    }
+
+    /// The fallback: scans every list from the class of `size` up to (not including) the
+    /// good fit's class for `n` granules, for a block that holds `size` bytes at alignment
+    /// `align`. Blocks below the class of `size` are too small; blocks at or above the good
+    /// fit's class hold `n` granules, enough wherever they start, and the good fit found none.
+    #[cold]
+    #[inline(never)]
+    fn fallback(&self, size: usize, align: usize, n: usize) -> Option<(NonNull<u8>, usize, (usize, usize))> {
+        let limit = search_class(n).unwrap_or((FL_COUNT, 0));
+        let mut class = class_of(size >> GRANULE_SHIFT);
+        while class < limit && class.0 < FL_COUNT {
+            let (fl, sl) = self.first_nonempty(class.0, class.1)?;
+            if (fl, sl) >= limit {
+                return None;
+            }
+            let mut cursor = self.heads[fl][sl];
+            while let Some(node) = cursor {
+                // SAFETY: `node` is on list `(fl, sl)`.
+                let block_size = unsafe { Self::listed_size(node, fl, sl) };
+                let start = node.as_ptr().addr();
+                let fits = align_up_addr(start, align)
+                    .and_then(|aligned| aligned.checked_add(size))
+                    .is_some_and(|end| end <= start + block_size);
+                if fits {
+                    return Some((node.cast(), block_size, (fl, sl)));
+                }
+                // SAFETY: list members hold `FreeHead`s the heap owns.
+                cursor = unsafe { node.as_ref().next };
+            }
+            class = if sl + 1 < SL_COUNT { (fl, sl + 1) } else { (fl + 1, 0) };
+        }
+        None
+    }
+
+    /// The size of the largest free block: the largest on the highest non-empty list.
+    fn largest_free(&self) -> usize {
+        if self.fl_bitmap == 0 {
+            return 0;
+        }
+        let fl = (63 - self.fl_bitmap.leading_zeros()) as usize;
+        let sl = (31 - self.sl_bitmaps[fl].leading_zeros()) as usize;
+        let mut largest = 0;
+        let mut cursor = self.heads[fl][sl];
+        while let Some(node) = cursor {
+            // SAFETY: `node` is on list `(fl, sl)`.
+            largest = largest.max(unsafe { Self::listed_size(node, fl, sl) });
+            // SAFETY: list members hold `FreeHead`s the heap owns.
+            cursor = unsafe { node.as_ref().next };
+        }
+        largest
+    }
+
+    /// The allocated block at `ptr` of `size` bytes, if the marks say one is there: its record.
+    #[inline]
+    fn allocated_block(&self, ptr: NonNull<u8>, size: usize) -> Option<NonNull<RegionRecord>> {
+        let addr = ptr.as_ptr().addr();
+        let record = self.record_of(addr)?;
+        let r = self.record(record);
+        if addr % GRANULE != 0 || !r.span.contains_range(addr, size) || r.meta.contains(addr) {
+            return None;
+        }
+        // SAFETY: both granules lie in the span (checked above; `size` is a nonzero multiple of
+        // the granule).
+        let (first, last) = unsafe { (r.marks(addr), r.marks(addr + size - GRANULE)) };
+        (first & STARTS != 0 && last & ENDS != 0).then_some(record)
+    }
+
+    /// Finds out what is wrong with a free of `ptr` with `layout`, which the fast check refused.
+    #[cold]
+    #[inline(never)]
+    fn diagnose(&self, ptr: NonNull<u8>, layout: Layout) -> Misuse {
+        let addr = ptr.as_ptr().addr();
+        let misuse = |kind| Misuse::new(kind, ptr.as_ptr(), layout);
+        let found = |len: usize| Layout::from_size_align(len, GRANULE).unwrap_or(layout);
+        let Some(record) = self.record_of(addr) else { return misuse(MisuseKind::Foreign) };
+        let record = self.record(record);
+        if record.meta.contains(addr) {
+            return misuse(MisuseKind::Bookkeeping);
+        }
+        match record.containing(addr) {
+            Some((false, _, len)) => misuse(MisuseKind::DoubleFree).found(found(len)),
+            Some((true, start, len)) if start == addr && addr % layout.align() == 0 => {
+                misuse(MisuseKind::WrongLayout).found(found(len))
+            }
+            Some((true, _, len)) => misuse(MisuseKind::NotBlockStart).found(found(len)),
+            None => misuse(MisuseKind::Foreign),
+        }
+    }
+
+    /// Joins `span` with the regions it touches (one on each side at most) if `span` can hold
+    /// the joined bookkeeping and the union stays within `isize::MAX` bytes. Returns whether
+    /// it did.
+    fn join(&mut self, span: Span) -> bool {
+        let left = self.records().find(|r| self.record(*r).span.end_addr() == span.start_addr());
+        let right = self.records().find(|r| self.record(*r).span.start_addr() == span.end_addr());
+        if left.is_none() && right.is_none() {
+            return false;
+        }
+        let start = left.map_or(span.start, |l| self.record(l).span.start);
+        let end = right.map_or(span.end_addr(), |r| self.record(r).span.end_addr());
+        let union_len = end - start.as_ptr().addr();
+        if union_len > isize::MAX as usize {
+            return false;
+        }
+        let union = Span { start, len: union_len };
+        let meta_len = RegionRecord::meta_bytes(union_len);
+        if meta_len >= span.len {
+            return false;
+        }
+        // The bookkeeping goes at the end of the new memory away from the left seam (or, with
+        // only a right neighbour, away from the right seam), so blocks merge across it.
+        let rest = span.len - meta_len;
+        let (meta, fresh) = if left.is_some() {
+            (Span { start: offset(span.start, rest), len: meta_len }, Span { start: span.start, len: rest })
+        } else {
+            (
+                Span { start: span.start, len: meta_len },
+                Span { start: offset(span.start, meta_len), len: rest },
+            )
+        };
+        let olds = [left, right];
+        for old in olds.into_iter().flatten() {
+            self.unlink_record(old);
+        }
+        // SAFETY: (1) `meta` lies inside `span` (new, owned memory) and so inside `union`, is
+        // granule-aligned and `meta_bytes(union)` long.
+        let new = unsafe { RegionRecord::write(union, meta, self.regions) };
+        self.regions = Some(new);
+        // Every piece keeps its marks; the old bookkeeping and the fresh memory are marked
+        // allocated, so that each is released in turn with correct neighbours.
+        for old in olds.into_iter().flatten() {
+            let (old_span, old_bits) = (self.record(old).span, self.record(old).bits);
+            let granules = old_span.len >> GRANULE_SHIFT;
+            let new_record = self.record_mut(new);
+            old_bits.for_each_nonzero_pair(0..granules, &mut |g, marks| {
+                let addr = old_span.start_addr() + (g << GRANULE_SHIFT);
+                for which in [STARTS, ENDS] {
+                    if marks & which != 0 {
+                        // SAFETY: the old span lies inside the union.
+                        unsafe { new_record.mark(addr, which, true) };
+                    }
+                }
+            });
+        }
+        let pieces = [left.map(|l| self.record(l).meta), right.map(|r| self.record(r).meta), Some(fresh)];
+        for piece in pieces.iter().flatten() {
+            // SAFETY: the piece lies inside the union.
+            unsafe {
+                self.record_mut(new).mark(piece.start_addr(), STARTS, true);
+                self.record_mut(new).mark(piece.end_addr() - GRANULE, ENDS, true);
+            }
+        }
+        for piece in pieces.into_iter().flatten() {
+            // SAFETY: the piece lies inside the union, outside its bookkeeping (which is in the
+            // new memory, apart from `fresh`); old bookkeeping is no longer read (its bits were
+            // copied above); fresh memory is owned by nobody.
+            unsafe {
+                self.record_mut(new).mark(piece.start_addr(), STARTS, false);
+                self.record_mut(new).mark(piece.end_addr() - GRANULE, ENDS, false);
+                self.release(new, piece.start, piece.len);
+            }
+            self.total += piece.len;
+        }
+        true
+    }
+
+    /// Takes `record` off the list of regions.
+    fn unlink_record(&mut self, record: NonNull<RegionRecord>) {
+        let next = self.record(record).next;
+        if self.regions == Some(record) {
+            self.regions = next;
+            return;
+        }
+        let previous = self.records().find(|r| self.record(*r).next == Some(record));
+        if let Some(previous) = previous {
+            self.record_mut(previous).next = next;
+        }
+    }
+
+    /// Bytes occupied by a block of layout `old`, and by the same block resized to `new_size`,
+    /// with the record of the block if the marks confirm it is allocated with `old`'s size.
+    fn resize_target(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Result<(usize, usize, NonNull<RegionRecord>), AllocError> {
+        let new = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
+        let (old_bytes, new_bytes) = (block_bytes(old), block_bytes(new));
+        let record = self.allocated_block(ptr, old_bytes).ok_or(AllocError)?;
+        Ok((old_bytes, new_bytes, record))
+    }
+}
+
+// SAFETY: blocks handed out come off the free lists, which hold only disjoint free blocks
+// inside regions and outside the bookkeeping (the field invariants, checked by
+// `check_invariants`); the piece handed out starts at an address aligned to the layout and
+// is followed by at least the rounded size inside the block; the heap writes only into free
+// blocks and its bookkeeping; refused calls return before changing anything; nothing panics
+// (internal invariants are `debug_assert!`s).
+unsafe impl RawHeap for TlsfHeap {
+    /// One granule of blocks after the smallest possible bookkeeping.
+    const MIN_REGION: usize = (size_of::<RegionRecord>() + WORD).next_multiple_of(GRANULE) + GRANULE;
+
+    unsafe fn add_region(&mut self, region: NonNull<[u8]>) -> Result<usize, RegionError> {
+        let span = granule_span(region, Self::MIN_REGION)?;
+        if self.records().any(|r| self.record(r).span.overlaps(&span)) {
+            return Err(RegionError::Overlaps);
+        }
+        let before = self.total;
+        if !self.join(span) {
+            let meta_len = RegionRecord::meta_bytes(span.len);
+            let minimum = meta_len + GRANULE;
+            if region.len() < minimum {
+                return Err(RegionError::TooSmall { size: region.len(), minimum });
+            }
+            if span.len < minimum {
+                return Err(RegionError::MisalignedBeyondUse { usable: span.len, minimum });
+            }
+            // The bookkeeping goes at the end, so a region aligned as `region_layout_for` asks
+            // holds its block at its start.
+            let blocks = span.len - meta_len;
+            let meta = Span { start: offset(span.start, blocks), len: meta_len };
+            // SAFETY: (1) `meta` is the end of `span`, granule-aligned, owned by the heap from
+            // now on (obligations 1 and 2 of this function), and `meta_bytes(span)` long.
+            let record = unsafe { RegionRecord::write(span, meta, self.regions) };
+            self.regions = Some(record);
+            // SAFETY: the rest of the new span is owned by nobody, unmarked and outside the
+            // bookkeeping.
+            unsafe { self.release(record, span.start, blocks) };
+            self.total += blocks;
+        }
+        Ok(self.total - before)
+    }
+
+    #[inline]
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let (size, need) = needed_bytes(layout).ok_or(AllocError)?;
+        let align = layout.align();
+        let (block, block_size, (fl, sl)) = self.find(size, align, need).ok_or(AllocError)?;
+        let Some(record) = self.record_of(block.as_ptr().addr()) else {
+            debug_assert!(false, "free block outside every region");
+            return Err(AllocError);
+        };
+        let start = block.as_ptr().addr();
+        let Some(gap) = align_up_addr(start, align.max(GRANULE)).map(|aligned| aligned - start) else {
+            debug_assert!(false, "a block found for an aligned request cannot be aligned");
+            return Err(AllocError);
+        };
+        debug_assert!(gap + size <= block_size, "the block found cannot hold the request");
+        // SAFETY: `find` returned a block on list `(fl, sl)`.
+        unsafe { self.unlink_from(block, fl, sl) };
+        let ptr = offset(block, gap);
+        let end = start + gap + size;
+        // SAFETY: the allocated piece lies inside the block, inside the span.
+        unsafe {
+            self.record_mut(record).mark(start + gap, STARTS, true);
+            self.record_mut(record).mark(end - GRANULE, ENDS, true);
+        }
+        if gap > 0 {
+            // SAFETY: the head of the block just unlinked: owned, unmarked, between a block
+            // that was not free (free blocks never touch) and the new allocation.
+            unsafe { self.link(block, gap) };
+        }
+        if end < start + block_size {
+            // SAFETY: the tail of the same block, between the new allocation and a block that
+            // is not free.
+            unsafe { self.link(offset(ptr, size), start + block_size - end) };
+        }
+        self.free -= size;
+        Ok(NonNull::slice_from_raw_parts(ptr, size))
+    }
+
+    #[inline]
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse> {
+        let size = block_bytes(layout);
+        let record = self.allocated_block(ptr, size).filter(|_| ptr.as_ptr().addr() % layout.align() == 0);
+        let Some(record) = record else { return Err(self.diagnose(ptr, layout)) };
+        let addr = ptr.as_ptr().addr();
+        // SAFETY: the block's first and last granules lie inside the span (checked above); it
+        // is allocated there, outside the bookkeeping, and the caller gives it up (1, 2); once
+        // unmarked it is released.
+        unsafe {
+            self.record_mut(record).mark(addr, STARTS, false);
+            self.record_mut(record).mark(addr + size - GRANULE, ENDS, false);
+            self.release(record, ptr, size);
+        }
+        Ok(())
+    }
+
+    unsafe fn grow_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Result<(), AllocError> {
+        let (old_bytes, new_bytes, record) = self.resize_target(ptr, old, new_size)?;
+        if new_bytes <= old_bytes {
+            return Ok(());
+        }
+        let addr = ptr.as_ptr().addr();
+        let end = addr + old_bytes;
+        let r = self.record(record);
+        if end == r.span.end_addr() || r.has(end, STARTS) {
+            return Err(AllocError);
+        }
+        let after = offset(ptr, old_bytes);
+        // SAFETY: the granule after the block is in the span and unmarked: a free block
+        // starts there.
+        let after_size = unsafe { self.free_size_at(record, after) };
+        let extra = new_bytes - old_bytes;
+        if after_size < extra {
+            return Err(AllocError);
+        }
+        // SAFETY: the free block after is on its list; the grown block lies inside the span
+        // (it ends inside that free block); the rest of the free block, if any, lies between the
+        // grown block and a block that is not free.
+        unsafe {
+            self.unlink(after, after_size);
+            self.record_mut(record).mark(end - GRANULE, ENDS, false);
+            self.record_mut(record).mark(addr + new_bytes - GRANULE, ENDS, true);
+            if after_size > extra {
+                self.link(offset(ptr, new_bytes), after_size - extra);
+            }
+        }
+        self.free -= extra;
+        Ok(())
+    }
+
+    unsafe fn shrink_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Result<(), AllocError> {
+        let (old_bytes, new_bytes, record) = self.resize_target(ptr, old, new_size)?;
+        if new_bytes >= old_bytes {
+            return Ok(());
+        }
+        let addr = ptr.as_ptr().addr();
+        // SAFETY: both granules lie inside the block, inside the span; the tail, unmarked, is
+        // given up by the caller (1-3) and released, merged with a free block after it.
+        unsafe {
+            self.record_mut(record).mark(addr + new_bytes - GRANULE, ENDS, true);
+            self.record_mut(record).mark(addr + old_bytes - GRANULE, ENDS, false);
+            self.release(record, offset(ptr, new_bytes), old_bytes - new_bytes);
+        }
+        Ok(())
+    }
+
+    fn region_layout_for(&self, layout: Layout) -> Option<Layout> {
+        // A fresh region keeps its bookkeeping at its end, so its one free block holds `size`
+        // bytes from the aligned point on if the bookkeeping leaves them: the fallback search
+        // finds it whenever the good fit does not. The bookkeeping grows with the region, which
+        // may start up to `align - 1` bytes before the aligned point and run past the length
+        // asked: it is bounded by that of a region twice as long plus `align`, and a longer
+        // tail pays for its own bookkeeping (a 64th of it, and a granule or two of rounding).
+        let size = block_bytes(layout);
+        let align = layout.align().max(GRANULE);
+        let mut meta = RegionRecord::meta_bytes(size);
+        for _ in 0..8 {
+            let len = size.checked_add(meta)?;
+            let bound = RegionRecord::meta_bytes(len.checked_mul(2)?.checked_add(align)?);
+            if bound <= meta {
+                return Layout::from_size_align(len, align).ok();
+            }
+            meta = bound;
+        }
+        None
+    }
+
+    fn usage(&self) -> HeapUsage {
+        HeapUsage { total_bytes: self.total, free_bytes: self.free, largest_free_block: self.largest_free() }
+    }
+
+    fn check_invariants(&self) -> Result<(), InvariantError> {
+        let fail = |what, at: *const u8, value| Err(InvariantError::new(what, at, value));
+        let null = core::ptr::null();
+        // Regions: disjoint, bookkeeping inside and marked, marks well nested; every stretch
+        // of unmarked granules is one free block whose size tags agree.
+        let mut total = 0;
+        let mut stretches = 0;
+        let mut stretch_bytes = 0;
+        for (i, r) in self.records().enumerate() {
+            if i > self.total / GRANULE + 1 {
+                return fail("region list has a cycle", null, i);
+            }
+            let record = self.record(r);
+            let at = record.span.start.as_ptr().cast_const();
+            if self.records().skip(i + 1).any(|o| self.record(o).span.overlaps(&record.span)) {
+                return fail("two regions overlap", at, record.span.len);
+            }
+            if !record.span.contains_range(record.meta.start_addr(), record.meta.len)
+                || !record.has(record.meta.start_addr(), STARTS)
+                || !record.has(record.meta.end_addr() - GRANULE, ENDS)
+            {
+                return fail("region bookkeeping is outside its region or not marked", at, record.meta.len);
+            }
+            let mut result = Ok(());
+            let mut open: Option<usize> = None;
+            let mut free_from = Some(record.span.start_addr());
+            let mut stretch = |from: usize, to: usize, result: &mut Result<(), InvariantError>| {
+                let block = with_addr(record.span.start, from);
+                let len = to - from;
+                if len > GRANULE {
+                    // SAFETY: the stretch is unmarked memory inside the span: free memory the
+                    // heap owns, at least two granules long.
+                    let (head, foot) = unsafe {
+                        (
+                            offset(block, GRANULE).cast::<usize>().read(),
+                            offset(block, len - WORD).cast::<usize>().read(),
+                        )
+                    };
+                    if (head, foot) != (len, len) && result.is_ok() {
+                        *result =
+                            fail("free block's size tags disagree with its extent", block.as_ptr(), len);
+                    }
+                }
+                stretches += 1;
+                stretch_bytes += len;
+            };
+            let granules = record.span.len >> GRANULE_SHIFT;
+            record.bits.for_each_nonzero_pair(0..granules, &mut |g, marks| {
+                let addr = record.span.start_addr() + (g << GRANULE_SHIFT);
+                if marks & STARTS != 0 {
+                    if open.is_some() && result.is_ok() {
+                        result =
+                            fail("allocated blocks overlap", with_addr(record.span.start, addr).as_ptr(), g);
+                    }
+                    if let Some(from) = free_from.take() {
+                        if from < addr {
+                            stretch(from, addr, &mut result);
+                        }
+                    }
+                    open = Some(addr);
+                }
+                if marks & ENDS != 0 {
+                    if open.take().is_none() && result.is_ok() {
+                        result = fail(
+                            "allocated block ends without a start",
+                            with_addr(record.span.start, addr).as_ptr(),
+                            g,
+                        );
+                    }
+                    free_from = Some(addr + GRANULE);
+                }
+            });
+            result?;
+            if open.is_some() {
+                return fail("allocated block runs past its region's end", at, record.span.len);
+            }
+            let mut result = Ok(());
+            if let Some(from) = free_from.filter(|&from| from < record.span.end_addr()) {
+                stretch(from, record.span.end_addr(), &mut result);
+            }
+            result?;
+            total += record.span.len - record.meta.len;
+        }
+        if total != self.total {
+            return fail("region bytes disagree with the total", null, total);
+        }
+        // Lists: each member checked to be a free stretch before it is read.
+        let mut listed = 0;
+        let mut listed_bytes = 0;
+        for fl in 0..FL_COUNT {
+            if (self.fl_bitmap >> fl & 1 == 1) != (self.sl_bitmaps[fl] != 0) {
+                return fail("first-level bit map disagrees with the second level", null, fl);
+            }
+            for sl in 0..SL_COUNT {
+                if (self.sl_bitmaps[fl] >> sl & 1 == 1) != self.heads[fl][sl].is_some() {
+                    return fail("second-level bit map disagrees with its list", null, fl * SL_COUNT + sl);
+                }
+                let mut prev = None;
+                let mut cursor = self.heads[fl][sl];
+                let mut on_list = 0;
+                while let Some(node) = cursor {
+                    let at = node.as_ptr().cast::<u8>().cast_const();
+                    let addr = at.addr();
+                    on_list += 1;
+                    if on_list > self.total / GRANULE + 1 {
+                        return fail("free list has a cycle", at, fl * SL_COUNT + sl);
+                    }
+                    let record = self.record_of(addr).map(|r| self.record(r));
+                    let Some(record) = record.filter(|r| addr % GRANULE == 0 && r.starts_free_block(addr))
+                    else {
+                        return fail(
+                            "free list member is not a free block inside a region",
+                            at,
+                            fl * SL_COUNT + sl,
+                        );
+                    };
+                    // SAFETY: a free block starts at `node`, inside the record's span.
+                    let len = unsafe { self.free_size_at(NonNull::from(record), node.cast()) };
+                    let end = addr.checked_add(len).filter(|&end| {
+                        len % GRANULE == 0
+                            && end <= record.span.end_addr()
+                            && (end == record.span.end_addr() || record.has(end, STARTS))
+                    });
+                    if end.is_none() {
+                        return fail("free block's size does not reach the next allocated block", at, len);
+                    }
+                    if class_of(len >> GRANULE_SHIFT) != (fl, sl) {
+                        return fail("free block is on the list of another class", at, len);
+                    }
+                    // SAFETY: the node starts a free stretch inside a region: it holds the
+                    // `FreeHead` the heap wrote.
+                    let links = unsafe { node.as_ref() };
+                    if links.prev != prev {
+                        return fail("free list back link is wrong", at, fl * SL_COUNT + sl);
+                    }
+                    listed += 1;
+                    listed_bytes += len;
+                    prev = Some(node);
+                    cursor = links.next;
+                }
+            }
+        }
+        if listed != stretches || listed_bytes != stretch_bytes {
+            return fail("free lists and free memory disagree", null, listed);
+        }
+        if listed_bytes != self.free {
+            return fail("free bytes on the lists disagree with the count", null, listed_bytes);
+        }
+        Ok(())
+    }
+
+    fn walk(&self, visit: &mut dyn FnMut(Part)) {
+        for r in self.records() {
+            let record = self.record(r);
+            visit(Part { kind: PartKind::Region, start: record.span.start.as_ptr(), len: record.span.len });
+            visit(Part {
+                kind: PartKind::Bookkeeping,
+                start: record.meta.start.as_ptr(),
+                len: record.meta.len,
+            });
+        }
+        for fl in 0..FL_COUNT {
+            for sl in 0..SL_COUNT {
+                let mut cursor = self.heads[fl][sl];
+                while let Some(node) = cursor {
+                    // SAFETY: `node` is on list `(fl, sl)`.
+                    let len = unsafe { Self::listed_size(node, fl, sl) };
+                    visit(Part { kind: PartKind::Free, start: node.as_ptr().cast::<u8>(), len });
+                    // SAFETY: list members hold `FreeHead`s the heap owns.
+                    cursor = unsafe { node.as_ref().next };
+                }
+            }
+        }
+    }
+}
+
+// SAFETY: `block_layout` returns a layout only for an address where an allocated block starts
+// (a `STARTS` mark outside the bookkeeping), with the length up to the first `ENDS` mark from
+// there, which is that block's end (allocated blocks do not overlap); `deallocate` checks
+// exactly those two marks for the rounded size of the layout returned, so it frees that block.
+unsafe impl BlockLookup for TlsfHeap {
+    /// O(block length / (32 granules)): the block's end is the next `ENDS` mark, found a word
+    /// of the bit map at a time.
+    fn block_layout(&self, ptr: NonNull<u8>) -> Result<Layout, Misuse> {
+        let addr = ptr.as_ptr().addr();
+        let record = self
+            .record_of(addr)
+            .map(|r| self.record(r))
+            .filter(|r| addr % GRANULE == 0 && !r.meta.contains(addr) && r.has(addr, STARTS));
+        let layout = record.and_then(|r| {
+            let first = (addr - r.span.start_addr()) >> GRANULE_SHIFT;
+            let last = r.bits.find_pair(first..r.span.len >> GRANULE_SHIFT, 1)?;
+            Layout::from_size_align((last - first + 1) << GRANULE_SHIFT, GRANULE).ok()
+        });
+        layout.ok_or_else(|| self.diagnose(ptr, Layout::new::<u8>()))
+    }
+}
