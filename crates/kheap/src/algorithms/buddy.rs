@@ -440,7 +440,11 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
         let end = right.map_or(span.end_addr(), |r| self.record(r).span.end_addr());
         let union = Span { start, len: end - start.as_ptr().addr() };
         let meta_len = RegionRecord::<MAX_ORDER>::meta_bytes(&union);
-        if meta_len >= span.len {
+        // Joining puts the union's bookkeeping in the new memory. When that would take more than
+        // half of it, the new memory is worth more as a region of its own (its own, smaller
+        // bookkeeping at its end): a grown heap then gets the block it asked for at once,
+        // instead of bookkeeping that leaves the new memory too small for the request.
+        if meta_len > span.len / 2 {
             return false;
         }
         // The new bookkeeping goes at the end of the new memory away from the left seam (or, with
