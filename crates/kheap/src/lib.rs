@@ -10,7 +10,7 @@
 //!
 //! A kernel does the same with an interrupt-masking lock
 //! (`RawIrqSpinlock<`[`RiscvSupervisorInterrupts`]`>`, `RawIrqSpinlock<`[`X86Interrupts`]`>`, or
-//! [`RawCriticalSectionLock`] with the `critical-section` feature). Kernels written for the
+//! `RawCriticalSectionLock` with the `critical-section` feature). Kernels written for the
 //! tutorials' allocators switch with one `use` line:
 //! [`compat::buddy_system_allocator`] (rCore) and [`compat::linked_list_allocator`] (Blog OS).
 //!

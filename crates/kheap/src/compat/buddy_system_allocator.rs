@@ -26,8 +26,8 @@
 //! The whole API of `buddy_system_allocator` 0.13 is here: [`Heap`] (`new`, `empty`, `init`,
 //! `add_to_heap`, `alloc`, `dealloc`, `stats_*`, `Debug`), [`LockedHeap`],
 //! [`LockedHeapWithRescue`] (the rCore-family kernels grow their heap with its rescue function)
-//! and, with the `alloc` feature (as in the original), [`FrameAllocator`] and
-//! [`LockedFrameAllocator`]. The types keep the original's generic parameters, in its order
+//! and, with the `alloc` feature (as in the original), `FrameAllocator` and
+//! `LockedFrameAllocator`. The types keep the original's generic parameters, in its order
 //! (`LockedHeap<ORDER>`), with kheap's lock as an extra, defaulted last parameter; kheap's own
 //! types put the lock first (`kheap::LockedHeap<R, H>`), because there the heap is the
 //! parameter that varies.
