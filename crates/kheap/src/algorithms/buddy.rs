@@ -213,6 +213,30 @@ const _: BuddyHeap = BuddyHeap::new();
 /// usable memory is dropped but the sub-granule slivers at their ends. A region added next to
 /// one the heap already has is joined to it, so blocks merge across the seam.
 ///
+/// Used on its own (a front such as [`LockedHeap`](crate::LockedHeap) adds the lock and the
+/// policies):
+///
+/// ```
+/// use core::alloc::Layout;
+/// use core::ptr::NonNull;
+/// use kheap::{BuddyHeap, MisuseKind, RawHeap};
+///
+/// let memory: &'static mut [u8] = Box::leak(vec![0u8; 64 * 1024].into_boxed_slice());
+/// let mut heap = BuddyHeap::new();
+/// // SAFETY: the leaked buffer lives for ever and only the heap uses it.
+/// unsafe { heap.add_region(NonNull::from(memory)) }.unwrap();
+///
+/// let layout = Layout::from_size_align(100, 8).unwrap();
+/// let block = heap.allocate(layout).unwrap();
+/// assert_eq!(block.len(), 128); // the buddy block: 100 bytes rounded up to a power of two
+/// // SAFETY: `block` is live with `layout`.
+/// unsafe { heap.deallocate(block.cast(), layout) }.unwrap();
+/// // SAFETY: deliberately wrong, to show the check: the heap refuses and changes nothing.
+/// let misuse = unsafe { heap.deallocate(block.cast(), layout) }.unwrap_err();
+/// assert_eq!(misuse.kind, MisuseKind::DoubleFree);
+/// heap.check_invariants().unwrap();
+/// ```
+///
 /// A `MAX_ORDER` the heap cannot represent is refused when the heap is built:
 ///
 /// ```compile_fail

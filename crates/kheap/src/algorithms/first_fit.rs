@@ -16,6 +16,13 @@ use crate::{
 mod tests;
 
 /// Which free block an allocation is carved from.
+///
+/// ```
+/// use kheap::{FirstFitHeap, FitPolicy};
+///
+/// let heap = FirstFitHeap::new(FitPolicy::Next);
+/// assert_eq!(heap.policy(), FitPolicy::Next);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FitPolicy {
     /// The lowest-addressed block that fits: fast when small blocks gather at the bottom.
@@ -56,6 +63,23 @@ struct RegionHeader {
 ///   the heap cannot tell an interior pointer or a wrong layout that stays inside allocated
 ///   memory: those are not detected (use [`BuddyHeap`](crate::BuddyHeap), which checks every
 ///   free exactly).
+///
+/// ```
+/// use core::alloc::Layout;
+/// use core::ptr::NonNull;
+/// use kheap::{FirstFitHeap, FitPolicy, RawHeap};
+///
+/// let memory: &'static mut [u8] = Box::leak(vec![0u8; 16 * 1024].into_boxed_slice());
+/// let mut heap = FirstFitHeap::new(FitPolicy::Best);
+/// // SAFETY: the leaked buffer lives for ever and only the heap uses it.
+/// unsafe { heap.add_region(NonNull::from(memory)) }.unwrap();
+/// let layout = Layout::from_size_align(100, 8).unwrap();
+/// let block = heap.allocate(layout).unwrap();
+/// assert_eq!(block.len(), 112); // rounded up to the granule only
+/// // SAFETY: `block` is live with `layout`.
+/// unsafe { heap.deallocate(block.cast(), layout) }.unwrap();
+/// assert_eq!(heap.usage().free_bytes, heap.usage().total_bytes);
+/// ```
 pub struct FirstFitHeap {
     policy: FitPolicy,
     /// Invariant: blocks are in strictly increasing address order, none touches the next (they
