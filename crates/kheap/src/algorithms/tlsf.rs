@@ -328,6 +328,25 @@ impl RegionRecord {
 /// layout with the same rounded size (and any alignment the pointer has) is the same block
 /// and is accepted; a second free after the block was handed out again with the same rounded
 /// size is indistinguishable from a correct one.
+///
+/// ```
+/// use core::alloc::Layout;
+/// use core::ptr::NonNull;
+/// use kheap::{RawHeap, TlsfHeap};
+///
+/// let memory: &'static mut [u8] = Box::leak(vec![0u8; 64 * 1024].into_boxed_slice());
+/// let mut heap = TlsfHeap::new();
+/// // SAFETY: the leaked buffer lives for ever and only the heap uses it.
+/// unsafe { heap.add_region(NonNull::from(memory)) }.unwrap();
+/// // A 4 KiB-aligned request: the gap before the aligned start goes back to the free lists.
+/// let layout = Layout::from_size_align(100, 4096).unwrap();
+/// let block = heap.allocate(layout).unwrap();
+/// assert_eq!(block.cast::<u8>().as_ptr().addr() % 4096, 0);
+/// // SAFETY: `block` is live with `layout`.
+/// unsafe { heap.deallocate(block.cast(), layout) }.unwrap();
+/// assert_eq!(heap.usage().free_bytes, heap.usage().total_bytes);
+/// heap.check_invariants().unwrap();
+/// ```
 pub struct TlsfHeap {
     /// Invariant: bit `f` is set iff `sl_bitmaps[f] != 0`.
     fl_bitmap: u64,
