@@ -365,6 +365,67 @@ pub fn bad_input_is_refused<H: RawHeap>(make: fn() -> H) {
     drop(arena);
 }
 
+/// Sizes near `isize::MAX`, the largest alignments a `Layout` allows, resizes to extreme sizes,
+/// frees with extreme layouts and zero-size requests: every call returns an error (or a real
+/// block, for zero sizes) without panicking or overflowing, and leaves the heap as it was.
+pub fn extreme_layouts_are_refused_without_panicking<H: RawHeap>(make: fn() -> H) {
+    let source: &'static PageSource = Box::leak(Box::new(PageSource::new(1 << 20)));
+    let locked: LockedHeap<RawSpinlock, H> = LockedHeap::new(make()).with_source(source);
+    let arena = Arena::new(ARENA_LEN, ARENA_ALIGN);
+    // SAFETY: the arena outlives `locked` within this function and only the heap uses it.
+    unsafe { locked.add_region_raw(arena.base().as_ptr(), arena.len()) }.unwrap();
+    let before = locked.stats();
+    let top_align = 1usize << (usize::BITS - 2);
+    let extremes = [
+        Layout::from_size_align(isize::MAX as usize, 1).unwrap(),
+        Layout::from_size_align(isize::MAX as usize - 4095, 4096).unwrap(),
+        Layout::from_size_align(isize::MAX as usize / 2 + 1, 8).unwrap(),
+        Layout::from_size_align(1, top_align).unwrap(),
+        Layout::from_size_align(0, top_align).unwrap(),
+        Layout::from_size_align(top_align, top_align).unwrap(),
+    ];
+    for layout in extremes {
+        assert!(locked.lock().allocate(layout).is_err(), "{layout:?} granted by the heap");
+        assert!(locked.allocate(layout).is_err(), "{layout:?} granted by the front");
+        // The source is not drained for a request no region could satisfy.
+        assert_eq!(source.handed_out(), 0, "the source was asked for {layout:?}");
+    }
+    // Zero-size requests (the `Allocator` API allows them) get a real block.
+    let zero = Layout::from_size_align(0, 8).unwrap();
+    let block = locked.allocate(zero).expect("a zero-size request was refused");
+    // SAFETY: live with `zero`.
+    unsafe { locked.deallocate(block.cast(), zero) };
+    // Resizing a live block to extreme sizes fails and keeps it.
+    let small = Layout::from_size_align(64, 8).unwrap();
+    let block = locked.allocate(small).unwrap().cast::<u8>();
+    // SAFETY: the block is live and 64 bytes long.
+    unsafe { block.as_ptr().write_bytes(0x5A, 64) };
+    for new_size in [isize::MAX as usize - 7, isize::MAX as usize / 2 + 1, isize::MAX as usize / 4] {
+        // SAFETY: `block` is live with `small`; `new_size` rounded to 8 stays within isize::MAX.
+        assert!(unsafe { locked.reallocate(block, small, new_size) }.is_err(), "grown to {new_size}");
+        // SAFETY: as above.
+        assert!(unsafe { locked.lock().resize_in_place(block, small, new_size) }.is_err());
+    }
+    // SAFETY: the block is still live and 64 bytes long.
+    let kept = unsafe { std::slice::from_raw_parts(block.as_ptr(), 64) };
+    assert!(kept.iter().all(|&b| b == 0x5A), "a refused resize changed the block");
+    // Frees with extreme layouts are refused as misuse, never a panic or an overflow.
+    for layout in extremes {
+        // SAFETY: deliberately wrong; the heap refuses before changing anything.
+        let refused = unsafe { locked.lock().deallocate(block, layout) };
+        assert!(refused.is_err(), "a free with {layout:?} was accepted");
+    }
+    // SAFETY: live with `small`.
+    unsafe { locked.deallocate(block, small) };
+    locked.check_invariants().unwrap();
+    let after = locked.stats();
+    assert_eq!(
+        (after.total_bytes, after.free_bytes, after.live_allocations),
+        (before.total_bytes, before.free_bytes, 0)
+    );
+    drop(locked);
+}
+
 /// Two touching regions added one after the other become one: some free block spans the seam.
 pub fn touching_regions_merge<H: RawHeap>(make: fn() -> H) {
     let arena = Arena::new(128 * 1024, 128 * 1024);

@@ -76,6 +76,10 @@ macro_rules! conformance_suite {
                 c::growth_from_a_memory_source(make);
             }
             #[test]
+            fn extreme_layouts_are_refused_without_panicking() {
+                c::extreme_layouts_are_refused_without_panicking(make);
+            }
+            #[test]
             fn growth_never_fails_while_a_touching_source_has_memory() {
                 c::growth_never_fails_while_the_source_has_memory(make);
             }
