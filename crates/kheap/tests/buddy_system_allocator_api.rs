@@ -3,6 +3,9 @@
 //! is the `unsafe` block around `Heap::dealloc` (a safe function in the original: see the
 //! module documentation).
 #![allow(clippy::undocumented_unsafe_blocks)]
+// The original's usual `ORDER` of 32 counts from 16-byte blocks here, which a 32-bit address
+// space cannot hold (at most 28 there, as the compat module documents): 64-bit targets only.
+#![cfg(target_pointer_width = "64")]
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::mem::size_of;
