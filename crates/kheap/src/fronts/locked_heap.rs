@@ -128,6 +128,11 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
             let region = source.acquire(wanted);
             heap = self.heap.lock();
             let Some(region) = region else {
+                // The lock was released while the source was asked: another CPU may have freed
+                // or grown the heap meanwhile, so the request gets one more try.
+                if let Ok(block) = heap.allocate_quietly(layout) {
+                    return Ok(block);
+                }
                 heap.count_refusal();
                 return Err(AllocError);
             };
