@@ -473,15 +473,7 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
         }
         // The new bookkeeping goes at the end of the new memory away from the left seam (or, with
         // only a right neighbour, away from the right seam), so blocks merge across it.
-        let rest = span.len - meta_len;
-        let (meta, fresh) = if left.is_some() {
-            (Span { start: offset(span.start, rest), len: meta_len }, Span { start: span.start, len: rest })
-        } else {
-            (
-                Span { start: span.start, len: meta_len },
-                Span { start: offset(span.start, meta_len), len: rest },
-            )
-        };
+        let (meta, fresh) = span.split_bookkeeping(meta_len, left.is_some());
         // The old records leave the tree before the union's record enters it (spans overlap).
         let olds = [left, right];
         for old in olds.into_iter().flatten() {
@@ -584,14 +576,13 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
             }
             // The bookkeeping goes at the end, so a region aligned as `region_layout_for` asks
             // holds its aligned block at its start.
-            let blocks = span.len - meta_len;
-            let meta = Span { start: offset(span.start, blocks), len: meta_len };
+            let (meta, fresh) = span.split_bookkeeping(meta_len, true);
             // SAFETY: (1) `meta` is the end of `span`, owned by the heap from now on
             // (obligations 1 and 2 of this function), and `meta_bytes(span)` long.
             let record = unsafe { RegionRecord::write(span, meta) };
             self.link_record(record);
             // SAFETY: the rest of the new span is owned by nobody and outside the bookkeeping.
-            unsafe { self.release(record, span.start, blocks) };
+            unsafe { self.release(record, fresh.start, fresh.len) };
         }
         Ok(self.total - before)
     }

@@ -2,7 +2,7 @@
 
 use core::ptr::NonNull;
 
-use crate::algorithms::pointer::{align_down_addr, align_up_addr, with_addr, GRANULE};
+use crate::algorithms::pointer::{align_down_addr, align_up_addr, offset, with_addr, GRANULE};
 use crate::RegionError;
 
 /// A span of memory whose both ends are multiples of [`GRANULE`].
@@ -33,6 +33,22 @@ impl Span {
     /// Whether `[addr, addr + len)` lies inside this span.
     pub(crate) fn contains_range(&self, addr: usize, len: usize) -> bool {
         addr >= self.start_addr() && addr.checked_add(len).is_some_and(|end| end <= self.end_addr())
+    }
+
+    /// Cuts `len` bytes of bookkeeping off one end of this span: `(bookkeeping, the rest)`. At
+    /// the end (`at_end`) a region keeps its start for blocks (aligned as asked) and a join
+    /// with a left neighbour keeps the seam free; at the start, a join with only a right
+    /// neighbour keeps that seam free.
+    ///
+    /// Requires `len <= self.len`; both pieces keep this span's provenance.
+    pub(crate) fn split_bookkeeping(&self, len: usize, at_end: bool) -> (Span, Span) {
+        debug_assert!(len <= self.len);
+        let rest = self.len - len;
+        if at_end {
+            (Span { start: offset(self.start, rest), len }, Span { start: self.start, len: rest })
+        } else {
+            (Span { start: self.start, len }, Span { start: offset(self.start, len), len: rest })
+        }
     }
 
     /// Whether this span and `other` share a byte.

@@ -740,15 +740,7 @@ impl TlsfHeap {
         }
         // The bookkeeping goes at the end of the new memory away from the left seam (or, with
         // only a right neighbour, away from the right seam), so blocks merge across it.
-        let rest = span.len - meta_len;
-        let (meta, fresh) = if left.is_some() {
-            (Span { start: offset(span.start, rest), len: meta_len }, Span { start: span.start, len: rest })
-        } else {
-            (
-                Span { start: span.start, len: meta_len },
-                Span { start: offset(span.start, meta_len), len: rest },
-            )
-        };
+        let (meta, fresh) = span.split_bookkeeping(meta_len, left.is_some());
         let olds = [left, right];
         for old in olds.into_iter().flatten() {
             self.unlink_record(old);
@@ -850,16 +842,15 @@ unsafe impl RawHeap for TlsfHeap {
             }
             // The bookkeeping goes at the end, so a region aligned as `region_layout_for` asks
             // holds its block at its start.
-            let blocks = span.len - meta_len;
-            let meta = Span { start: offset(span.start, blocks), len: meta_len };
+            let (meta, fresh) = span.split_bookkeeping(meta_len, true);
             // SAFETY: (1) `meta` is the end of `span`, granule-aligned, owned by the heap from
             // now on (obligations 1 and 2 of this function), and `meta_bytes(span)` long.
             let record = unsafe { RegionRecord::write(span, meta, self.regions) };
             self.regions = Some(record);
             // SAFETY: the rest of the new span is owned by nobody, unmarked and outside the
             // bookkeeping.
-            unsafe { self.release(record, span.start, blocks) };
-            self.total += blocks;
+            unsafe { self.release(record, fresh.start, fresh.len) };
+            self.total += fresh.len;
         }
         Ok(self.total - before)
     }
