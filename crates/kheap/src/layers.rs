@@ -1,3 +1,4 @@
 //! Layers: heaps that wrap a heap and are one, so they stack (`Counted<BuddyHeap>`).
 
 pub(crate) mod counted;
+pub(crate) mod size_class;
