@@ -82,9 +82,57 @@ pub fn debian_package(program: &str, package: &str) -> Result<(), String> {
         command
     };
     quietly(&mut apt(&["update"]))?;
-    quietly(&mut apt(&["install", "--no-remove", "--no-install-recommends", "-y", package]))?;
-    eprintln!("installed {package}");
+    let install = ["install", "--no-remove", "--no-install-recommends", "-y"];
+    let first = quietly(&mut apt(&[&install[..], &[package]].concat()));
+    if first.is_ok() {
+        eprintln!("installed {package}");
+        return Ok(());
+    }
+    // A machine whose image took a package from the release's backports (qemu-utils 10 on
+    // Debian 12, say) cannot install the release's own older QEMU beside it without removing
+    // that package: the newer one `Breaks` the older `qemu-system-common`. The matching version
+    // is in backports; enable it (a list of its own, nothing else changed) and take the package
+    // from there, still never removing anything.
+    let Some(codename) = debian_codename() else { return first };
+    let backports = format!("{codename}-backports");
+    eprintln!(
+        "{package} from {codename} conflicts with a package already installed from {backports}:          enabling {backports} in /etc/apt/sources.list.d/kheap-{backports}.sources and installing from there"
+    );
+    let list = format!(
+        "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: {backports}\nComponents: main\n\
+         Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+    );
+    let path = format!("/etc/apt/sources.list.d/kheap-{backports}.sources");
+    let mut write = Command::new(if sudo { "sudo" } else { "tee" });
+    if sudo {
+        write.arg("tee");
+    }
+    write.arg(&path).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null());
+    let mut child = write.spawn().map_err(|e| format!("cannot write {path}: {e}"))?;
+    {
+        use std::io::Write;
+        let stdin = child.stdin.as_mut().ok_or("tee has no stdin")?;
+        stdin.write_all(list.as_bytes()).map_err(|e| format!("cannot write {path}: {e}"))?;
+    }
+    drop(child.stdin.take());
+    if !child.wait().map_err(|e| format!("cannot write {path}: {e}"))?.success() {
+        return Err(format!("cannot write {path}"));
+    }
+    quietly(&mut apt(&["update"]))?;
+    quietly(&mut apt(&[&install[..], &["-t", &backports, package]].concat()))?;
+    eprintln!("installed {package} from {backports}");
     Ok(())
+}
+
+/// The Debian release's code name (`bookworm`) from /etc/os-release, if this is Debian itself
+/// (Ubuntu and others name their backports differently).
+fn debian_codename() -> Option<String> {
+    let release = std::fs::read_to_string("/etc/os-release").ok()?;
+    let field = |key: &str| {
+        release.lines().find_map(|l| l.strip_prefix(key)).map(|v| v.trim_matches('"').to_string())
+    };
+    (field("ID=")? == "debian").then_some(())?;
+    field("VERSION_CODENAME=").filter(|c| !c.is_empty())
 }
 
 /// Whether `program` is on the PATH.
