@@ -1,6 +1,6 @@
 //! The conformance suite over every algorithm, layer and configuration kheap ships.
 
-use kheap::{BuddyHeap, Counted, FirstFitHeap, FitPolicy, TlsfHeap};
+use kheap::{BuddyHeap, Counted, FirstFitHeap, FitPolicy, SlabHeap, TlsfHeap};
 use kheap_testkit::conformance_suite;
 
 conformance_suite!(buddy_max_order_16, BuddyHeap<16>, BuddyHeap::with_orders());
@@ -13,3 +13,11 @@ conformance_suite!(best_fit, FirstFitHeap, FirstFitHeap::new(FitPolicy::Best));
 conformance_suite!(worst_fit, FirstFitHeap, FirstFitHeap::new(FitPolicy::Worst));
 conformance_suite!(tlsf, TlsfHeap, TlsfHeap::new());
 conformance_suite!(counted_tlsf, Counted<TlsfHeap>, Counted::new(TlsfHeap::new()));
+// The slab layer over each backing heap that can confirm its slabs.
+conformance_suite!(slab_tlsf, SlabHeap<TlsfHeap>, SlabHeap::new(TlsfHeap::new()));
+conformance_suite!(slab_buddy, SlabHeap<BuddyHeap>, SlabHeap::new(BuddyHeap::new()));
+conformance_suite!(
+    counted_slab_tlsf,
+    Counted<SlabHeap<TlsfHeap>>,
+    Counted::new(SlabHeap::new(TlsfHeap::new()))
+);

@@ -2,3 +2,4 @@
 
 pub(crate) mod counted;
 pub(crate) mod size_class;
+pub(crate) mod slab;

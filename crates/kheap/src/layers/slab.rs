@@ -1,0 +1,969 @@
+//! `SlabHeap<B>`: small objects in slabs of one size class each, carved from a backing heap.
+//!
+//! A request of at most [`SLAB_MAX`] bytes (alignment folded in) takes an object of its
+//! [`SizeClass`] from a *slab*: a block of the backing heap, a power of two in size and aligned
+//! to it, cut into objects of that class. Larger requests go straight to the backing heap.
+//!
+//! Why this shape:
+//! - **No per-object header, and nothing written into free objects.** A slab keeps its
+//!   bookkeeping in one header at its end: a bitmap of the objects in use. Allocation takes the
+//!   lowest clear bit, free clears it. A use-after-free write therefore cannot corrupt the
+//!   heap's links (there are none in user memory), and every double free, interior free and
+//!   wrong-class free is detected exactly from the bitmap.
+//! - **Objects from the slab's start.** A slab of `S` bytes is aligned to `S` (4 KiB or more),
+//!   so object `i` at `i × size` has the alignment of the class's size: every request of the
+//!   class is aligned without padding.
+//! - **Identity by address, confirmed by the backing heap.** The slab of an object is its
+//!   address rounded down to the class's slab size; it is taken for a slab only if the backing
+//!   heap says a live block of that size starts there ([`BlockLookup`]) and the header's tag,
+//!   derived from the slab's address, matches. Direct blocks of small requests (made only when
+//!   the backing heap cannot give a slab) are kept shorter than any slab, so they are never
+//!   taken for one.
+//! - **Hysteresis.** A slab that empties is kept as its class's *spare* (one per class) while
+//!   the layer has live objects, so a free/alloc pair at a slab boundary never goes to the
+//!   backing heap; a second empty slab goes back at once. Spares are handed back before any
+//!   request is refused, and all of them when the last object is freed.
+
+use core::alloc::Layout;
+use core::mem::size_of;
+use core::ptr::NonNull;
+
+use crate::{
+    AllocError, BlockLookup, HeapUsage, InvariantError, Misuse, MisuseKind, Part, PartKind, RawHeap,
+    RegionError, SizeClass,
+};
+
+/// The largest request (size rounded up to its alignment) served from a slab; larger ones go
+/// to the backing heap.
+pub const SLAB_MAX: usize = 512;
+
+/// The number of size classes served from slabs: those up to [`SLAB_MAX`].
+const SLAB_CLASSES: usize = match Layout::from_size_align(SLAB_MAX, 1) {
+    Ok(layout) => match SizeClass::for_layout(layout) {
+        Some(class) => class.index() + 1,
+        None => panic!("SLAB_MAX has no size class"),
+    },
+    Err(_) => panic!("SLAB_MAX is not a size"),
+};
+
+/// Objects one slab can hold at most: the bitmap's length in bits.
+const MAX_OBJECTS: usize = 512;
+const WORD_BITS: usize = usize::BITS as usize;
+const BITMAP_WORDS: usize = MAX_OBJECTS / WORD_BITS;
+
+/// The smallest slab; every slab size is a power of two at least this large.
+const MIN_SLAB: usize = 4096;
+/// The largest slab (that of the largest class).
+const MAX_SLAB: usize = slab_size(SLAB_MAX);
+
+/// Mixed into a slab's tag so that no plausible data (zeros, small integers, pointers) is one.
+const TAG_KEY: usize = 0x6b68_6561_705f_736c_u64 as usize;
+
+/// The tag a slab at `base` carries in its header.
+#[inline(always)]
+const fn tag_for(base: usize) -> usize {
+    base.rotate_left(23) ^ TAG_KEY
+}
+
+/// The slab size of a class of `size`-byte objects: room for about 32 objects, at least 4 KiB.
+const fn slab_size(size: usize) -> usize {
+    let wanted = (32 * size).next_power_of_two();
+    if wanted < MIN_SLAB {
+        MIN_SLAB
+    } else {
+        wanted
+    }
+}
+
+/// Which list of its class a slab is on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+enum List {
+    /// Some objects free, some in use (or, after a refused hand-back, all free).
+    Partial = 0,
+    /// No object free.
+    Full = 1,
+    /// Every object free, kept for reuse.
+    Spare = 2,
+}
+
+/// The bookkeeping at the end of every slab.
+#[repr(C)]
+struct SlabHeader {
+    /// Invariant: `tag_for(slab base address)`.
+    tag: usize,
+    /// Invariant: the neighbours on the class list `list` names (doubly linked, null-ended).
+    prev: Option<NonNull<SlabHeader>>,
+    next: Option<NonNull<SlabHeader>>,
+    /// Invariant: the class's index, `< SLAB_CLASSES`.
+    class: u8,
+    /// Invariant: the list this slab is on.
+    list: List,
+    /// Invariant: the number of clear bits in `used` (free objects).
+    free_count: u16,
+    /// Invariant: every word of `used` before this index is all ones.
+    hint: u16,
+    /// Bit `i` is set when object `i` is in use; bits from the class's object count on are
+    /// always set, so they are never handed out.
+    used: [usize; BITMAP_WORDS],
+}
+
+/// Bytes a slab's header takes at its end.
+const HEADER: usize = size_of::<SlabHeader>();
+
+/// The shape of one class's slabs.
+#[derive(Clone, Copy)]
+struct Geometry {
+    /// Object size in bytes.
+    size: usize,
+    /// Slab size: a power of two, also the slab's alignment.
+    slab: usize,
+    /// Objects per slab, at most `MAX_OBJECTS`.
+    objects: usize,
+    /// `ceil(2^32 / size)`: `offset / size` as a multiply and shift, exact for offsets below
+    /// 2^16 (slabs are at most 16 KiB).
+    reciprocal: u64,
+}
+
+impl Geometry {
+    const fn of(index: usize) -> Geometry {
+        let size = match SizeClass::from_index(index) {
+            Some(class) => class.size(),
+            None => panic!("no such class"),
+        };
+        let slab = slab_size(size);
+        let by_room = (slab - HEADER) / size;
+        let objects = if by_room < MAX_OBJECTS { by_room } else { MAX_OBJECTS };
+        Geometry { size, slab, objects, reciprocal: (1u64 << 32).div_ceil(size as u64) }
+    }
+
+    /// The object index of byte offset `offset` into a slab, if an object starts there.
+    #[inline(always)]
+    fn object_at(&self, offset: usize) -> Option<usize> {
+        let index = ((offset as u64 * self.reciprocal) >> 32) as usize;
+        (index < self.objects && index * self.size == offset).then_some(index)
+    }
+
+    /// The layout of a slab of this class, as asked of the backing heap.
+    #[inline(always)]
+    fn slab_layout(&self) -> Layout {
+        // SAFETY: `slab` is a power of two no larger than `MAX_SLAB`, so the layout is valid.
+        unsafe { Layout::from_size_align_unchecked(self.slab, self.slab) }
+    }
+}
+
+const GEOMETRY: [Geometry; SLAB_CLASSES] = {
+    let mut table = [Geometry { size: 0, slab: 0, objects: 0, reciprocal: 0 }; SLAB_CLASSES];
+    let mut index = 0;
+    while index < SLAB_CLASSES {
+        table[index] = Geometry::of(index);
+        index += 1;
+    }
+    table
+};
+
+/// The slab class that serves `layout`, if it is small enough for a slab.
+#[inline(always)]
+fn slab_class(layout: Layout) -> Option<usize> {
+    if layout.size() > SLAB_MAX || layout.align() > SLAB_MAX {
+        return None;
+    }
+    // Rounded up to an alignment of at most SLAB_MAX, the size stays within SLAB_MAX.
+    SizeClass::for_layout(layout).map(SizeClass::index)
+}
+
+/// The heads of one class's three lists.
+#[derive(Clone, Copy)]
+struct ClassLists {
+    partial: Option<NonNull<SlabHeader>>,
+    full: Option<NonNull<SlabHeader>>,
+    /// At most one slab: the class's spare.
+    spare: Option<NonNull<SlabHeader>>,
+}
+
+impl ClassLists {
+    const EMPTY: ClassLists = ClassLists { partial: None, full: None, spare: None };
+
+    fn head(&mut self, list: List) -> &mut Option<NonNull<SlabHeader>> {
+        match list {
+            List::Partial => &mut self.partial,
+            List::Full => &mut self.full,
+            List::Spare => &mut self.spare,
+        }
+    }
+}
+
+/// A slab layer in front of a backing heap `B`: small requests (at most [`SLAB_MAX`] bytes)
+/// from per-class slabs, larger ones from `B`.
+///
+/// - **Speed**: allocate and free of a small object touch one slab header: a bitmap word and
+///   two counters, O(1) (the bitmap has at most eight words, and a hint skips the full ones).
+///   A free also asks the backing heap to confirm the slab ([`BlockLookup::block_layout`]).
+/// - **Memory**: an object wastes less than 8 bytes up to 128 bytes and less than 1/8 of its
+///   size above (the [`SizeClass`] bound); a slab's header and tail take under 5 % of it; at
+///   most one empty slab per class is kept (16 KiB at most for the largest class, about
+///   256 KiB over all 32 classes), and given back before any request is refused.
+/// - **Misuse**: double, interior and wrong-class frees of slab objects are detected exactly
+///   and change nothing; everything else is passed to the backing heap, which reports what it
+///   detects.
+///
+/// ```
+/// use core::alloc::Layout;
+/// use kheap::{RawHeap, SlabHeap, TlsfHeap};
+///
+/// let memory = Box::leak(vec![0u8; 256 * 1024].into_boxed_slice());
+/// let mut heap = SlabHeap::new(TlsfHeap::new());
+/// // SAFETY: the leaked buffer lives for ever and only the heap uses it.
+/// unsafe { heap.add_region(core::ptr::NonNull::from(memory)) }.unwrap();
+/// let small = heap.allocate(Layout::new::<[u8; 20]>()).unwrap();
+/// assert_eq!(small.len(), 24); // its size class
+/// // SAFETY: `small` is live with this layout.
+/// unsafe { heap.deallocate(small.cast(), Layout::new::<[u8; 20]>()) }.unwrap();
+/// // A second free of the same object is refused, and changes nothing.
+/// // SAFETY: a double free, which the slab's bitmap detects.
+/// assert!(unsafe { heap.deallocate(small.cast(), Layout::new::<[u8; 20]>()) }.is_err());
+/// heap.check_invariants().unwrap();
+/// ```
+pub struct SlabHeap<B> {
+    backing: B,
+    /// Invariant: every slab of class `c` is on exactly one of `classes[c]`'s lists, the one
+    /// its header names; every slab is a live block of `backing` of at least its slab size.
+    classes: [ClassLists; SLAB_CLASSES],
+    /// Invariant: the sum over all slabs of free objects times their size.
+    free_bytes: usize,
+    /// Invariant: the number of objects in use over all slabs.
+    live_objects: usize,
+    /// Invariant: the sum over all slabs of what holds no object (header and tail): the
+    /// layer's bookkeeping, left out of `usage().total_bytes`.
+    overhead: usize,
+    /// Invariant: the number of classes with a spare slab.
+    spares: usize,
+}
+
+// SAFETY: the layer owns its slabs (blocks of its own backing heap) and shares them with no
+// one; moving it to another thread moves that ownership with it, as for `B`.
+unsafe impl<B: Send> Send for SlabHeap<B> {}
+
+impl<B> SlabHeap<B> {
+    /// A slab layer in front of `backing`, with no slab yet; `const`, so it can initialise a
+    /// `static`.
+    pub const fn new(backing: B) -> Self {
+        SlabHeap {
+            backing,
+            classes: [ClassLists::EMPTY; SLAB_CLASSES],
+            free_bytes: 0,
+            live_objects: 0,
+            overhead: 0,
+            spares: 0,
+        }
+    }
+
+    /// The backing heap.
+    pub fn backing(&self) -> &B {
+        &self.backing
+    }
+}
+
+impl<B: Default> Default for SlabHeap<B> {
+    fn default() -> Self {
+        Self::new(B::default())
+    }
+}
+
+/// The start of the slab whose header is `header`, with the header's provenance.
+///
+/// # Safety
+///
+/// 1. `header` is the header of a slab of class `class`.
+#[inline(always)]
+unsafe fn slab_base(header: NonNull<SlabHeader>, class: usize) -> NonNull<u8> {
+    // SAFETY: (1) the header lies `slab - HEADER` bytes after the slab's start, inside the
+    // same block of the backing heap.
+    unsafe { header.cast::<u8>().sub(GEOMETRY[class].slab - HEADER) }
+}
+
+impl<B: BlockLookup> SlabHeap<B> {
+    /// The header of the slab that starts at `base`, if `base` starts one: the backing heap has
+    /// a live block there, a slab size long, and the tag at that size's header matches.
+    #[inline]
+    fn slab_at(&self, base: NonNull<u8>) -> Option<(NonNull<SlabHeader>, usize)> {
+        let len = self.backing.block_layout(base).ok()?.size();
+        if len < MIN_SLAB {
+            return None;
+        }
+        // Slabs are made only from blocks shorter than twice their size (`new_slab`).
+        let slab = 1usize << (usize::BITS - 1 - len.leading_zeros());
+        if slab > MAX_SLAB {
+            return None;
+        }
+        // SAFETY: the backing heap has a live block of `len >= slab` bytes at `base`, so the
+        // header's place lies inside it and is aligned (slab - HEADER is a multiple of the
+        // header's alignment, base is aligned to the slab).
+        let header = unsafe { base.add(slab - HEADER) }.cast::<SlabHeader>();
+        // SAFETY: as above, `header` is readable; only the first word is read, any value is
+        // valid for a `usize`.
+        let tag = unsafe { header.cast::<usize>().read() };
+        (tag == tag_for(base.as_ptr().addr())).then_some((header, slab))
+    }
+
+    /// The slab of class `class` that would hold `ptr`: `Ok(Some)` when `ptr` lies in a slab of
+    /// that class, `Ok(None)` when in none, `Err` when in a slab of another size (a free with
+    /// the wrong layout).
+    #[inline]
+    fn slab_of(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        class: usize,
+    ) -> Result<Option<NonNull<SlabHeader>>, Misuse> {
+        let slab = GEOMETRY[class].slab;
+        let base = round_down(ptr, slab);
+        match self.slab_at(base) {
+            Some((header, size)) if size == slab => Ok(Some(header)),
+            Some((header, size)) if ptr.as_ptr().addr() - base.as_ptr().addr() < size => {
+                // SAFETY: `slab_at` found a live slab.
+                let own = usize::from(unsafe { (*header.as_ptr()).class });
+                Err(Misuse::new(MisuseKind::WrongLayout, ptr.as_ptr(), layout).found(geometry_layout(own)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Frees object `ptr` of the slab `header`, freed with a layout of class `class`.
+    ///
+    /// # Safety
+    ///
+    /// 1. `header` is the header of a live slab of this layer (`slab_at` said so).
+    #[inline]
+    unsafe fn free_object(
+        &mut self,
+        header: NonNull<SlabHeader>,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        class: usize,
+    ) -> Result<(), Misuse> {
+        let h = header.as_ptr();
+        let geometry = &GEOMETRY[class];
+        // SAFETY: (1) the slab starts `slab - HEADER` bytes before its header.
+        let base = unsafe { slab_base(header, class) };
+        let offset = ptr.as_ptr().addr() - base.as_ptr().addr();
+        if offset >= geometry.slab - HEADER {
+            return Err(Misuse::new(MisuseKind::Bookkeeping, ptr.as_ptr(), layout));
+        }
+        // SAFETY: (1) the header is ours and initialised; the heap is borrowed mutably.
+        let own_class = usize::from(unsafe { (*h).class });
+        if own_class != class {
+            let found = geometry_layout(own_class);
+            return Err(Misuse::new(MisuseKind::WrongLayout, ptr.as_ptr(), layout).found(found));
+        }
+        let Some(index) = geometry.object_at(offset) else {
+            return Err(Misuse::new(MisuseKind::NotBlockStart, ptr.as_ptr(), layout));
+        };
+        let (word, bit) = (index / WORD_BITS, 1usize << (index % WORD_BITS));
+        // SAFETY: (1) as above; `word < BITMAP_WORDS` since `index < objects <= MAX_OBJECTS`.
+        unsafe {
+            if (*h).used[word] & bit == 0 {
+                return Err(
+                    Misuse::new(MisuseKind::DoubleFree, ptr.as_ptr(), layout).found(geometry_layout(class))
+                );
+            }
+            (*h).used[word] &= !bit;
+            (*h).hint = (*h).hint.min(word as u16);
+            (*h).free_count += 1;
+        }
+        self.free_bytes += geometry.size;
+        self.live_objects -= 1;
+        // SAFETY: (1) as above.
+        let (free_count, list) = unsafe { ((*h).free_count, (*h).list) };
+        if list == List::Full {
+            // SAFETY: (1) the slab is on its class's full list.
+            unsafe { self.move_to(header, class, List::Partial) };
+        }
+        if usize::from(free_count) == geometry.objects {
+            // SAFETY: (1) the slab is live and now empty.
+            unsafe { self.emptied(header, class) };
+        }
+        Ok(())
+    }
+}
+
+/// `ptr` rounded down to a multiple of `slab` (a power of two), with its provenance. An address
+/// below `slab` (which no heap hands out) is kept as it is.
+#[inline(always)]
+fn round_down(ptr: NonNull<u8>, slab: usize) -> NonNull<u8> {
+    ptr.map_addr(|a| core::num::NonZeroUsize::new(a.get() & !(slab - 1)).unwrap_or(a))
+}
+
+/// The layout of one object of slab class `class`.
+fn geometry_layout(class: usize) -> Layout {
+    SizeClass::from_index(class).map_or(Layout::new::<u8>(), SizeClass::layout)
+}
+
+impl<B: RawHeap> SlabHeap<B> {
+    /// Unlinks slab `header` from its list.
+    ///
+    /// # Safety
+    ///
+    /// 1. `header` is a live slab of class `class`, on the list its header names.
+    #[inline]
+    unsafe fn unlink(&mut self, header: NonNull<SlabHeader>, class: usize) {
+        let h = header.as_ptr();
+        // SAFETY: (1) the header and its neighbours are live slab headers of this class.
+        unsafe {
+            let (prev, next, list) = ((*h).prev, (*h).next, (*h).list);
+            match prev {
+                Some(p) => (*p.as_ptr()).next = next,
+                None => *self.classes[class].head(list) = next,
+            }
+            if let Some(n) = next {
+                (*n.as_ptr()).prev = prev;
+            }
+            (*h).prev = None;
+            (*h).next = None;
+        }
+    }
+
+    /// Pushes slab `header` (on no list) at the head of `list`.
+    ///
+    /// # Safety
+    ///
+    /// 1. `header` is a live slab of class `class`, on no list.
+    #[inline]
+    unsafe fn push(&mut self, header: NonNull<SlabHeader>, class: usize, list: List) {
+        let head = self.classes[class].head(list);
+        let old = head.replace(header);
+        // SAFETY: (1) the header is live; `old` is the live head of the same list.
+        unsafe {
+            (*header.as_ptr()).list = list;
+            (*header.as_ptr()).prev = None;
+            (*header.as_ptr()).next = old;
+            if let Some(old) = old {
+                (*old.as_ptr()).prev = Some(header);
+            }
+        }
+    }
+
+    /// Moves slab `header` from its list to `list`.
+    ///
+    /// # Safety
+    ///
+    /// 1. `header` is a live slab of class `class`, on the list its header names.
+    #[inline]
+    unsafe fn move_to(&mut self, header: NonNull<SlabHeader>, class: usize, list: List) {
+        // SAFETY: (1) passed on; after `unlink` the slab is on no list.
+        unsafe {
+            self.unlink(header, class);
+            self.push(header, class, list);
+        }
+    }
+
+    /// Takes the lowest free object of slab `header`.
+    ///
+    /// # Safety
+    ///
+    /// 1. `header` is a live slab of class `class` on its partial list (so it has a free
+    ///    object).
+    #[inline(always)]
+    unsafe fn pop(&mut self, header: NonNull<SlabHeader>, class: usize) -> NonNull<[u8]> {
+        let geometry = &GEOMETRY[class];
+        let h = header.as_ptr();
+        // SAFETY: (1) the header is live; a partial slab has a clear bit at or after `hint`
+        // (the words before it are full), among its objects (bits past them are set).
+        let index = unsafe {
+            let mut word = usize::from((*h).hint);
+            while (*h).used[word] == usize::MAX {
+                word += 1;
+            }
+            let bit = (!(*h).used[word]).trailing_zeros() as usize;
+            (*h).used[word] |= 1 << bit;
+            (*h).hint = word as u16;
+            (*h).free_count -= 1;
+            word * WORD_BITS + bit
+        };
+        self.free_bytes -= geometry.size;
+        self.live_objects += 1;
+        // SAFETY: (1) as above.
+        if unsafe { (*h).free_count } == 0 {
+            // SAFETY: (1) the slab is on its partial list.
+            unsafe { self.move_to(header, class, List::Full) };
+        }
+        // SAFETY: (1) object `index < objects` lies inside the slab, before its header.
+        let object = unsafe { slab_base(header, class).add(index * geometry.size) };
+        NonNull::slice_from_raw_parts(object, geometry.size)
+    }
+
+    /// A slab that just became empty: kept as the class's spare, or given back.
+    ///
+    /// # Safety
+    ///
+    /// 1. `header` is a live slab of class `class` with every object free, on its partial list.
+    unsafe fn emptied(&mut self, header: NonNull<SlabHeader>, class: usize) {
+        if self.live_objects == 0 {
+            // The last object of the layer: give everything back, so an idle heap is whole.
+            // SAFETY: (1) the slab is live and empty.
+            unsafe { self.give_back(header, class) };
+            self.release_spares();
+        } else if self.classes[class].spare.is_none() {
+            // SAFETY: (1) the slab is on its partial list.
+            unsafe { self.move_to(header, class, List::Spare) };
+            self.spares += 1;
+        } else {
+            // SAFETY: (1) as above.
+            unsafe { self.give_back(header, class) };
+        }
+    }
+
+    /// Hands empty slab `header` back to the backing heap; if the backing heap refuses (it
+    /// never should: the block is its own), the slab stays on its partial list, still usable.
+    ///
+    /// # Safety
+    ///
+    /// 1. `header` is a live slab of class `class` with every object free, on the list its
+    ///    header names.
+    unsafe fn give_back(&mut self, header: NonNull<SlabHeader>, class: usize) {
+        let geometry = GEOMETRY[class];
+        // SAFETY: (1) passed on.
+        let list = unsafe { (*header.as_ptr()).list };
+        // SAFETY: (1) passed on.
+        unsafe { self.unlink(header, class) };
+        if list == List::Spare {
+            self.spares -= 1;
+        }
+        // A stale header would make the block look like a slab again once the backing heap
+        // hands the memory out as a larger block: wipe the tag first.
+        // SAFETY: (1) the header is live and ours.
+        unsafe { (*header.as_ptr()).tag = 0 };
+        // SAFETY: (1) the slab is a live block of the backing heap allocated with this layout,
+        // and no object of it is in use.
+        let given = unsafe { self.backing.deallocate(slab_base(header, class), geometry.slab_layout()) };
+        match given {
+            Ok(()) => {
+                self.free_bytes -= geometry.objects * geometry.size;
+                self.overhead -= geometry.slab - geometry.objects * geometry.size;
+            }
+            Err(_) => {
+                // SAFETY: (1) the slab stays live: restore its tag and list.
+                unsafe {
+                    (*header.as_ptr()).tag = tag_for(slab_base(header, class).as_ptr().addr());
+                    self.push(header, class, List::Partial);
+                }
+            }
+        }
+    }
+
+    /// Hands every spare slab back to the backing heap.
+    #[cold]
+    fn release_spares(&mut self) {
+        for class in 0..SLAB_CLASSES {
+            if let Some(spare) = self.classes[class].spare {
+                // SAFETY: the spare is a live, empty slab of this class on its spare list.
+                unsafe { self.give_back(spare, class) };
+            }
+        }
+    }
+
+    /// A new slab of class `class` from the backing heap, on its partial list.
+    #[cold]
+    fn new_slab(&mut self, class: usize) -> Option<NonNull<SlabHeader>> {
+        let geometry = GEOMETRY[class];
+        let layout = geometry.slab_layout();
+        let block = match self.backing.allocate(layout) {
+            Ok(block) => block,
+            Err(AllocError) if self.spares > 0 => {
+                self.release_spares();
+                self.backing.allocate(layout).ok()?
+            }
+            Err(AllocError) => return None,
+        };
+        let base = block.cast::<u8>();
+        if block.len() >= 2 * geometry.slab {
+            // A slab must be told by its length (`slab_at`); a backing heap that rounds this
+            // far up cannot hold slabs. Give it back and serve the request directly.
+            // SAFETY: just allocated with `layout`.
+            let _ = unsafe { self.backing.deallocate(base, layout) };
+            return None;
+        }
+        let mut used = [0usize; BITMAP_WORDS];
+        for index in geometry.objects..MAX_OBJECTS {
+            used[index / WORD_BITS] |= 1 << (index % WORD_BITS);
+        }
+        // SAFETY: the block is `slab` bytes at least and aligned to `slab`; the header's place
+        // at its end is in bounds and aligned (`slab - HEADER` is a multiple of its alignment).
+        let header = unsafe { base.add(geometry.slab - HEADER) }.cast::<SlabHeader>();
+        // SAFETY: as above; the memory is ours, nothing else refers to it.
+        unsafe {
+            header.write(SlabHeader {
+                tag: tag_for(base.as_ptr().addr()),
+                prev: None,
+                next: None,
+                class: class as u8,
+                list: List::Partial,
+                free_count: geometry.objects as u16,
+                hint: 0,
+                used,
+            });
+        }
+        self.free_bytes += geometry.objects * geometry.size;
+        self.overhead += geometry.slab - geometry.objects * geometry.size;
+        // SAFETY: the slab is live, of this class and on no list.
+        unsafe { self.push(header, class, List::Partial) };
+        Some(header)
+    }
+
+    /// A block straight from the backing heap, handing the spares back first if it refuses.
+    #[inline]
+    fn allocate_direct(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        match self.backing.allocate(layout) {
+            Ok(block) => Ok(block),
+            Err(AllocError) if self.spares > 0 => {
+                self.release_spares();
+                self.backing.allocate(layout)
+            }
+            Err(AllocError) => Err(AllocError),
+        }
+    }
+
+    /// A small request whose class has no partial slab: the spare, a new slab, or, when the
+    /// backing heap has no room for a slab, a block of its own.
+    #[cold]
+    fn allocate_small_slow(&mut self, layout: Layout, class: usize) -> Result<NonNull<[u8]>, AllocError> {
+        let slab = match self.classes[class].spare {
+            Some(spare) => {
+                // SAFETY: the spare is a live slab of this class on its spare list.
+                unsafe { self.move_to(spare, class, List::Partial) };
+                self.spares -= 1;
+                Some(spare)
+            }
+            None => self.new_slab(class),
+        };
+        if let Some(slab) = slab {
+            // SAFETY: the slab is live, of this class, on its partial list with free objects.
+            return Ok(unsafe { self.pop(slab, class) });
+        }
+        let block = self.allocate_direct(layout)?;
+        if block.len() >= MIN_SLAB {
+            // Too long to be told from a slab; no backing heap of kheap's rounds a small
+            // request this far, but a foreign one might.
+            // SAFETY: just allocated with `layout`.
+            let _ = unsafe { self.backing.deallocate(block.cast(), layout) };
+            return Err(AllocError);
+        }
+        Ok(block)
+    }
+
+    /// The largest object size with a free object in some slab.
+    fn largest_free_object(&self) -> usize {
+        (0..SLAB_CLASSES)
+            .rev()
+            .find(|&c| self.classes[c].partial.is_some() || self.classes[c].spare.is_some())
+            .map_or(0, |c| GEOMETRY[c].size)
+    }
+
+    /// Every slab of class `class` with the list it is on, for the walk and the checker.
+    fn each_slab(&self, class: usize, mut visit: impl FnMut(NonNull<SlabHeader>, List) -> bool) {
+        let lists = self.classes[class];
+        for (list, head) in
+            [(List::Partial, lists.partial), (List::Full, lists.full), (List::Spare, lists.spare)]
+        {
+            let mut at = head;
+            while let Some(header) = at {
+                if !visit(header, list) {
+                    return;
+                }
+                // SAFETY: every slab on a list is live and its header initialised (the
+                // lists' invariant); the checker bounds the walk against cycles.
+                at = unsafe { (*header.as_ptr()).next };
+            }
+        }
+    }
+}
+
+// SAFETY: (1) a slab object lies inside a live block of the backing heap (its slab), aligned
+// to its class's alignment (the slab is aligned to its size, objects start at multiples of the
+// class size), at most `SLAB_MAX` bytes and before the header; the bitmap hands each object to
+// one allocation at a time; other requests get the backing heap's blocks, which keeps promise
+// 1 for them. (2) the layer reads and writes only slab headers, never objects. (3) in-place
+// resizes of a slab object stay within its class; the others are the backing heap's. (4)
+// every refused call returns before changing anything (a spare handed back is free memory
+// either way). (5) no method panics: arithmetic is bounded by the slab geometry.
+unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
+    const MIN_REGION: usize = B::MIN_REGION;
+
+    unsafe fn add_region(&mut self, region: NonNull<[u8]>) -> Result<usize, RegionError> {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        unsafe { self.backing.add_region(region) }
+    }
+
+    #[inline]
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if let Some(class) = slab_class(layout) {
+            if let Some(slab) = self.classes[class].partial {
+                // SAFETY: a slab on its class's partial list is live and has a free object.
+                return Ok(unsafe { self.pop(slab, class) });
+            }
+            return self.allocate_small_slow(layout, class);
+        }
+        self.allocate_direct(layout)
+    }
+
+    #[inline]
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse> {
+        if let Some(class) = slab_class(layout) {
+            if let Some(header) = self.slab_of(ptr, layout, class)? {
+                // SAFETY: `slab_of` found a live slab.
+                return unsafe { self.free_object(header, ptr, layout, class) };
+            }
+        } else if ptr.as_ptr().addr() % MIN_SLAB == 0 && layout.size() < 2 * MAX_SLAB {
+            // A slab's first object freed with a large layout would look, to the backing heap,
+            // like a valid free of the whole slab.
+            if let Some((header, _)) = self.slab_at(ptr) {
+                // SAFETY: `slab_at` found a live slab.
+                let class = usize::from(unsafe { (*header.as_ptr()).class });
+                return Err(
+                    Misuse::new(MisuseKind::WrongLayout, ptr.as_ptr(), layout).found(geometry_layout(class))
+                );
+            }
+        }
+        // A block of the backing heap (or a mistake it will report).
+        // SAFETY: the caller's obligations are passed on.
+        unsafe { self.backing.deallocate(ptr, layout) }
+    }
+
+    unsafe fn grow_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Result<(), AllocError> {
+        // SAFETY: the caller's obligations are passed on.
+        unsafe { self.resize(ptr, old, new_size, true) }
+    }
+
+    unsafe fn shrink_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Result<(), AllocError> {
+        // SAFETY: the caller's obligations are passed on.
+        unsafe { self.resize(ptr, old, new_size, false) }
+    }
+
+    fn region_layout_for(&self, layout: Layout) -> Option<Layout> {
+        match slab_class(layout) {
+            // Room for a slab, so that the next requests of the class find one too.
+            Some(class) => self.backing.region_layout_for(GEOMETRY[class].slab_layout()),
+            None => self.backing.region_layout_for(layout),
+        }
+    }
+
+    fn usage(&self) -> HeapUsage {
+        let backing = self.backing.usage();
+        HeapUsage {
+            total_bytes: backing.total_bytes - self.overhead,
+            free_bytes: backing.free_bytes + self.free_bytes,
+            largest_free_block: backing.largest_free_block.max(self.largest_free_object()),
+        }
+    }
+
+    fn check_invariants(&self) -> Result<(), InvariantError> {
+        self.backing.check_invariants()?;
+        let (mut free_bytes, mut live, mut spares, mut overhead) = (0usize, 0usize, 0usize, 0usize);
+        // A walk longer than the heap has slabs has met a cycle.
+        let bound = self.backing.usage().total_bytes / MIN_SLAB + 1;
+        let mut broken = None;
+        for (class, &geometry) in GEOMETRY.iter().enumerate() {
+            let mut seen = 0;
+            let mut prev: Option<NonNull<SlabHeader>> = None;
+            let mut last_list = None;
+            self.each_slab(class, |header, list| {
+                if last_list != Some(list) {
+                    prev = None;
+                    last_list = Some(list);
+                }
+                seen += 1;
+                // SAFETY: the slab is on a list, so (by the lists' invariant, which this walk
+                // checks link by link) a live slab of this class.
+                let base = unsafe { slab_base(header, class) };
+                let fail = |what| Some(InvariantError::new(what, base.as_ptr(), class));
+                if seen > bound {
+                    broken = fail("slab list has a cycle");
+                    return false;
+                }
+                match self.backing.block_layout(base) {
+                    Ok(block) if block.size() >= geometry.slab && block.size() < 2 * geometry.slab => {}
+                    _ => {
+                        broken = fail("slab is not a live block of the backing heap");
+                        return false;
+                    }
+                }
+                // SAFETY: the backing heap confirmed a live block of at least the slab size.
+                let h = unsafe { &*header.as_ptr() };
+                let used: usize = (0..geometry.objects)
+                    .filter(|&i| h.used[i / WORD_BITS] & (1 << (i % WORD_BITS)) != 0)
+                    .count();
+                let tail_set = (geometry.objects..MAX_OBJECTS)
+                    .all(|i| h.used[i / WORD_BITS] & (1 << (i % WORD_BITS)) != 0);
+                let hint_ok = usize::from(h.hint) < BITMAP_WORDS
+                    && h.used[..usize::from(h.hint)].iter().all(|w| *w == usize::MAX);
+                broken = if h.tag != tag_for(base.as_ptr().addr()) {
+                    fail("slab tag does not match its address")
+                } else if usize::from(h.class) != class || h.list != list {
+                    fail("slab on the wrong list")
+                } else if h.prev != prev {
+                    fail("slab list back link broken")
+                } else if !tail_set || !hint_ok {
+                    fail("slab bitmap tail or hint broken")
+                } else if used + usize::from(h.free_count) != geometry.objects {
+                    fail("slab free count disagrees with its bitmap")
+                } else if match list {
+                    List::Partial => h.free_count == 0,
+                    List::Full => h.free_count != 0,
+                    List::Spare => usize::from(h.free_count) != geometry.objects,
+                } {
+                    fail("slab's fill disagrees with its list")
+                } else {
+                    None
+                };
+                free_bytes += usize::from(h.free_count) * geometry.size;
+                live += used;
+                overhead += geometry.slab - geometry.objects * geometry.size;
+                spares += usize::from(list == List::Spare);
+                prev = Some(header);
+                broken.is_none()
+            });
+            if broken.is_some() {
+                break;
+            }
+        }
+        if let Some(error) = broken {
+            return Err(error);
+        }
+        if free_bytes != self.free_bytes {
+            return Err(InvariantError::new(
+                "slab free bytes disagree with the slabs",
+                core::ptr::null(),
+                free_bytes,
+            ));
+        }
+        if live != self.live_objects {
+            return Err(InvariantError::new(
+                "live slab objects disagree with the slabs",
+                core::ptr::null(),
+                live,
+            ));
+        }
+        if overhead != self.overhead {
+            return Err(InvariantError::new(
+                "slab overhead disagrees with the slabs",
+                core::ptr::null(),
+                overhead,
+            ));
+        }
+        if spares != self.spares {
+            return Err(InvariantError::new(
+                "spare slab count disagrees with the lists",
+                core::ptr::null(),
+                spares,
+            ));
+        }
+        Ok(())
+    }
+
+    fn walk(&self, visit: &mut dyn FnMut(Part)) {
+        self.backing.walk(visit);
+        for (class, &geometry) in GEOMETRY.iter().enumerate() {
+            self.each_slab(class, |header, _| {
+                // SAFETY: a slab on a list is live, its header initialised.
+                let (base, h) = unsafe { (slab_base(header, class), &*header.as_ptr()) };
+                let start = base.as_ptr().cast_const();
+                for i in 0..geometry.objects {
+                    if h.used[i / WORD_BITS] & (1 << (i % WORD_BITS)) == 0 {
+                        let at = start.wrapping_add(i * geometry.size);
+                        visit(Part { kind: PartKind::Free, start: at, len: geometry.size });
+                    }
+                }
+                let tail = geometry.objects * geometry.size;
+                visit(Part {
+                    kind: PartKind::Bookkeeping,
+                    start: start.wrapping_add(tail),
+                    len: geometry.slab - tail,
+                });
+                true
+            });
+        }
+    }
+}
+
+impl<B: BlockLookup> SlabHeap<B> {
+    /// Grows or shrinks in place: a slab object within its class; a block of the backing heap
+    /// if its class does not change (a small one) or it stays large.
+    ///
+    /// # Safety
+    ///
+    /// The obligations of [`RawHeap::grow_in_place`] (`grow`) or [`RawHeap::shrink_in_place`].
+    unsafe fn resize(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+        grow: bool,
+    ) -> Result<(), AllocError> {
+        let new = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
+        let (old_class, new_class) = (slab_class(old), slab_class(new));
+        if old_class != new_class {
+            // Crossing a class (or the slab limit) moves the block: the front copies it.
+            return Err(AllocError);
+        }
+        if let Some(class) = old_class {
+            if let Ok(Some(_)) = self.slab_of(ptr, old, class) {
+                // The object already has its class's full size.
+                return Ok(());
+            }
+        }
+        // SAFETY: the caller's obligations are passed on.
+        unsafe {
+            if grow {
+                self.backing.grow_in_place(ptr, old, new_size)
+            } else {
+                self.backing.shrink_in_place(ptr, old, new_size)
+            }
+        }
+    }
+}
+
+// SAFETY: a slab object's layout is its class's (size = the usable size `allocate` returned,
+// alignment = the class's), which `deallocate` maps back to the same class and object; other
+// blocks are the backing heap's, whose promise it is.
+unsafe impl<B: BlockLookup> BlockLookup for SlabHeap<B> {
+    fn block_layout(&self, ptr: NonNull<u8>) -> Result<Layout, Misuse> {
+        let mut slab = MIN_SLAB;
+        while slab <= MAX_SLAB {
+            let base = round_down(ptr, slab);
+            if let Some((header, size)) = self.slab_at(base) {
+                if size == slab {
+                    // SAFETY: `slab_at` found a live slab.
+                    let h = unsafe { &*header.as_ptr() };
+                    let class = usize::from(h.class);
+                    let offset = ptr.as_ptr().addr() - base.as_ptr().addr();
+                    return match GEOMETRY[class].object_at(offset) {
+                        Some(i) if h.used[i / WORD_BITS] & (1 << (i % WORD_BITS)) != 0 => {
+                            Ok(geometry_layout(class))
+                        }
+                        Some(_) => {
+                            Err(Misuse::new(MisuseKind::DoubleFree, ptr.as_ptr(), Layout::new::<u8>()))
+                        }
+                        None => {
+                            Err(Misuse::new(MisuseKind::NotBlockStart, ptr.as_ptr(), Layout::new::<u8>()))
+                        }
+                    };
+                }
+            }
+            slab *= 2;
+        }
+        self.backing.block_layout(ptr)
+    }
+}
+
+#[cfg(test)]
+mod tests;
