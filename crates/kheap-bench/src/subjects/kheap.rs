@@ -5,7 +5,7 @@
 //! Adding a kheap heap (TLSF, slab, the default `Heap`): one `build` function and one line in
 //! [`subjects`].
 
-use kheap::{BuddyHeap, FirstFitHeap, FitPolicy, LockedHeap, RawSpinlock, TlsfHeap};
+use kheap::{BuddyHeap, FirstFitHeap, FitPolicy, LockedHeap, RawSpinlock, SlabHeap, TlsfHeap};
 
 use super::{Family, Heap, Subject};
 use crate::arena::Arena;
@@ -34,6 +34,14 @@ fn tlsf(arena: &Arena) -> Result<Heap, String> {
     over_arena(TlsfHeap::new(), arena)
 }
 
+fn slab_tlsf(arena: &Arena) -> Result<Heap, String> {
+    over_arena(SlabHeap::new(TlsfHeap::new()), arena)
+}
+
+fn slab_buddy(arena: &Arena) -> Result<Heap, String> {
+    over_arena(SlabHeap::new(BuddyHeap::<{ kheap::DEFAULT_MAX_ORDER }>::new()), arena)
+}
+
 pub fn subjects() -> Vec<Subject> {
     let kheap = |name, config, build| Subject { name, family: Family::Kheap, config, build, in_arena: true };
     vec![
@@ -41,5 +49,7 @@ pub fn subjects() -> Vec<Subject> {
         kheap("kheap-first-fit", "kheap FirstFitHeap(FitPolicy::First), LockedHeap<RawSpinlock>", first_fit),
         kheap("kheap-best-fit", "kheap FirstFitHeap(FitPolicy::Best), LockedHeap<RawSpinlock>", best_fit),
         kheap("kheap-tlsf", "kheap TlsfHeap, LockedHeap<RawSpinlock>", tlsf),
+        kheap("kheap-slab-tlsf", "kheap SlabHeap<TlsfHeap>, LockedHeap<RawSpinlock>", slab_tlsf),
+        kheap("kheap-slab-buddy", "kheap SlabHeap<BuddyHeap>, LockedHeap<RawSpinlock>", slab_buddy),
     ]
 }

@@ -59,10 +59,18 @@ const MAX_SLAB: usize = slab_size(SLAB_MAX);
 /// Mixed into a slab's tag so that no plausible data (zeros, small integers, pointers) is one.
 const TAG_KEY: usize = 0x6b68_6561_705f_736c_u64 as usize;
 
-/// The tag a slab at `base` carries in its header.
+/// The tag a slab of class `class` at `base` carries in its header: the fast identity check
+/// confirms the slab and its class with one comparison.
 #[inline(always)]
-const fn tag_for(base: usize) -> usize {
-    base.rotate_left(23) ^ TAG_KEY
+const fn tag_for(base: usize, class: usize) -> usize {
+    base.rotate_left(23) ^ TAG_KEY ^ class
+}
+
+/// The class a tag read at `base` names, if it is a slab tag at all.
+#[inline]
+fn class_of_tag(tag: usize, base: usize) -> Option<usize> {
+    let class = tag ^ tag_for(base, 0);
+    (class < SLAB_CLASSES).then_some(class)
 }
 
 /// The slab size of a class of `size`-byte objects: room for about 32 objects, at least 4 KiB.
@@ -90,7 +98,7 @@ enum List {
 /// The bookkeeping at the end of every slab.
 #[repr(C)]
 struct SlabHeader {
-    /// Invariant: `tag_for(slab base address)`.
+    /// Invariant: `tag_for(slab base address, class)`.
     tag: usize,
     /// Invariant: the neighbours on the class list `list` names (doubly linked, null-ended).
     prev: Option<NonNull<SlabHeader>>,
@@ -238,7 +246,22 @@ pub struct SlabHeap<B> {
     overhead: usize,
     /// Invariant: the number of classes with a spare slab.
     spares: usize,
+    /// Small blocks taken straight from the backing heap (when it had no room for a slab) and
+    /// not yet freed. While there are none, every correct free of a small layout is a slab
+    /// object's, and the fast identity check (`tagged_slab`) may be used.
+    direct_small: usize,
+    /// The regions given to the heap, as address ranges (touching ones joined), for the fast
+    /// identity check: it reads a slab's tag only where memory is sure to be readable.
+    /// Invariant: `spans[..span_count]` are regions the backing heap accepted.
+    spans: [(usize, usize); MAX_SPANS],
+    span_count: usize,
+    /// More regions than `spans` holds: the fast check is off, every free asks the backing heap.
+    spans_overflowed: bool,
 }
+
+/// Regions the fast identity check keeps track of; a heap grown more often than this asks the
+/// backing heap on every free of a small object.
+const MAX_SPANS: usize = 8;
 
 // SAFETY: the layer owns its slabs (blocks of its own backing heap) and shares them with no
 // one; moving it to another thread moves that ownership with it, as for `B`.
@@ -255,6 +278,10 @@ impl<B> SlabHeap<B> {
             live_objects: 0,
             overhead: 0,
             spares: 0,
+            direct_small: 0,
+            spans: [(0, 0); MAX_SPANS],
+            span_count: 0,
+            spans_overflowed: false,
         }
     }
 
@@ -283,6 +310,80 @@ unsafe fn slab_base(header: NonNull<SlabHeader>, class: usize) -> NonNull<u8> {
 }
 
 impl<B: BlockLookup> SlabHeap<B> {
+    /// Remembers a region the backing heap accepted, joined to one it touches.
+    fn record_span(&mut self, start: usize, end: usize) {
+        for span in &mut self.spans[..self.span_count] {
+            if span.1 == start {
+                span.1 = end;
+                return;
+            }
+            if span.0 == end {
+                span.0 = start;
+                return;
+            }
+        }
+        if self.span_count < MAX_SPANS {
+            self.spans[self.span_count] = (start, end);
+            self.span_count += 1;
+        } else {
+            self.spans_overflowed = true;
+        }
+    }
+
+    /// The fast identity check: the header of the slab of size `slab` at `base` if its tag
+    /// matches, read only when the whole slab lies in a region (so the read cannot fault) and
+    /// no direct small block is live (so, in correct use, `base` starts one of our slabs and
+    /// the read is of our own header).
+    #[inline(always)]
+    fn tagged_slab(&self, base: NonNull<u8>, class: usize) -> Option<NonNull<SlabHeader>> {
+        if self.direct_small != 0 || self.spans_overflowed {
+            return None;
+        }
+        let slab = GEOMETRY[class].slab;
+        let start = base.as_ptr().addr();
+        let inside =
+            self.spans[..self.span_count].iter().any(|&(s, e)| s <= start && start < e && slab <= e - start);
+        if !inside {
+            return None;
+        }
+        // SAFETY: the slab's span lies inside a region (valid for reads for as long as the
+        // heap is used), and the header's place is aligned (`base` is aligned to `slab`,
+        // `slab - HEADER` is a multiple of the header's alignment).
+        let header = unsafe { base.add(slab - HEADER) }.cast::<SlabHeader>();
+        // SAFETY: as above; any value is a valid `usize`.
+        let tag = unsafe { header.cast::<usize>().read() };
+        (tag == tag_for(start, class)).then_some(header)
+    }
+
+    /// A slab whose first object is being freed with a large layout, as the whole slab would
+    /// be: the backing heap would take the slab back while its objects are in use.
+    #[cold]
+    fn slab_freed_as_large(&self, ptr: NonNull<u8>, layout: Layout) -> Option<NonNull<SlabHeader>> {
+        let mut slab = MIN_SLAB;
+        while slab <= MAX_SLAB && ptr.as_ptr().addr() % slab == 0 {
+            let header = if layout.size() >= slab {
+                // The header's place lies inside the block being freed: read it directly.
+                // SAFETY: the caller hands over `layout.size()` bytes at `ptr`, aligned to
+                // `slab` (checked above); the header's place is inside them and aligned.
+                let header = unsafe { ptr.add(slab - HEADER) }.cast::<SlabHeader>();
+                // SAFETY: as above; any value is a valid `usize`.
+                let tag = unsafe { header.cast::<usize>().read() };
+                class_of_tag(tag, ptr.as_ptr().addr()).filter(|&c| GEOMETRY[c].slab == slab).map(|_| header)
+            } else if 2 * layout.size() > slab {
+                // The backing heap may round this layout up to a whole slab, whose header lies
+                // past the caller's bytes: ask it.
+                self.slab_at(ptr).and_then(|(header, size)| (size == slab).then_some(header))
+            } else {
+                None
+            };
+            if header.is_some() {
+                return header;
+            }
+            slab *= 2;
+        }
+        None
+    }
+
     /// The header of the slab that starts at `base`, if `base` starts one: the backing heap has
     /// a live block there, a slab size long, and the tag at that size's header matches.
     #[inline]
@@ -303,7 +404,10 @@ impl<B: BlockLookup> SlabHeap<B> {
         // SAFETY: as above, `header` is readable; only the first word is read, any value is
         // valid for a `usize`.
         let tag = unsafe { header.cast::<usize>().read() };
-        (tag == tag_for(base.as_ptr().addr())).then_some((header, slab))
+        let class = class_of_tag(tag, base.as_ptr().addr())?;
+        // SAFETY: the tag is ours, so the whole header is: initialised, and read only here.
+        let own = usize::from(unsafe { (*header.as_ptr()).class });
+        (GEOMETRY[class].slab == slab && own == class).then_some((header, slab))
     }
 
     /// The slab of class `class` that would hold `ptr`: `Ok(Some)` when `ptr` lies in a slab of
@@ -318,6 +422,9 @@ impl<B: BlockLookup> SlabHeap<B> {
     ) -> Result<Option<NonNull<SlabHeader>>, Misuse> {
         let slab = GEOMETRY[class].slab;
         let base = round_down(ptr, slab);
+        if let Some(header) = self.tagged_slab(base, class) {
+            return Ok(Some(header));
+        }
         match self.slab_at(base) {
             Some((header, size)) if size == slab => Ok(Some(header)),
             Some((header, size)) if ptr.as_ptr().addr() - base.as_ptr().addr() < size => {
@@ -347,17 +454,11 @@ impl<B: BlockLookup> SlabHeap<B> {
         // SAFETY: (1) the slab starts `slab - HEADER` bytes before its header.
         let base = unsafe { slab_base(header, class) };
         let offset = ptr.as_ptr().addr() - base.as_ptr().addr();
-        if offset >= geometry.slab - HEADER {
-            return Err(Misuse::new(MisuseKind::Bookkeeping, ptr.as_ptr(), layout));
-        }
         // SAFETY: (1) the header is ours and initialised; the heap is borrowed mutably.
         let own_class = usize::from(unsafe { (*h).class });
-        if own_class != class {
-            let found = geometry_layout(own_class);
-            return Err(Misuse::new(MisuseKind::WrongLayout, ptr.as_ptr(), layout).found(found));
-        }
-        let Some(index) = geometry.object_at(offset) else {
-            return Err(Misuse::new(MisuseKind::NotBlockStart, ptr.as_ptr(), layout));
+        let index = match geometry.object_at(offset) {
+            Some(index) if own_class == class => index,
+            _ => return Err(diagnose_free(ptr, layout, offset, own_class, class)),
         };
         let (word, bit) = (index / WORD_BITS, 1usize << (index % WORD_BITS));
         // SAFETY: (1) as above; `word < BITMAP_WORDS` since `index < objects <= MAX_OBJECTS`.
@@ -384,6 +485,20 @@ impl<B: BlockLookup> SlabHeap<B> {
             unsafe { self.emptied(header, class) };
         }
         Ok(())
+    }
+}
+
+/// Why a free of `ptr` (at `offset` into a slab of class `own`) with `layout` (class `class`)
+/// was refused.
+#[cold]
+fn diagnose_free(ptr: NonNull<u8>, layout: Layout, offset: usize, own: usize, class: usize) -> Misuse {
+    // A class out of range means a damaged header: bookkeeping either way.
+    if offset >= GEOMETRY.get(own).map_or(0, |g| g.slab - HEADER) {
+        Misuse::new(MisuseKind::Bookkeeping, ptr.as_ptr(), layout)
+    } else if own != class {
+        Misuse::new(MisuseKind::WrongLayout, ptr.as_ptr(), layout).found(geometry_layout(own))
+    } else {
+        Misuse::new(MisuseKind::NotBlockStart, ptr.as_ptr(), layout)
     }
 }
 
@@ -544,7 +659,7 @@ impl<B: RawHeap> SlabHeap<B> {
             Err(_) => {
                 // SAFETY: (1) the slab stays live: restore its tag and list.
                 unsafe {
-                    (*header.as_ptr()).tag = tag_for(slab_base(header, class).as_ptr().addr());
+                    (*header.as_ptr()).tag = tag_for(slab_base(header, class).as_ptr().addr(), class);
                     self.push(header, class, List::Partial);
                 }
             }
@@ -593,7 +708,7 @@ impl<B: RawHeap> SlabHeap<B> {
         // SAFETY: as above; the memory is ours, nothing else refers to it.
         unsafe {
             header.write(SlabHeader {
-                tag: tag_for(base.as_ptr().addr()),
+                tag: tag_for(base.as_ptr().addr(), class),
                 prev: None,
                 next: None,
                 class: class as u8,
@@ -648,6 +763,7 @@ impl<B: RawHeap> SlabHeap<B> {
             let _ = unsafe { self.backing.deallocate(block.cast(), layout) };
             return Err(AllocError);
         }
+        self.direct_small += 1;
         Ok(block)
     }
 
@@ -691,7 +807,11 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
 
     unsafe fn add_region(&mut self, region: NonNull<[u8]>) -> Result<usize, RegionError> {
         // SAFETY: the caller's obligations are passed on unchanged.
-        unsafe { self.backing.add_region(region) }
+        let usable = unsafe { self.backing.add_region(region) }?;
+        let start = region.cast::<u8>().as_ptr().addr();
+        // Accepted, so it does not wrap the address space.
+        self.record_span(start, start + region.len());
+        Ok(usable)
     }
 
     #[inline]
@@ -716,7 +836,7 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
         } else if ptr.as_ptr().addr() % MIN_SLAB == 0 && layout.size() < 2 * MAX_SLAB {
             // A slab's first object freed with a large layout would look, to the backing heap,
             // like a valid free of the whole slab.
-            if let Some((header, _)) = self.slab_at(ptr) {
+            if let Some(header) = self.slab_freed_as_large(ptr, layout) {
                 // SAFETY: `slab_at` found a live slab.
                 let class = usize::from(unsafe { (*header.as_ptr()).class });
                 return Err(
@@ -726,7 +846,12 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
         }
         // A block of the backing heap (or a mistake it will report).
         // SAFETY: the caller's obligations are passed on.
-        unsafe { self.backing.deallocate(ptr, layout) }
+        unsafe { self.backing.deallocate(ptr, layout) }?;
+        if slab_class(layout).is_some() {
+            // Saturating: a misuse the backing heap cannot detect must not make it wrap.
+            self.direct_small = self.direct_small.saturating_sub(1);
+        }
+        Ok(())
     }
 
     unsafe fn grow_in_place(
@@ -806,7 +931,7 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
                     .all(|i| h.used[i / WORD_BITS] & (1 << (i % WORD_BITS)) != 0);
                 let hint_ok = usize::from(h.hint) < BITMAP_WORDS
                     && h.used[..usize::from(h.hint)].iter().all(|w| *w == usize::MAX);
-                broken = if h.tag != tag_for(base.as_ptr().addr()) {
+                broken = if h.tag != tag_for(base.as_ptr().addr(), class) {
                     fail("slab tag does not match its address")
                 } else if usize::from(h.class) != class || h.list != list {
                     fail("slab on the wrong list")

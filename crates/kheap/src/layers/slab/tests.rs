@@ -312,12 +312,12 @@ fn the_checker_finds_a_damaged_header() {
     heap.check_invariants().unwrap();
     // SAFETY: as above: a damaged tag makes the slab unknown, and frees in it are refused by
     // the backing heap (an interior pointer of its block) instead of corrupting it.
-    unsafe { (*header.as_ptr()).tag ^= 1 };
+    unsafe { (*header.as_ptr()).tag ^= 1 << 20 };
     assert!(heap.check_invariants().is_err());
     // SAFETY: `q` is live, but its slab cannot be recognised.
     assert!(unsafe { heap.deallocate(q, l) }.is_err());
     // SAFETY: restored.
-    unsafe { (*header.as_ptr()).tag ^= 1 };
+    unsafe { (*header.as_ptr()).tag ^= 1 << 20 };
     free(&mut heap, p, l);
     free(&mut heap, q, l);
 }
