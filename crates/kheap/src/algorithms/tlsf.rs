@@ -335,13 +335,12 @@ impl RegionRecord {
     }
 }
 
-/// An allocated block found where a free (or a resize) says one is: its region, its first and
-/// last boundaries, and the marks there (which tell whether its neighbours are free).
+/// An allocated block found where a resize says one is: its region, its first and last
+/// boundaries, and the marks at the last (which tell whether the block after is free).
 struct Located {
     record: NonNull<RegionRecord>,
     first: usize,
     last: usize,
-    head: usize,
     tail: usize,
 }
 
@@ -820,7 +819,7 @@ impl TlsfHeap {
         }
         // SAFETY: both boundaries are in `0..=N` (checked above).
         let (head, tail) = unsafe { (r.marks(first), r.marks(last)) };
-        (head & STARTS != 0 && tail & ENDS != 0).then_some(Located { record, first, last, head, tail })
+        (head & STARTS != 0 && tail & ENDS != 0).then_some(Located { record, first, last, tail })
     }
 
     /// Finds out what is wrong with a free of `ptr` with `layout`, which the fast check refused.
@@ -843,6 +842,103 @@ impl TlsfHeap {
             Some((true, _, len)) => misuse(MisuseKind::NotBlockStart).found(found(len)),
             None => misuse(MisuseKind::Foreign),
         }
+    }
+
+    /// A refused free: what is wrong with it, as the error `deallocate` returns. Out of line (and
+    /// returning the whole result), so the fast path of `deallocate` ends in a jump here.
+    #[cold]
+    #[inline(never)]
+    fn refuse(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse> {
+        Err(self.diagnose(ptr, layout))
+    }
+
+    /// The end of a free whose block touches a free neighbour: out of line (with few enough
+    /// arguments to be reached by a jump), so that the common free stays small. `marks` holds
+    /// the marks of the block's first boundary in its low two bits, of its last in the next two.
+    ///
+    /// # Safety
+    ///
+    /// 1. As for [`release`](Self::release), with `[start, start + len)` just unmarked and
+    ///    `marks` read before.
+    #[inline(never)]
+    unsafe fn free_merging(
+        &mut self,
+        record: NonNull<RegionRecord>,
+        start: NonNull<u8>,
+        len: usize,
+        marks: usize,
+    ) -> Result<(), Misuse> {
+        let first = self.record(record).boundary(start.as_ptr().addr());
+        let last = first + (len >> GRANULE_SHIFT);
+        // SAFETY: (1).
+        unsafe { self.merge_and_link(record, start, len, first, last, marks & 0b11, marks >> 2) };
+        Ok(())
+    }
+
+    /// `deallocate` of a pointer outside the first region: finds its region, then frees as
+    /// usual (or refuses).
+    ///
+    /// # Safety
+    ///
+    /// As for [`RawHeap::deallocate`].
+    #[inline(never)]
+    unsafe fn deallocate_elsewhere(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse> {
+        match self.later_record_of(ptr.as_ptr().addr()) {
+            // SAFETY: the caller's obligations, passed on; the record's span holds `ptr`.
+            Some(record) => unsafe { self.deallocate_in(record, ptr, layout) },
+            None => self.refuse(ptr, layout),
+        }
+    }
+
+    /// `deallocate` in the region of `record`: checks the block's marks, unmarks it and returns
+    /// it to the free lists (merging out of line).
+    ///
+    /// # Safety
+    ///
+    /// As for [`RawHeap::deallocate`]; besides, `record`'s span holds `ptr`.
+    #[inline(always)]
+    unsafe fn deallocate_in(
+        &mut self,
+        record: NonNull<RegionRecord>,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) -> Result<(), Misuse> {
+        let size = block_bytes(layout);
+        let addr = ptr.as_ptr().addr();
+        let r = self.record(record);
+        // `addr` lies in the span, so `rel < len`; `size <= isize::MAX`, so `end` does not wrap.
+        let rel = addr - r.span.start_addr();
+        let end = rel + size;
+        // Only the bookkeeping's first boundary carries a mark inside it, so comparing with its
+        // start is enough: any other address in it fails the mark check below.
+        if addr & ((layout.align() - 1) | (GRANULE - 1)) != 0
+            || end > r.span.len
+            || addr == r.meta.start_addr()
+        {
+            return self.refuse(ptr, layout);
+        }
+        let (first, last) = (rel >> GRANULE_SHIFT, end >> GRANULE_SHIFT);
+        // SAFETY: both boundaries are in `0..=N` (`end <= len`).
+        let (head, tail) = unsafe { (r.marks(first), r.marks(last)) };
+        // One test for both marks: `STARTS` at the head (bit 1) and `ENDS` at the tail (bit 0).
+        if (head >> 1) & tail & 1 == 0 {
+            return self.refuse(ptr, layout);
+        }
+        // SAFETY: the block `[addr, addr + size)` is allocated (marked at both boundaries), in
+        // the span, outside the bookkeeping, and the caller gives it up (1, 2); once unmarked it
+        // is released, with the marks read at its boundaries.
+        unsafe {
+            let r = self.record_mut(record);
+            r.set_mark(first, STARTS, false);
+            r.set_mark(last, ENDS, false);
+            // `ENDS` at the head and `STARTS` at the tail: both neighbours allocated.
+            if head & (tail >> 1) & 1 == 0 {
+                return self.free_merging(record, ptr, size, head | tail << 2);
+            }
+            self.link(ptr, size);
+        }
+        self.free += size;
+        Ok(())
     }
 
     /// Marks `[start, start + size)`, carved from the block `[block, block + block_size)` just
@@ -884,6 +980,50 @@ impl TlsfHeap {
             unsafe { self.link(offset_within(block, gap + size), rest) };
         }
         self.free -= size;
+    }
+
+    /// The end of `allocate` for a block outside the first region: finds its region and
+    /// carves `size` bytes from the block's start.
+    ///
+    /// # Safety
+    ///
+    /// 1. The block was a free block of `block_size` bytes (at least `size`) and is off its
+    ///    list.
+    #[inline(never)]
+    unsafe fn carve_elsewhere(
+        &mut self,
+        block: NonNull<u8>,
+        block_size: usize,
+        size: usize,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        let start = block.as_ptr().addr();
+        let Some(record) = self.later_record_of(start) else {
+            debug_assert!(false, "free block outside every region");
+            return Err(AllocError);
+        };
+        // SAFETY: (1), in `record`'s span.
+        unsafe { self.carve(record, block, block_size, start, size) };
+        Ok(NonNull::slice_from_raw_parts(block, size))
+    }
+
+    /// `allocate` of `size` bytes (rounded) when the good fit found no list: the fallback scan.
+    #[cold]
+    #[inline(never)]
+    fn allocate_fallback(&mut self, size: usize) -> Result<NonNull<[u8]>, AllocError> {
+        let (block, block_size, (fl, sl)) =
+            self.fallback(size, GRANULE, size >> GRANULE_SHIFT).ok_or(AllocError)?;
+        let start = block.as_ptr().addr();
+        let Some(record) = self.record_of(start) else {
+            debug_assert!(false, "free block outside every region");
+            return Err(AllocError);
+        };
+        // SAFETY: the fallback returned a block on list `(fl, sl)` that holds `size` bytes
+        // at its start; once off its list, that piece is carved from it.
+        unsafe {
+            self.unlink_from(block, fl, sl);
+            self.carve(record, block, block_size, start, size);
+        }
+        Ok(NonNull::slice_from_raw_parts(block, size))
     }
 
     /// `allocate` for an alignment beyond the granule: the block found may need a leading gap.
@@ -1065,63 +1205,50 @@ unsafe impl RawHeap for TlsfHeap {
             return self.allocate_aligned(layout);
         }
         // Up to the granule's alignment every block start will do: the good fit for the size
-        // itself, the head of its list, then (rarely) the fallback.
+        // itself, the head of its list; the fallback (rarely) out of line.
         let size = block_bytes(layout);
         let n = size >> GRANULE_SHIFT;
-        let good = search_class(n).and_then(|(fl, sl)| self.first_nonempty(fl, sl));
-        let (block, block_size) = match good {
-            Some((fl, sl)) => {
-                // SAFETY: `first_nonempty` returns classes in range, of non-empty lists.
-                let Some(head) = (unsafe { self.head(fl, sl) }) else {
-                    debug_assert!(false, "a list marked non-empty is empty");
-                    return Err(AllocError);
-                };
-                // SAFETY: `head` heads list `(fl, sl)`: it holds a `FreeHead` and its size.
-                let (block_size, next) = unsafe { (Self::listed_size(head, fl, sl), head.as_ref().next) };
-                // SAFETY: the class is in range and `next` follows the head.
-                unsafe { self.pop_head(fl, sl, next) };
-                if let Some(mut next) = next {
-                    // SAFETY: list members hold `FreeHead`s the heap owns.
-                    unsafe { next.as_mut().prev = None };
-                }
-                (head.cast::<u8>(), block_size)
-            }
-            None => {
-                let (block, block_size, (fl, sl)) = self.fallback(size, GRANULE, n).ok_or(AllocError)?;
-                // SAFETY: the fallback returned a block on list `(fl, sl)`.
-                unsafe { self.unlink_from(block, fl, sl) };
-                (block, block_size)
-            }
+        let Some((fl, sl)) = search_class(n).and_then(|(fl, sl)| self.first_nonempty(fl, sl)) else {
+            return self.allocate_fallback(size);
         };
-        let start = block.as_ptr().addr();
-        let Some(record) = self.record_of(start) else {
-            debug_assert!(false, "free block outside every region");
+        // SAFETY: `first_nonempty` returns classes in range, of non-empty lists.
+        let Some(head) = (unsafe { self.head(fl, sl) }) else {
+            debug_assert!(false, "a list marked non-empty is empty");
             return Err(AllocError);
         };
+        // SAFETY: `head` heads list `(fl, sl)`: it holds a `FreeHead` and its size.
+        let (block_size, next) = unsafe { (Self::listed_size(head, fl, sl), head.as_ref().next) };
+        // SAFETY: the class is in range and `next` follows the head.
+        unsafe { self.pop_head(fl, sl, next) };
+        if let Some(mut next) = next {
+            // SAFETY: list members hold `FreeHead`s the heap owns.
+            unsafe { next.as_mut().prev = None };
+        }
+        let block = head.cast::<u8>();
+        let start = block.as_ptr().addr();
         debug_assert!(size <= block_size, "the block found cannot hold the request");
-        // SAFETY: the block was on its list and is off it now; the piece is its start.
-        unsafe { self.carve(record, block, block_size, start, size) };
-        Ok(NonNull::slice_from_raw_parts(block, size))
+        match self.regions {
+            Some(first) if self.record(first).span.contains(start) => {
+                // SAFETY: the block was on its list and is off it now, in the first region; the
+                // piece is its start.
+                unsafe { self.carve(first, block, block_size, start, size) };
+                Ok(NonNull::slice_from_raw_parts(block, size))
+            }
+            // SAFETY: as above, in a later region.
+            _ => unsafe { self.carve_elsewhere(block, block_size, size) },
+        }
     }
 
     #[inline]
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse> {
-        let size = block_bytes(layout);
-        let Some(Located { record, first, last, head, tail }) =
-            self.allocated_block(ptr, size, layout.align() - 1)
-        else {
-            return Err(self.diagnose(ptr, layout));
-        };
-        // SAFETY: the block's boundaries lie inside the span (checked above); it is allocated
-        // there, outside the bookkeeping, and the caller gives it up (1, 2); once unmarked it
-        // is released, with the marks read at its boundaries.
-        unsafe {
-            let r = self.record_mut(record);
-            r.set_mark(first, STARTS, false);
-            r.set_mark(last, ENDS, false);
-            self.merge_and_link(record, ptr, size, first, last, head, tail);
+        match self.regions {
+            // SAFETY: the caller's obligations, passed on; the first region holds `ptr`.
+            Some(first) if self.record(first).span.contains(ptr.as_ptr().addr()) => unsafe {
+                self.deallocate_in(first, ptr, layout)
+            },
+            // SAFETY: the caller's obligations, passed on.
+            _ => unsafe { self.deallocate_elsewhere(ptr, layout) },
         }
-        Ok(())
     }
 
     unsafe fn grow_in_place(
