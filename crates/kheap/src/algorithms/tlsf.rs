@@ -584,16 +584,18 @@ impl TlsfHeap {
                 block.as_ptr().add(size - WORD).cast::<usize>().write(size);
             }
         }
-        if let Some(mut next) = next {
-            // SAFETY: list members are free blocks holding `FreeHead`s the heap owns.
-            unsafe { next.as_mut().prev = Some(node) };
-        }
         // SAFETY: the class is in range (above).
-        unsafe {
-            self.set_head(fl, sl, Some(node));
-            *self.row(fl) |= 1 << sl;
+        unsafe { self.set_head(fl, sl, Some(node)) };
+        match next {
+            // SAFETY: list members are free blocks holding `FreeHead`s the heap owns. A list
+            // that had a head is already marked in both bit maps.
+            Some(mut next) => unsafe { next.as_mut().prev = Some(node) },
+            None => {
+                // SAFETY: the class is in range (above).
+                unsafe { *self.row(fl) |= 1 << sl };
+                self.fl_bitmap |= 1 << fl;
+            }
         }
-        self.fl_bitmap |= 1 << fl;
     }
 
     /// Takes the free block of `size` bytes at `block` off its list.
