@@ -524,7 +524,7 @@ impl TlsfHeap {
         } else {
             // SAFETY: (1) blocks of every other class are at least two granules long and keep
             // their size in the first word of the second granule.
-            unsafe { block.cast::<u8>().as_ptr().add(GRANULE).cast::<usize>().read() }
+            unsafe { block.cast::<u8>().as_ptr().wrapping_add(GRANULE).cast::<usize>().read() }
         }
     }
 
@@ -540,7 +540,7 @@ impl TlsfHeap {
             GRANULE
         } else {
             // SAFETY: (1) a free block of two granules or more keeps its size there.
-            unsafe { block.as_ptr().add(GRANULE).cast::<usize>().read() }
+            unsafe { block.as_ptr().wrapping_add(GRANULE).cast::<usize>().read() }
         }
     }
 
@@ -556,7 +556,7 @@ impl TlsfHeap {
             GRANULE
         } else {
             // SAFETY: (1) a free block of two granules or more keeps its size in its last word.
-            unsafe { end.as_ptr().sub(WORD).cast::<usize>().read() }
+            unsafe { end.as_ptr().wrapping_sub(WORD).cast::<usize>().read() }
         }
     }
 
@@ -580,8 +580,8 @@ impl TlsfHeap {
         unsafe {
             node.write(FreeHead { next, prev: None });
             if size > GRANULE {
-                block.as_ptr().add(GRANULE).cast::<usize>().write(size);
-                block.as_ptr().add(size - WORD).cast::<usize>().write(size);
+                block.as_ptr().wrapping_add(GRANULE).cast::<usize>().write(size);
+                block.as_ptr().wrapping_add(size - WORD).cast::<usize>().write(size);
             }
         }
         // SAFETY: the class is in range (above).
@@ -1148,14 +1148,21 @@ impl TlsfHeap {
 
     /// Bytes occupied by a block of layout `old`, and by the same block resized to `new_size`,
     /// with the block if the marks confirm it is allocated with `old`'s size.
+    #[inline]
     fn resize_target(
         &self,
         ptr: NonNull<u8>,
         old: Layout,
         new_size: usize,
     ) -> Result<(usize, usize, Located), AllocError> {
-        let new = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
-        let (old_bytes, new_bytes) = (block_bytes(old), block_bytes(new));
+        // What `Layout::from_size_align(new_size, old.align())` would accept: the size rounded
+        // up to the alignment stays within `isize::MAX`.
+        if new_size > isize::MAX as usize - (old.align() - 1) {
+            return Err(AllocError);
+        }
+        // `new_size <= isize::MAX`, so adding less than a granule cannot overflow.
+        let new_bytes = (new_size.max(1) + (GRANULE - 1)) & !(GRANULE - 1);
+        let old_bytes = block_bytes(old);
         let block = self.allocated_block(ptr, old_bytes, 0).ok_or(AllocError)?;
         Ok((old_bytes, new_bytes, block))
     }
