@@ -72,6 +72,35 @@ impl Bitmap {
         }
     }
 
+    /// Sets `bit`.
+    ///
+    /// # Safety
+    ///
+    /// 1. `bit < len_words * usize::BITS`.
+    #[inline]
+    pub(crate) unsafe fn insert(&mut self, bit: usize) {
+        // SAFETY: (1) the index is in range; the type invariant makes the word valid and ours,
+        // and `&mut self` means no other access is in progress.
+        unsafe {
+            let word = self.word(bit);
+            word.write(word.read() | 1 << (bit % WORD_BITS));
+        }
+    }
+
+    /// Clears `bit`.
+    ///
+    /// # Safety
+    ///
+    /// 1. `bit < len_words * usize::BITS`.
+    #[inline]
+    pub(crate) unsafe fn remove(&mut self, bit: usize) {
+        // SAFETY: as in `insert`.
+        unsafe {
+            let word = self.word(bit);
+            word.write(word.read() & !(1 << (bit % WORD_BITS)));
+        }
+    }
+
     /// The first pair in `pairs` whose bit `which` (0 for the low bit, 1 for the high one) is
     /// set, reading a word at a time.
     pub(crate) fn find_pair(&self, pairs: core::ops::Range<usize>, which: usize) -> Option<usize> {

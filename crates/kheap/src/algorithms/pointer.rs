@@ -27,6 +27,7 @@ pub(crate) const fn align_down_addr(addr: usize, align: usize) -> usize {
 ///
 /// Callers only use it for offsets that stay within a region (or one past its end), which is
 /// what `wrapping_add` needs to produce a usable pointer.
+#[inline]
 pub(crate) fn offset(ptr: NonNull<u8>, bytes: usize) -> NonNull<u8> {
     let moved = ptr.as_ptr().wrapping_add(bytes);
     // A region never wraps the address space (checked when it is added), so a pointer moved
@@ -34,7 +35,33 @@ pub(crate) fn offset(ptr: NonNull<u8>, bytes: usize) -> NonNull<u8> {
     NonNull::new(moved).unwrap_or(ptr)
 }
 
+/// `ptr` moved forward by `bytes`, keeping its provenance, without [`offset`]'s null check: for
+/// the hot paths, where the result is known to lie inside a region.
+///
+/// # Safety
+///
+/// 1. `ptr + bytes` lies inside the region `ptr` lies in, or one past its end (so it neither
+///    wraps nor is null).
+#[inline]
+pub(crate) unsafe fn offset_within(ptr: NonNull<u8>, bytes: usize) -> NonNull<u8> {
+    // SAFETY: (1) a region starts above address 0 and does not wrap, so an address inside it
+    // or one past its end is not null.
+    unsafe { NonNull::new_unchecked(ptr.as_ptr().wrapping_add(bytes)) }
+}
+
+/// `ptr` moved back by `bytes`, keeping its provenance, without a null check.
+///
+/// # Safety
+///
+/// 1. `ptr - bytes` lies inside the region `ptr` lies in (so it neither wraps nor is null).
+#[inline]
+pub(crate) unsafe fn offset_back_within(ptr: NonNull<u8>, bytes: usize) -> NonNull<u8> {
+    // SAFETY: (1) an address inside a region is not null.
+    unsafe { NonNull::new_unchecked(ptr.as_ptr().wrapping_sub(bytes)) }
+}
+
 /// `ptr` with its address replaced, keeping its provenance.
+#[inline]
 pub(crate) fn with_addr(ptr: NonNull<u8>, addr: usize) -> NonNull<u8> {
     offset(ptr, addr.wrapping_sub(ptr.as_ptr().addr()))
 }

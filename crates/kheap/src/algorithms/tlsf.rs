@@ -21,15 +21,21 @@
 //!
 //! `deallocate` is given the layout, so the block's size is known; what a free needs besides is
 //! whether each neighbour is free and, if so, where it starts and ends. Each region keeps a bit
-//! map with two bits per granule: *starts* (an allocated block begins in this granule) and
-//! *ends* (an allocated block ends in it). Free blocks carry no bits; the region's own
-//! bookkeeping is marked as one allocated block. So:
+//! map with two bits per *boundary* between granules (boundary `b` is the address
+//! `start + b * GRANULE`, from 0 to the region's granule count `N`): *ends* (an allocated block
+//! ends at this boundary) and *starts* (an allocated block begins at it). Free blocks carry no
+//! bits; the region's own bookkeeping is marked as one allocated block, and two sentinels say
+//! that the region is closed by allocated memory on both sides: boundary 0 always has *ends*,
+//! boundary `N` always has *starts*. So, for a block `[a, b)`:
 //!
-//! - the block after `[a, b)` is free iff `b` lies in the region and has no *starts* bit;
-//! - the block before is free iff `a - GRANULE` lies in the region and has no *ends* bit;
-//! - a free block is one granule long iff the granule after it is marked *starts* or is the
-//!   region's end (free blocks never touch: they are merged at once); otherwise it stores its
-//!   size in its second granule and in its last word (boundary tags inside free memory only).
+//! - the block after is free iff boundary `b` has no *starts* bit;
+//! - the block before is free iff boundary `a` has no *ends* bit;
+//! - both facts sit in the same two bits that tell whether `[a, b)` is allocated (*starts* at
+//!   `a`, *ends* at `b`), so a free reads two pairs of bits, checks the block and learns both
+//!   neighbours at once, with no comparison against the region's ends;
+//! - a free block is one granule long iff the boundary after its first granule has *starts*
+//!   (free blocks never touch: they are merged at once); otherwise it stores its size in its
+//!   second granule and in its last word (boundary tags inside free memory only).
 //!
 //! A free block holds its two list links in its first granule, so the minimum block is one
 //! granule (16 bytes on 64-bit targets, 8 on 32-bit ones) and an allocation occupies exactly its
@@ -73,7 +79,9 @@ use core::mem::{align_of, size_of};
 use core::ptr::NonNull;
 
 use crate::algorithms::bitmap::Bitmap;
-use crate::algorithms::pointer::{align_up_addr, offset, with_addr, GRANULE, GRANULE_SHIFT};
+use crate::algorithms::pointer::{
+    align_up_addr, offset, offset_back_within, offset_within, with_addr, GRANULE, GRANULE_SHIFT,
+};
 use crate::algorithms::region::{granule_span, Span};
 use crate::{
     AllocError, BlockLookup, HeapUsage, InvariantError, Misuse, MisuseKind, Part, PartKind, RawHeap,
@@ -93,10 +101,11 @@ const FL_COUNT: usize = (usize::BITS - SL_SHIFT - GRANULE_SHIFT) as usize;
 /// The size of a word, where free blocks keep their size tags.
 const WORD: usize = size_of::<usize>();
 
-/// Marks of a granule in a region's bit map: an allocated block (or the bookkeeping) starts in
-/// it, or ends in it. Free memory carries neither.
-const STARTS: usize = 0b01;
-const ENDS: usize = 0b10;
+/// Marks of a boundary in a region's bit map (the low and the high bit of its pair): an
+/// allocated block (or the bookkeeping, or the sentinel before the region) ends at it, or one
+/// (or the sentinel after the region) starts at it. Free memory carries neither.
+const ENDS: usize = 0b01;
+const STARTS: usize = 0b10;
 
 /// The links written into the first granule of a free block.
 #[repr(C)]
@@ -163,10 +172,11 @@ fn needed_bytes(layout: Layout) -> Option<(usize, usize)> {
 ///
 /// Invariants:
 /// - `meta` lies inside `span` and holds this record and its bit map; it is marked as one
-///   allocated block (`STARTS` at its first granule, `ENDS` at its last).
-/// - for granule `g` of `span` (counted from its start), bit `2g` of `bits` is set iff an
-///   allocated block starts in it and bit `2g + 1` iff one ends in it; allocated blocks do not
-///   overlap.
+///   allocated block (`STARTS` at its first boundary, `ENDS` at its last).
+/// - `bits` holds a pair of bits for each boundary `b` in `0..=N` (`N` the span's granule
+///   count): bit `2b` (`ENDS`) is set iff an allocated block ends at `start + b * GRANULE`,
+///   bit `2b + 1` (`STARTS`) iff one starts there; besides, `ENDS` at boundary 0 and `STARTS`
+///   at boundary `N` are always set (the sentinels). Allocated blocks do not overlap.
 /// - every stretch of granules outside allocated blocks is exactly one free block, on the free
 ///   list of its class (free blocks never touch each other).
 /// - spans of different records never overlap and are at most `isize::MAX` bytes long.
@@ -179,14 +189,19 @@ struct RegionRecord {
 }
 
 impl RegionRecord {
+    /// Bits of bit map a span of `len` bytes needs: a pair per boundary, both ends included.
+    const fn map_bits(len: usize) -> usize {
+        2 * ((len >> GRANULE_SHIFT) + 1)
+    }
+
     /// Bytes of bookkeeping a record for a span of `len` bytes needs, rounded up to the granule.
     const fn meta_bytes(len: usize) -> usize {
-        let bytes = size_of::<Self>() + Bitmap::words_for(2 * (len >> GRANULE_SHIFT)) * WORD;
+        let bytes = size_of::<Self>() + Bitmap::words_for(Self::map_bits(len)) * WORD;
         bytes.next_multiple_of(GRANULE)
     }
 
     /// Builds a record covering `span` whose bookkeeping occupies `meta`, linked before `next`;
-    /// only the bookkeeping is marked allocated.
+    /// only the bookkeeping is marked allocated, besides the sentinels.
     ///
     /// # Safety
     ///
@@ -198,60 +213,91 @@ impl RegionRecord {
         let words = offset(meta.start, size_of::<Self>()).cast::<usize>();
         // SAFETY: (1) the words follow the record inside `meta`, which is long enough, owned
         // and aligned (granule-aligned start, record size a multiple of the word size).
-        let bits = unsafe { Bitmap::new_zeroed(words, Bitmap::words_for(2 * (span.len >> GRANULE_SHIFT))) };
+        let bits = unsafe { Bitmap::new_zeroed(words, Bitmap::words_for(Self::map_bits(span.len))) };
         // SAFETY: (1) `meta` is owned, granule-aligned (enough for the record) and long enough.
         unsafe { record.write(RegionRecord { span, meta, next, bits }) };
         // SAFETY: the record was just written; nothing else refers to it.
         let this = unsafe { &mut *record.as_ptr() };
-        // SAFETY: (1) both granules lie inside the span.
+        let last = this.granules();
+        let (meta_first, meta_end) = (this.boundary(meta.start_addr()), this.boundary(meta.end_addr()));
+        // SAFETY: every boundary named is in `0..=N` (`meta` lies inside the span).
         unsafe {
-            this.mark(meta.start_addr(), STARTS, true);
-            this.mark(meta.end_addr() - GRANULE, ENDS, true);
+            this.set_mark(0, ENDS, true);
+            this.set_mark(last, STARTS, true);
+            this.set_mark(meta_first, STARTS, true);
+            this.set_mark(meta_end, ENDS, true);
         }
         record
     }
 
-    /// The marks (`STARTS`, `ENDS`) of the granule at `addr`.
+    /// The span's granule count `N`: its last boundary.
+    #[inline]
+    fn granules(&self) -> usize {
+        self.span.len >> GRANULE_SHIFT
+    }
+
+    /// The boundary at `addr`, a granule-aligned address in `[start, end]` of the span.
+    #[inline]
+    fn boundary(&self, addr: usize) -> usize {
+        debug_assert!(addr >= self.span.start_addr() && addr <= self.span.end_addr());
+        (addr - self.span.start_addr()) >> GRANULE_SHIFT
+    }
+
+    /// The address of boundary `b`.
+    #[inline]
+    fn boundary_addr(&self, b: usize) -> usize {
+        self.span.start_addr() + (b << GRANULE_SHIFT)
+    }
+
+    /// The marks (`ENDS`, `STARTS`) of boundary `b`.
     ///
     /// # Safety
     ///
-    /// 1. `addr` lies inside the span.
+    /// 1. `b <= self.granules()`.
     #[inline]
-    unsafe fn marks(&self, addr: usize) -> usize {
-        debug_assert!(self.span.contains(addr));
-        let g = (addr - self.span.start_addr()) >> GRANULE_SHIFT;
-        // SAFETY: (1) the granule is in the span, so its two bits are in the bit map.
-        unsafe { self.bits.get_pair(2 * g) }
+    unsafe fn marks(&self, b: usize) -> usize {
+        debug_assert!(b <= self.granules());
+        // SAFETY: (1) the pair of boundary `b` is in the bit map.
+        unsafe { self.bits.get_pair(2 * b) }
     }
 
-    /// Sets or clears one mark of the granule at `addr`.
+    /// Sets or clears one mark of boundary `b`.
     ///
     /// # Safety
     ///
-    /// 1. `addr` lies inside the span.
+    /// 1. `b <= self.granules()`.
     #[inline]
-    unsafe fn mark(&mut self, addr: usize, which: usize, value: bool) {
-        debug_assert!(self.span.contains(addr));
-        let g = (addr - self.span.start_addr()) >> GRANULE_SHIFT;
-        // SAFETY: (1) the granule is in the span, so its two bits are in the bit map.
-        unsafe { self.bits.set(2 * g + usize::from(which == ENDS), value) };
+    unsafe fn set_mark(&mut self, b: usize, which: usize, value: bool) {
+        debug_assert!(b <= self.granules());
+        let bit = 2 * b + usize::from(which == STARTS);
+        // SAFETY: (1) the pair of boundary `b` is in the bit map.
+        unsafe {
+            if value {
+                self.bits.insert(bit);
+            } else {
+                self.bits.remove(bit);
+            }
+        }
     }
 
-    /// Whether the granule at `addr` lies in the span and carries `which`.
-    #[inline]
+    /// Whether `addr` is a boundary of the span (granule-aligned, start and end included) that
+    /// carries `which`.
     fn has(&self, addr: usize, which: usize) -> bool {
-        // SAFETY: checked to lie inside the span first.
-        self.span.contains(addr) && unsafe { self.marks(addr) } & which != 0
+        addr % GRANULE == 0
+            && addr >= self.span.start_addr()
+            && addr <= self.span.end_addr()
+            // SAFETY: checked to be a boundary of the span first.
+            && unsafe { self.marks(self.boundary(addr)) } & which != 0
     }
 
-    /// Whether the granule at `addr` (inside the span) starts a free block: it is not
-    /// allocated, and the granule before it is the span's start or an allocated block's end.
+    /// Whether the granule at `addr` (inside the span) starts a free block: no allocated block
+    /// starts at its boundary, and one ends there (or the sentinel before the span).
     fn starts_free_block(&self, addr: usize) -> bool {
-        // After an allocated block's end (or at the span's start) a block begins; without a
-        // `STARTS` mark it is free.
-        self.span.contains(addr)
-            && !self.has(addr, STARTS)
-            && (addr == self.span.start_addr() || self.has(addr - GRANULE, ENDS))
+        self.span.contains(addr) && addr % GRANULE == 0 && {
+            // SAFETY: `addr` is a boundary inside the span.
+            let marks = unsafe { self.marks(self.boundary(addr)) };
+            marks & STARTS == 0 && marks & ENDS != 0
+        }
     }
 
     /// The block containing the granule at `addr`: whether it is allocated, its start and its
@@ -261,39 +307,41 @@ impl RegionRecord {
         if !self.span.contains(addr) {
             return None;
         }
-        let addr = addr & !(GRANULE - 1);
-        let mut g = addr;
-        let (allocated, start) = loop {
-            // SAFETY: `g` stays inside the span (it stops at its start).
-            let m = unsafe { self.marks(g) };
-            if g != addr && m & ENDS != 0 {
-                break (false, g + GRANULE);
-            }
+        let granule = self.boundary(addr & !(GRANULE - 1));
+        let mut b = granule;
+        let (allocated, first) = loop {
+            // SAFETY: `b` stays within `0..=granule`, inside the span.
+            let m = unsafe { self.marks(b) };
             if m & STARTS != 0 {
-                break (true, g);
+                break (true, b);
             }
-            if g == self.span.start_addr() {
-                break (false, g);
+            // The sentinel at boundary 0 ends this loop.
+            if m & ENDS != 0 || b == 0 {
+                break (false, b);
             }
-            g -= GRANULE;
+            b -= 1;
         };
-        let mut h = addr;
+        let mut e = granule + 1;
+        let last = self.granules();
         let end = loop {
-            if h == self.span.end_addr() {
-                break h;
+            // SAFETY: `e` stays within `granule + 1..=N`.
+            let m = unsafe { self.marks(e) };
+            if e == last || (allocated && m & ENDS != 0) || (!allocated && m & STARTS != 0) {
+                break e;
             }
-            // SAFETY: `h` is inside the span (it stops at its end).
-            let m = unsafe { self.marks(h) };
-            if allocated && m & ENDS != 0 {
-                break h + GRANULE;
-            }
-            if !allocated && m & STARTS != 0 {
-                break h;
-            }
-            h += GRANULE;
+            e += 1;
         };
-        Some((allocated, start, end - start))
+        Some((allocated, self.boundary_addr(first), (end - first) << GRANULE_SHIFT))
     }
+}
+
+/// An allocated block found where a resize says one is: its region, its first and last
+/// boundaries, and the marks at the last (which tell whether the block after is free).
+struct Located {
+    record: NonNull<RegionRecord>,
+    first: usize,
+    last: usize,
+    tail: usize,
 }
 
 /// Two-level segregated fit over any number of regions, with no header in allocated blocks.
@@ -377,7 +425,7 @@ impl Default for TlsfHeap {
 }
 
 impl TlsfHeap {
-    const VALID: () = assert!(FL_COUNT <= 64 && SL_COUNT == 32, "TlsfHeap: classes must fit the bit maps");
+    const VALID: () = assert!(FL_COUNT <= 63 && SL_COUNT == 32, "TlsfHeap: classes must fit the bit maps");
 
     /// An empty heap; give it memory with [`RawHeap::add_region`].
     pub const fn new() -> Self {
@@ -413,12 +461,55 @@ impl TlsfHeap {
     /// The record whose span holds `addr`.
     #[inline]
     fn record_of(&self, addr: usize) -> Option<NonNull<RegionRecord>> {
-        // The common case first: one region, or the first one's.
+        // The common case inline: one region, or the first one's.
         let first = self.regions?;
         if self.record(first).span.contains(addr) {
             return Some(first);
         }
+        self.later_record_of(addr)
+    }
+
+    /// The record after the first whose span holds `addr`: out of line, so the one-region case
+    /// stays small.
+    #[inline(never)]
+    fn later_record_of(&self, addr: usize) -> Option<NonNull<RegionRecord>> {
         self.records().skip(1).find(|r| self.record(*r).span.contains(addr))
+    }
+
+    /// The head of list `(fl, sl)`.
+    ///
+    /// # Safety
+    ///
+    /// 1. `fl < FL_COUNT` and `sl < SL_COUNT`.
+    #[inline]
+    unsafe fn head(&self, fl: usize, sl: usize) -> Option<NonNull<FreeHead>> {
+        debug_assert!(fl < FL_COUNT && sl < SL_COUNT);
+        // SAFETY: (1) both indices are in range.
+        unsafe { *self.heads.get_unchecked(fl).get_unchecked(sl) }
+    }
+
+    /// Sets the head of list `(fl, sl)`.
+    ///
+    /// # Safety
+    ///
+    /// 1. `fl < FL_COUNT` and `sl < SL_COUNT`.
+    #[inline]
+    unsafe fn set_head(&mut self, fl: usize, sl: usize, head: Option<NonNull<FreeHead>>) {
+        debug_assert!(fl < FL_COUNT && sl < SL_COUNT);
+        // SAFETY: (1) both indices are in range.
+        unsafe { *self.heads.get_unchecked_mut(fl).get_unchecked_mut(sl) = head };
+    }
+
+    /// The second-level bit map of row `fl`.
+    ///
+    /// # Safety
+    ///
+    /// 1. `fl < FL_COUNT`.
+    #[inline]
+    unsafe fn row(&mut self, fl: usize) -> &mut u32 {
+        debug_assert!(fl < FL_COUNT);
+        // SAFETY: (1) the index is in range.
+        unsafe { self.sl_bitmaps.get_unchecked_mut(fl) }
     }
 
     /// The size of the block on list `(fl, sl)` at `block`.
@@ -433,42 +524,39 @@ impl TlsfHeap {
         } else {
             // SAFETY: (1) blocks of every other class are at least two granules long and keep
             // their size in the first word of the second granule.
-            unsafe { offset(block.cast(), GRANULE).cast::<usize>().read() }
+            unsafe { block.cast::<u8>().as_ptr().wrapping_add(GRANULE).cast::<usize>().read() }
         }
     }
 
-    /// The size of the free block starting at `block`.
+    /// The size of the free block at boundary `b` of `record`, starting at `block`.
     ///
     /// # Safety
     ///
-    /// 1. A free block starts at `block`, inside `record`'s span.
+    /// 1. A free block starts at `block`, at boundary `b` of `record`'s span.
     #[inline]
-    unsafe fn free_size_at(&self, record: NonNull<RegionRecord>, block: NonNull<u8>) -> usize {
-        let after = block.as_ptr().addr() + GRANULE;
-        let record = self.record(record);
-        if after == record.span.end_addr() || record.has(after, STARTS) {
+    unsafe fn free_size_at(&self, record: NonNull<RegionRecord>, block: NonNull<u8>, b: usize) -> usize {
+        // SAFETY: (1) a free block ends at or before the span's end, so `b + 1 <= N`.
+        if unsafe { self.record(record).marks(b + 1) } & STARTS != 0 {
             GRANULE
         } else {
             // SAFETY: (1) a free block of two granules or more keeps its size there.
-            unsafe { offset(block, GRANULE).cast::<usize>().read() }
+            unsafe { block.as_ptr().wrapping_add(GRANULE).cast::<usize>().read() }
         }
     }
 
-    /// The start of the free block that ends at `end`.
+    /// The size of the free block that ends at boundary `b` of `record`, at `end`.
     ///
     /// # Safety
     ///
-    /// 1. A free block ends at `end`, inside `record`'s span.
+    /// 1. A free block ends at `end`, at boundary `b` of `record`'s span.
     #[inline]
-    unsafe fn free_start_before(&self, record: NonNull<RegionRecord>, end: NonNull<u8>) -> NonNull<u8> {
-        let last = end.as_ptr().addr() - GRANULE;
-        let record = self.record(record);
-        if last == record.span.start_addr() || record.has(last - GRANULE, ENDS) {
-            with_addr(end, last)
+    unsafe fn free_size_before(&self, record: NonNull<RegionRecord>, end: NonNull<u8>, b: usize) -> usize {
+        // SAFETY: (1) a free block starts at or after the span's start, so `b >= 1`.
+        if unsafe { self.record(record).marks(b - 1) } & ENDS != 0 {
+            GRANULE
         } else {
             // SAFETY: (1) a free block of two granules or more keeps its size in its last word.
-            let size = unsafe { with_addr(end, end.as_ptr().addr() - WORD).cast::<usize>().read() };
-            with_addr(end, end.as_ptr().addr() - size)
+            unsafe { end.as_ptr().wrapping_sub(WORD).cast::<usize>().read() }
         }
     }
 
@@ -483,23 +571,31 @@ impl TlsfHeap {
     unsafe fn link(&mut self, block: NonNull<u8>, size: usize) {
         let (fl, sl) = class_of(size >> GRANULE_SHIFT);
         let node = block.cast::<FreeHead>();
-        let next = self.heads[fl][sl];
+        // SAFETY: (1) the block lies in a region, which is at most `isize::MAX` bytes, so its
+        // class is in range (`class_of` of fewer than `2^(BITS - 1 - GRANULE_SHIFT)` granules
+        // has a first level below `FL_COUNT`).
+        let next = unsafe { self.head(fl, sl) };
         // SAFETY: (1) the block is owned, unused and granule-aligned, so its first granule
         // holds the links; a block of two granules or more has room for both size tags.
         unsafe {
             node.write(FreeHead { next, prev: None });
             if size > GRANULE {
-                offset(block, GRANULE).cast::<usize>().write(size);
-                offset(block, size - WORD).cast::<usize>().write(size);
+                block.as_ptr().wrapping_add(GRANULE).cast::<usize>().write(size);
+                block.as_ptr().wrapping_add(size - WORD).cast::<usize>().write(size);
             }
         }
-        if let Some(mut next) = next {
-            // SAFETY: list members are free blocks holding `FreeHead`s the heap owns.
-            unsafe { next.as_mut().prev = Some(node) };
+        // SAFETY: the class is in range (above).
+        unsafe { self.set_head(fl, sl, Some(node)) };
+        match next {
+            // SAFETY: list members are free blocks holding `FreeHead`s the heap owns. A list
+            // that had a head is already marked in both bit maps.
+            Some(mut next) => unsafe { next.as_mut().prev = Some(node) },
+            None => {
+                // SAFETY: the class is in range (above).
+                unsafe { *self.row(fl) |= 1 << sl };
+                self.fl_bitmap |= 1 << fl;
+            }
         }
-        self.heads[fl][sl] = Some(node);
-        self.sl_bitmaps[fl] |= 1 << sl;
-        self.fl_bitmap |= 1 << fl;
     }
 
     /// Takes the free block of `size` bytes at `block` off its list.
@@ -518,7 +614,7 @@ impl TlsfHeap {
     ///
     /// # Safety
     ///
-    /// 1. The block is on free list `(fl, sl)`.
+    /// 1. The block is on free list `(fl, sl)` (so that class is in range).
     #[inline]
     unsafe fn unlink_from(&mut self, block: NonNull<u8>, fl: usize, sl: usize) {
         let node = block.cast::<FreeHead>();
@@ -527,20 +623,32 @@ impl TlsfHeap {
         match prev {
             // SAFETY: list members are free blocks holding `FreeHead`s the heap owns.
             Some(mut prev) => unsafe { prev.as_mut().next = next },
-            None => {
-                debug_assert!(self.heads[fl][sl] == Some(node), "unlinked block is not its list's head");
-                self.heads[fl][sl] = next;
-                if next.is_none() {
-                    self.sl_bitmaps[fl] &= !(1 << sl);
-                    if self.sl_bitmaps[fl] == 0 {
-                        self.fl_bitmap &= !(1 << fl);
-                    }
-                }
-            }
+            // SAFETY: (1) the class is in range.
+            None => unsafe { self.pop_head(fl, sl, next) },
         }
         if let Some(mut next) = next {
             // SAFETY: as above.
             unsafe { next.as_mut().prev = prev };
+        }
+    }
+
+    /// Makes `next` the head of list `(fl, sl)` in place of its first block, clearing the bit
+    /// maps if the list is now empty. Does not touch `next`'s back link.
+    ///
+    /// # Safety
+    ///
+    /// 1. `(fl, sl)` is in range, and `next` follows the list's head (or is `None`).
+    #[inline]
+    unsafe fn pop_head(&mut self, fl: usize, sl: usize, next: Option<NonNull<FreeHead>>) {
+        // SAFETY: (1) the class is in range.
+        unsafe { self.set_head(fl, sl, next) };
+        if next.is_none() {
+            // SAFETY: (1) as above.
+            let row = unsafe { self.row(fl) };
+            *row &= !(1 << sl);
+            if *row == 0 {
+                self.fl_bitmap &= !(1 << fl);
+            }
         }
     }
 
@@ -553,41 +661,52 @@ impl TlsfHeap {
     ///    outside its bookkeeping, unmarked, and used by nobody.
     #[inline]
     unsafe fn release(&mut self, record: NonNull<RegionRecord>, start: NonNull<u8>, len: usize) {
-        let (span_start, span_end) = {
-            let span = self.record(record).span;
-            (span.start_addr(), span.end_addr())
-        };
+        let r = self.record(record);
+        let first = r.boundary(start.as_ptr().addr());
+        let last = first + (len >> GRANULE_SHIFT);
+        // SAFETY: both boundaries are in `0..=N` (the range is inside the span).
+        let (head, tail) = unsafe { (r.marks(first), r.marks(last)) };
+        // SAFETY: (1), and the marks were read at the range's boundaries.
+        unsafe { self.merge_and_link(record, start, len, first, last, head, tail) }
+    }
+
+    /// [`release`](Self::release) with the range's boundaries and their marks already read.
+    ///
+    /// # Safety
+    ///
+    /// 1. As for `release`; `first` and `last` are the boundaries of `start` and of
+    ///    `start + len` in `record`, and `head`, `tail` their marks.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    unsafe fn merge_and_link(
+        &mut self,
+        record: NonNull<RegionRecord>,
+        start: NonNull<u8>,
+        len: usize,
+        first: usize,
+        last: usize,
+        head: usize,
+        tail: usize,
+    ) {
         let mut block = start;
         let mut size = len;
-        let end = start.as_ptr().addr() + len;
-        let right_free = end != span_end && {
-            // SAFETY: `end` lies in the span: the range is inside it and does not end it.
-            let marks = unsafe { self.record(record).marks(end) };
-            marks & STARTS == 0
-        };
-        if right_free {
-            let after = offset(start, len);
-            // SAFETY: the granule after the range is in the span and unmarked, and the range
-            // ends an allocated stretch, so a free block starts there; it is on its list.
+        if tail & STARTS == 0 {
+            // SAFETY: no block starts at the range's end, which is then inside the span (the
+            // sentinel marks its end): a free block starts there (the range ends an allocated
+            // stretch) and is on its list.
             unsafe {
-                let after_size = self.free_size_at(record, after);
+                let after = offset_within(start, len);
+                let after_size = self.free_size_at(record, after, last);
                 self.unlink(after, after_size);
                 size += after_size;
             }
         }
-        let addr = start.as_ptr().addr();
-        let left_free = addr != span_start && {
-            // SAFETY: `addr - GRANULE` lies in the span: the range is inside it and does not
-            // start it.
-            let marks = unsafe { self.record(record).marks(addr - GRANULE) };
-            marks & ENDS == 0
-        };
-        if left_free {
-            // SAFETY: the granule before the range is in the span and ends no allocated block,
-            // so a free block ends there; it is on its list.
+        if head & ENDS == 0 {
+            // SAFETY: nothing ends at the range's start, which is then not the span's start
+            // (the sentinel marks it): a free block ends there and is on its list.
             unsafe {
-                let before = self.free_start_before(record, start);
-                let before_size = addr - before.as_ptr().addr();
+                let before_size = self.free_size_before(record, start, first);
+                let before = offset_back_within(start, before_size);
                 self.unlink(before, before_size);
                 block = before;
                 size += before_size;
@@ -599,19 +718,23 @@ impl TlsfHeap {
         self.free += len;
     }
 
-    /// The first non-empty list at or above class `(fl, sl)`.
+    /// The first non-empty list at or above class `(fl, sl)` (in range).
     #[inline]
     fn first_nonempty(&self, fl: usize, sl: usize) -> Option<(usize, usize)> {
-        let in_row = self.sl_bitmaps[fl] & (u32::MAX << sl);
+        debug_assert!(fl < FL_COUNT && sl < SL_COUNT);
+        // SAFETY: the class is in range.
+        let in_row = unsafe { *self.sl_bitmaps.get_unchecked(fl) } & (u32::MAX << sl);
         if in_row != 0 {
             return Some((fl, in_row.trailing_zeros() as usize));
         }
-        let above = self.fl_bitmap & u64::MAX.checked_shl(fl as u32 + 1).unwrap_or(0);
+        // `fl + 1 <= FL_COUNT <= 63`: the shift is in range.
+        let above = self.fl_bitmap & (u64::MAX << (fl + 1));
         if above == 0 {
             return None;
         }
         let fl = above.trailing_zeros() as usize;
-        Some((fl, self.sl_bitmaps[fl].trailing_zeros() as usize))
+        // SAFETY: bits of `fl_bitmap` are only set below `FL_COUNT`.
+        Some((fl, unsafe { self.sl_bitmaps.get_unchecked(fl) }.trailing_zeros() as usize))
     }
 
     /// A free block that can hold `size` bytes at alignment `align`, needing `need` bytes for
@@ -622,7 +745,8 @@ impl TlsfHeap {
         let n = need >> GRANULE_SHIFT;
         let good = search_class(n).and_then(|(fl, sl)| self.first_nonempty(fl, sl));
         if let Some((fl, sl)) = good {
-            let head = self.heads[fl][sl]?;
+            // SAFETY: `first_nonempty` returns classes in range.
+            let head = unsafe { self.head(fl, sl) }?;
             // SAFETY: `head` heads list `(fl, sl)`.
             let block_size = unsafe { Self::listed_size(head, fl, sl) };
             return Some((head.cast(), block_size, (fl, sl)));
@@ -681,19 +805,23 @@ impl TlsfHeap {
         largest
     }
 
-    /// The allocated block at `ptr` of `size` bytes, if the marks say one is there: its record.
+    /// The allocated block at `ptr` of `size` bytes (a nonzero multiple of the granule), if
+    /// the marks say one is there and `ptr` is a multiple of `align_mask + 1`.
     #[inline]
-    fn allocated_block(&self, ptr: NonNull<u8>, size: usize) -> Option<NonNull<RegionRecord>> {
+    fn allocated_block(&self, ptr: NonNull<u8>, size: usize, align_mask: usize) -> Option<Located> {
         let addr = ptr.as_ptr().addr();
         let record = self.record_of(addr)?;
         let r = self.record(record);
-        if addr % GRANULE != 0 || !r.span.contains_range(addr, size) || r.meta.contains(addr) {
+        let first = (addr - r.span.start_addr()) >> GRANULE_SHIFT;
+        let last = first + (size >> GRANULE_SHIFT);
+        // `addr` lies in the span, so `first < N`; `size` is at most `isize::MAX`, so `last`
+        // does not overflow.
+        if addr & (align_mask | (GRANULE - 1)) != 0 || last > r.granules() || r.meta.contains(addr) {
             return None;
         }
-        // SAFETY: both granules lie in the span (checked above; `size` is a nonzero multiple of
-        // the granule).
-        let (first, last) = unsafe { (r.marks(addr), r.marks(addr + size - GRANULE)) };
-        (first & STARTS != 0 && last & ENDS != 0).then_some(record)
+        // SAFETY: both boundaries are in `0..=N` (checked above).
+        let (head, tail) = unsafe { (r.marks(first), r.marks(last)) };
+        (head & STARTS != 0 && tail & ENDS != 0).then_some(Located { record, first, last, tail })
     }
 
     /// Finds out what is wrong with a free of `ptr` with `layout`, which the fast check refused.
@@ -716,6 +844,213 @@ impl TlsfHeap {
             Some((true, _, len)) => misuse(MisuseKind::NotBlockStart).found(found(len)),
             None => misuse(MisuseKind::Foreign),
         }
+    }
+
+    /// A refused free: what is wrong with it, as the error `deallocate` returns. Out of line (and
+    /// returning the whole result), so the fast path of `deallocate` ends in a jump here.
+    #[cold]
+    #[inline(never)]
+    fn refuse(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse> {
+        Err(self.diagnose(ptr, layout))
+    }
+
+    /// The end of a free whose block touches a free neighbour: out of line (with few enough
+    /// arguments to be reached by a jump), so that the common free stays small. `marks` holds
+    /// the marks of the block's first boundary in its low two bits, of its last in the next two.
+    ///
+    /// # Safety
+    ///
+    /// 1. As for [`release`](Self::release), with `[start, start + len)` just unmarked and
+    ///    `marks` read before.
+    #[inline(never)]
+    unsafe fn free_merging(
+        &mut self,
+        record: NonNull<RegionRecord>,
+        start: NonNull<u8>,
+        len: usize,
+        marks: usize,
+    ) -> Result<(), Misuse> {
+        let first = self.record(record).boundary(start.as_ptr().addr());
+        let last = first + (len >> GRANULE_SHIFT);
+        // SAFETY: (1).
+        unsafe { self.merge_and_link(record, start, len, first, last, marks & 0b11, marks >> 2) };
+        Ok(())
+    }
+
+    /// `deallocate` of a pointer outside the first region: finds its region, then frees as
+    /// usual (or refuses).
+    ///
+    /// # Safety
+    ///
+    /// As for [`RawHeap::deallocate`].
+    #[inline(never)]
+    unsafe fn deallocate_elsewhere(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse> {
+        match self.later_record_of(ptr.as_ptr().addr()) {
+            // SAFETY: the caller's obligations, passed on; the record's span holds `ptr`.
+            Some(record) => unsafe { self.deallocate_in(record, ptr, layout) },
+            None => self.refuse(ptr, layout),
+        }
+    }
+
+    /// `deallocate` in the region of `record`: checks the block's marks, unmarks it and returns
+    /// it to the free lists (merging out of line).
+    ///
+    /// # Safety
+    ///
+    /// As for [`RawHeap::deallocate`]; besides, `record`'s span holds `ptr`.
+    #[inline(always)]
+    unsafe fn deallocate_in(
+        &mut self,
+        record: NonNull<RegionRecord>,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) -> Result<(), Misuse> {
+        let size = block_bytes(layout);
+        let addr = ptr.as_ptr().addr();
+        let r = self.record(record);
+        // `addr` lies in the span, so `rel < len`; `size <= isize::MAX`, so `end` does not wrap.
+        let rel = addr - r.span.start_addr();
+        let end = rel + size;
+        // Only the bookkeeping's first boundary carries a mark inside it, so comparing with its
+        // start is enough: any other address in it fails the mark check below.
+        if addr & ((layout.align() - 1) | (GRANULE - 1)) != 0
+            || end > r.span.len
+            || addr == r.meta.start_addr()
+        {
+            return self.refuse(ptr, layout);
+        }
+        let (first, last) = (rel >> GRANULE_SHIFT, end >> GRANULE_SHIFT);
+        // SAFETY: both boundaries are in `0..=N` (`end <= len`).
+        let (head, tail) = unsafe { (r.marks(first), r.marks(last)) };
+        // One test for both marks: `STARTS` at the head (bit 1) and `ENDS` at the tail (bit 0).
+        if (head >> 1) & tail & 1 == 0 {
+            return self.refuse(ptr, layout);
+        }
+        // SAFETY: the block `[addr, addr + size)` is allocated (marked at both boundaries), in
+        // the span, outside the bookkeeping, and the caller gives it up (1, 2); once unmarked it
+        // is released, with the marks read at its boundaries.
+        unsafe {
+            let r = self.record_mut(record);
+            r.set_mark(first, STARTS, false);
+            r.set_mark(last, ENDS, false);
+            // `ENDS` at the head and `STARTS` at the tail: both neighbours allocated.
+            if head & (tail >> 1) & 1 == 0 {
+                return self.free_merging(record, ptr, size, head | tail << 2);
+            }
+            self.link(ptr, size);
+        }
+        self.free += size;
+        Ok(())
+    }
+
+    /// Marks `[start, start + size)`, carved from the block `[block, block + block_size)` just
+    /// taken off its list, as allocated, and returns the pieces before and after it to the
+    /// free lists.
+    ///
+    /// # Safety
+    ///
+    /// 1. The block was a free block inside `record`'s span and is off its list; the piece
+    ///    (granule-aligned, at least a granule long) lies inside it.
+    #[inline]
+    unsafe fn carve(
+        &mut self,
+        record: NonNull<RegionRecord>,
+        block: NonNull<u8>,
+        block_size: usize,
+        start: usize,
+        size: usize,
+    ) {
+        let r = self.record_mut(record);
+        let first = r.boundary(start);
+        let last = first + (size >> GRANULE_SHIFT);
+        // SAFETY: (1) both boundaries lie inside the block, inside the span.
+        unsafe {
+            r.set_mark(first, STARTS, true);
+            r.set_mark(last, ENDS, true);
+        }
+        let block_start = block.as_ptr().addr();
+        let gap = start - block_start;
+        if gap > 0 {
+            // SAFETY: the head of the block just unlinked: owned, unmarked, between a block
+            // that is not free (free blocks never touch) and the new allocation.
+            unsafe { self.link(block, gap) };
+        }
+        let rest = block_size - gap - size;
+        if rest > 0 {
+            // SAFETY: the tail of the same block, between the new allocation and a block that
+            // is not free.
+            unsafe { self.link(offset_within(block, gap + size), rest) };
+        }
+        self.free -= size;
+    }
+
+    /// The end of `allocate` for a block outside the first region: finds its region and
+    /// carves `size` bytes from the block's start.
+    ///
+    /// # Safety
+    ///
+    /// 1. The block was a free block of `block_size` bytes (at least `size`) and is off its
+    ///    list.
+    #[inline(never)]
+    unsafe fn carve_elsewhere(
+        &mut self,
+        block: NonNull<u8>,
+        block_size: usize,
+        size: usize,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        let start = block.as_ptr().addr();
+        let Some(record) = self.later_record_of(start) else {
+            debug_assert!(false, "free block outside every region");
+            return Err(AllocError);
+        };
+        // SAFETY: (1), in `record`'s span.
+        unsafe { self.carve(record, block, block_size, start, size) };
+        Ok(NonNull::slice_from_raw_parts(block, size))
+    }
+
+    /// `allocate` of `size` bytes (rounded) when the good fit found no list: the fallback scan.
+    #[cold]
+    #[inline(never)]
+    fn allocate_fallback(&mut self, size: usize) -> Result<NonNull<[u8]>, AllocError> {
+        let (block, block_size, (fl, sl)) =
+            self.fallback(size, GRANULE, size >> GRANULE_SHIFT).ok_or(AllocError)?;
+        let start = block.as_ptr().addr();
+        let Some(record) = self.record_of(start) else {
+            debug_assert!(false, "free block outside every region");
+            return Err(AllocError);
+        };
+        // SAFETY: the fallback returned a block on list `(fl, sl)` that holds `size` bytes
+        // at its start; once off its list, that piece is carved from it.
+        unsafe {
+            self.unlink_from(block, fl, sl);
+            self.carve(record, block, block_size, start, size);
+        }
+        Ok(NonNull::slice_from_raw_parts(block, size))
+    }
+
+    /// `allocate` for an alignment beyond the granule: the block found may need a leading gap.
+    #[inline(never)]
+    fn allocate_aligned(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let (size, need) = needed_bytes(layout).ok_or(AllocError)?;
+        let align = layout.align();
+        let (block, block_size, (fl, sl)) = self.find(size, align, need).ok_or(AllocError)?;
+        let Some(record) = self.record_of(block.as_ptr().addr()) else {
+            debug_assert!(false, "free block outside every region");
+            return Err(AllocError);
+        };
+        let start = block.as_ptr().addr();
+        let Some(aligned) = align_up_addr(start, align) else {
+            debug_assert!(false, "a block found for an aligned request cannot be aligned");
+            return Err(AllocError);
+        };
+        debug_assert!(aligned - start + size <= block_size, "the block found cannot hold the request");
+        // SAFETY: `find` returned a block on list `(fl, sl)`; once off it, the aligned piece
+        // lies inside it (`find` checked it fits), inside the span.
+        unsafe {
+            self.unlink_from(block, fl, sl);
+            self.carve(record, block, block_size, aligned, size);
+        }
+        Ok(NonNull::slice_from_raw_parts(with_addr(block, aligned), size))
     }
 
     /// Joins `span` with the regions it touches (one on each side at most) if `span` can hold
@@ -749,37 +1084,48 @@ impl TlsfHeap {
         // granule-aligned and `meta_bytes(union)` long.
         let new = unsafe { RegionRecord::write(union, meta, self.regions) };
         self.regions = Some(new);
-        // Every piece keeps its marks; the old bookkeeping and the fresh memory are marked
-        // allocated, so that each is released in turn with correct neighbours.
+        // Every piece keeps its marks (not its sentinels, which the seams no longer are); the
+        // old bookkeeping and the fresh memory are marked allocated, so that each is released
+        // in turn with correct neighbours.
         for old in olds.into_iter().flatten() {
             let (old_span, old_bits) = (self.record(old).span, self.record(old).bits);
-            let granules = old_span.len >> GRANULE_SHIFT;
+            let last = old_span.len >> GRANULE_SHIFT;
             let new_record = self.record_mut(new);
-            old_bits.for_each_nonzero_pair(0..granules, &mut |g, marks| {
-                let addr = old_span.start_addr() + (g << GRANULE_SHIFT);
-                for which in [STARTS, ENDS] {
+            let base = new_record.boundary(old_span.start_addr());
+            old_bits.for_each_nonzero_pair(0..last + 1, &mut |b, mut marks| {
+                if b == 0 {
+                    marks &= !ENDS;
+                }
+                if b == last {
+                    marks &= !STARTS;
+                }
+                for which in [ENDS, STARTS] {
                     if marks & which != 0 {
                         // SAFETY: the old span lies inside the union.
-                        unsafe { new_record.mark(addr, which, true) };
+                        unsafe { new_record.set_mark(base + b, which, true) };
                     }
                 }
             });
         }
         let pieces = [left.map(|l| self.record(l).meta), right.map(|r| self.record(r).meta), Some(fresh)];
         for piece in pieces.iter().flatten() {
+            let r = self.record_mut(new);
+            let (first, last) = (r.boundary(piece.start_addr()), r.boundary(piece.end_addr()));
             // SAFETY: the piece lies inside the union.
             unsafe {
-                self.record_mut(new).mark(piece.start_addr(), STARTS, true);
-                self.record_mut(new).mark(piece.end_addr() - GRANULE, ENDS, true);
+                r.set_mark(first, STARTS, true);
+                r.set_mark(last, ENDS, true);
             }
         }
         for piece in pieces.into_iter().flatten() {
+            let r = self.record_mut(new);
+            let (first, last) = (r.boundary(piece.start_addr()), r.boundary(piece.end_addr()));
             // SAFETY: the piece lies inside the union, outside its bookkeeping (which is in the
             // new memory, apart from `fresh`); old bookkeeping is no longer read (its bits were
             // copied above); fresh memory is owned by nobody.
             unsafe {
-                self.record_mut(new).mark(piece.start_addr(), STARTS, false);
-                self.record_mut(new).mark(piece.end_addr() - GRANULE, ENDS, false);
+                r.set_mark(first, STARTS, false);
+                r.set_mark(last, ENDS, false);
                 self.release(new, piece.start, piece.len);
             }
             self.total += piece.len;
@@ -801,17 +1147,24 @@ impl TlsfHeap {
     }
 
     /// Bytes occupied by a block of layout `old`, and by the same block resized to `new_size`,
-    /// with the record of the block if the marks confirm it is allocated with `old`'s size.
+    /// with the block if the marks confirm it is allocated with `old`'s size.
+    #[inline]
     fn resize_target(
         &self,
         ptr: NonNull<u8>,
         old: Layout,
         new_size: usize,
-    ) -> Result<(usize, usize, NonNull<RegionRecord>), AllocError> {
-        let new = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
-        let (old_bytes, new_bytes) = (block_bytes(old), block_bytes(new));
-        let record = self.allocated_block(ptr, old_bytes).ok_or(AllocError)?;
-        Ok((old_bytes, new_bytes, record))
+    ) -> Result<(usize, usize, Located), AllocError> {
+        // What `Layout::from_size_align(new_size, old.align())` would accept: the size rounded
+        // up to the alignment stays within `isize::MAX`.
+        if new_size > isize::MAX as usize - (old.align() - 1) {
+            return Err(AllocError);
+        }
+        // `new_size <= isize::MAX`, so adding less than a granule cannot overflow.
+        let new_bytes = (new_size.max(1) + (GRANULE - 1)) & !(GRANULE - 1);
+        let old_bytes = block_bytes(old);
+        let block = self.allocated_block(ptr, old_bytes, 0).ok_or(AllocError)?;
+        Ok((old_bytes, new_bytes, block))
     }
 }
 
@@ -857,57 +1210,54 @@ unsafe impl RawHeap for TlsfHeap {
 
     #[inline]
     fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        let (size, need) = needed_bytes(layout).ok_or(AllocError)?;
-        let align = layout.align();
-        let (block, block_size, (fl, sl)) = self.find(size, align, need).ok_or(AllocError)?;
-        let Some(record) = self.record_of(block.as_ptr().addr()) else {
-            debug_assert!(false, "free block outside every region");
+        if layout.align() > GRANULE {
+            return self.allocate_aligned(layout);
+        }
+        // Up to the granule's alignment every block start will do: the good fit for the size
+        // itself, the head of its list; the fallback (rarely) out of line.
+        let size = block_bytes(layout);
+        let n = size >> GRANULE_SHIFT;
+        let Some((fl, sl)) = search_class(n).and_then(|(fl, sl)| self.first_nonempty(fl, sl)) else {
+            return self.allocate_fallback(size);
+        };
+        // SAFETY: `first_nonempty` returns classes in range, of non-empty lists.
+        let Some(head) = (unsafe { self.head(fl, sl) }) else {
+            debug_assert!(false, "a list marked non-empty is empty");
             return Err(AllocError);
         };
+        // SAFETY: `head` heads list `(fl, sl)`: it holds a `FreeHead` and its size.
+        let (block_size, next) = unsafe { (Self::listed_size(head, fl, sl), head.as_ref().next) };
+        // SAFETY: the class is in range and `next` follows the head.
+        unsafe { self.pop_head(fl, sl, next) };
+        if let Some(mut next) = next {
+            // SAFETY: list members hold `FreeHead`s the heap owns.
+            unsafe { next.as_mut().prev = None };
+        }
+        let block = head.cast::<u8>();
         let start = block.as_ptr().addr();
-        let Some(gap) = align_up_addr(start, align.max(GRANULE)).map(|aligned| aligned - start) else {
-            debug_assert!(false, "a block found for an aligned request cannot be aligned");
-            return Err(AllocError);
-        };
-        debug_assert!(gap + size <= block_size, "the block found cannot hold the request");
-        // SAFETY: `find` returned a block on list `(fl, sl)`.
-        unsafe { self.unlink_from(block, fl, sl) };
-        let ptr = offset(block, gap);
-        let end = start + gap + size;
-        // SAFETY: the allocated piece lies inside the block, inside the span.
-        unsafe {
-            self.record_mut(record).mark(start + gap, STARTS, true);
-            self.record_mut(record).mark(end - GRANULE, ENDS, true);
+        debug_assert!(size <= block_size, "the block found cannot hold the request");
+        match self.regions {
+            Some(first) if self.record(first).span.contains(start) => {
+                // SAFETY: the block was on its list and is off it now, in the first region; the
+                // piece is its start.
+                unsafe { self.carve(first, block, block_size, start, size) };
+                Ok(NonNull::slice_from_raw_parts(block, size))
+            }
+            // SAFETY: as above, in a later region.
+            _ => unsafe { self.carve_elsewhere(block, block_size, size) },
         }
-        if gap > 0 {
-            // SAFETY: the head of the block just unlinked: owned, unmarked, between a block
-            // that was not free (free blocks never touch) and the new allocation.
-            unsafe { self.link(block, gap) };
-        }
-        if end < start + block_size {
-            // SAFETY: the tail of the same block, between the new allocation and a block that
-            // is not free.
-            unsafe { self.link(offset(ptr, size), start + block_size - end) };
-        }
-        self.free -= size;
-        Ok(NonNull::slice_from_raw_parts(ptr, size))
     }
 
     #[inline]
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse> {
-        let size = block_bytes(layout);
-        let record = self.allocated_block(ptr, size).filter(|_| ptr.as_ptr().addr() % layout.align() == 0);
-        let Some(record) = record else { return Err(self.diagnose(ptr, layout)) };
-        let addr = ptr.as_ptr().addr();
-        // SAFETY: the block's first and last granules lie inside the span (checked above); it
-        // is allocated there, outside the bookkeeping, and the caller gives it up (1, 2); once
-        // unmarked it is released.
-        unsafe {
-            self.record_mut(record).mark(addr, STARTS, false);
-            self.record_mut(record).mark(addr + size - GRANULE, ENDS, false);
-            self.release(record, ptr, size);
+        match self.regions {
+            // SAFETY: the caller's obligations, passed on; the first region holds `ptr`.
+            Some(first) if self.record(first).span.contains(ptr.as_ptr().addr()) => unsafe {
+                self.deallocate_in(first, ptr, layout)
+            },
+            // SAFETY: the caller's obligations, passed on.
+            _ => unsafe { self.deallocate_elsewhere(ptr, layout) },
         }
-        Ok(())
     }
 
     unsafe fn grow_in_place(
@@ -916,20 +1266,19 @@ unsafe impl RawHeap for TlsfHeap {
         old: Layout,
         new_size: usize,
     ) -> Result<(), AllocError> {
-        let (old_bytes, new_bytes, record) = self.resize_target(ptr, old, new_size)?;
+        let (old_bytes, new_bytes, block) = self.resize_target(ptr, old, new_size)?;
         if new_bytes <= old_bytes {
             return Ok(());
         }
-        let addr = ptr.as_ptr().addr();
-        let end = addr + old_bytes;
-        let r = self.record(record);
-        if end == r.span.end_addr() || r.has(end, STARTS) {
+        let Located { record, last, tail, .. } = block;
+        if tail & STARTS != 0 {
             return Err(AllocError);
         }
-        let after = offset(ptr, old_bytes);
-        // SAFETY: the granule after the block is in the span and unmarked: a free block
-        // starts there.
-        let after_size = unsafe { self.free_size_at(record, after) };
+        // SAFETY: no block starts at the block's end, which is then inside the span (the
+        // sentinel marks its end): a free block starts there.
+        let after = unsafe { offset_within(ptr, old_bytes) };
+        // SAFETY: as above.
+        let after_size = unsafe { self.free_size_at(record, after, last) };
         let extra = new_bytes - old_bytes;
         if after_size < extra {
             return Err(AllocError);
@@ -939,10 +1288,11 @@ unsafe impl RawHeap for TlsfHeap {
         // grown block and a block that is not free.
         unsafe {
             self.unlink(after, after_size);
-            self.record_mut(record).mark(end - GRANULE, ENDS, false);
-            self.record_mut(record).mark(addr + new_bytes - GRANULE, ENDS, true);
+            let r = self.record_mut(record);
+            r.set_mark(last, ENDS, false);
+            r.set_mark(last + (extra >> GRANULE_SHIFT), ENDS, true);
             if after_size > extra {
-                self.link(offset(ptr, new_bytes), after_size - extra);
+                self.link(offset_within(ptr, new_bytes), after_size - extra);
             }
         }
         self.free -= extra;
@@ -955,17 +1305,18 @@ unsafe impl RawHeap for TlsfHeap {
         old: Layout,
         new_size: usize,
     ) -> Result<(), AllocError> {
-        let (old_bytes, new_bytes, record) = self.resize_target(ptr, old, new_size)?;
+        let (old_bytes, new_bytes, block) = self.resize_target(ptr, old, new_size)?;
         if new_bytes >= old_bytes {
             return Ok(());
         }
-        let addr = ptr.as_ptr().addr();
-        // SAFETY: both granules lie inside the block, inside the span; the tail, unmarked, is
+        let Located { record, first, last, .. } = block;
+        // SAFETY: both boundaries lie inside the block, inside the span; the tail, unmarked, is
         // given up by the caller (1-3) and released, merged with a free block after it.
         unsafe {
-            self.record_mut(record).mark(addr + new_bytes - GRANULE, ENDS, true);
-            self.record_mut(record).mark(addr + old_bytes - GRANULE, ENDS, false);
-            self.release(record, offset(ptr, new_bytes), old_bytes - new_bytes);
+            let r = self.record_mut(record);
+            r.set_mark(first + (new_bytes >> GRANULE_SHIFT), ENDS, true);
+            r.set_mark(last, ENDS, false);
+            self.release(record, offset_within(ptr, new_bytes), old_bytes - new_bytes);
         }
         Ok(())
     }
@@ -998,8 +1349,8 @@ unsafe impl RawHeap for TlsfHeap {
     fn check_invariants(&self) -> Result<(), InvariantError> {
         let fail = |what, at: *const u8, value| Err(InvariantError::new(what, at, value));
         let null = core::ptr::null();
-        // Regions: disjoint, bookkeeping inside and marked, marks well nested; every stretch
-        // of unmarked granules is one free block whose size tags agree.
+        // Regions: disjoint, bookkeeping inside and marked, sentinels set, marks well nested;
+        // every stretch of unmarked granules is one free block whose size tags agree.
         let mut total = 0;
         let mut stretches = 0;
         let mut stretch_bytes = 0;
@@ -1014,13 +1365,17 @@ unsafe impl RawHeap for TlsfHeap {
             }
             if !record.span.contains_range(record.meta.start_addr(), record.meta.len)
                 || !record.has(record.meta.start_addr(), STARTS)
-                || !record.has(record.meta.end_addr() - GRANULE, ENDS)
+                || !record.has(record.meta.end_addr(), ENDS)
             {
                 return fail("region bookkeeping is outside its region or not marked", at, record.meta.len);
             }
+            let last = record.granules();
+            if !record.has(record.span.start_addr(), ENDS) || !record.has(record.span.end_addr(), STARTS) {
+                return fail("region's sentinel marks are missing", at, record.span.len);
+            }
             let mut result = Ok(());
             let mut open: Option<usize> = None;
-            let mut free_from = Some(record.span.start_addr());
+            let mut free_from: Option<usize> = None;
             let mut stretch = |from: usize, to: usize, result: &mut Result<(), InvariantError>| {
                 let block = with_addr(record.span.start, from);
                 let len = to - from;
@@ -1041,41 +1396,35 @@ unsafe impl RawHeap for TlsfHeap {
                 stretches += 1;
                 stretch_bytes += len;
             };
-            let granules = record.span.len >> GRANULE_SHIFT;
-            record.bits.for_each_nonzero_pair(0..granules, &mut |g, marks| {
-                let addr = record.span.start_addr() + (g << GRANULE_SHIFT);
+            record.bits.for_each_nonzero_pair(0..last + 1, &mut |b, marks| {
+                let addr = record.boundary_addr(b);
+                let here = with_addr(record.span.start, addr).as_ptr();
+                if marks & ENDS != 0 {
+                    // Boundary 0's is the sentinel: memory before the span counts as allocated.
+                    if b != 0 && open.take().is_none() && result.is_ok() {
+                        result = fail("allocated block ends without a start", here, b);
+                    }
+                    free_from = Some(addr);
+                }
                 if marks & STARTS != 0 {
                     if open.is_some() && result.is_ok() {
-                        result =
-                            fail("allocated blocks overlap", with_addr(record.span.start, addr).as_ptr(), g);
+                        result = fail("allocated blocks overlap", here, b);
                     }
                     if let Some(from) = free_from.take() {
                         if from < addr {
                             stretch(from, addr, &mut result);
                         }
                     }
-                    open = Some(addr);
-                }
-                if marks & ENDS != 0 {
-                    if open.take().is_none() && result.is_ok() {
-                        result = fail(
-                            "allocated block ends without a start",
-                            with_addr(record.span.start, addr).as_ptr(),
-                            g,
-                        );
+                    // Boundary `N`'s is the sentinel: nothing is open after it.
+                    if b != last {
+                        open = Some(addr);
                     }
-                    free_from = Some(addr + GRANULE);
                 }
             });
             result?;
             if open.is_some() {
                 return fail("allocated block runs past its region's end", at, record.span.len);
             }
-            let mut result = Ok(());
-            if let Some(from) = free_from.filter(|&from| from < record.span.end_addr()) {
-                stretch(from, record.span.end_addr(), &mut result);
-            }
-            result?;
             total += record.span.len - record.meta.len;
         }
         if total != self.total {
@@ -1102,21 +1451,19 @@ unsafe impl RawHeap for TlsfHeap {
                     if on_list > self.total / GRANULE + 1 {
                         return fail("free list has a cycle", at, fl * SL_COUNT + sl);
                     }
-                    let record = self.record_of(addr).map(|r| self.record(r));
-                    let Some(record) = record.filter(|r| addr % GRANULE == 0 && r.starts_free_block(addr))
-                    else {
+                    let found = self.record_of(addr).filter(|&r| self.record(r).starts_free_block(addr));
+                    let Some(r) = found else {
                         return fail(
                             "free list member is not a free block inside a region",
                             at,
                             fl * SL_COUNT + sl,
                         );
                     };
-                    // SAFETY: a free block starts at `node`, inside the record's span.
-                    let len = unsafe { self.free_size_at(NonNull::from(record), node.cast()) };
+                    let record = self.record(r);
+                    // SAFETY: a free block starts at `node`, at that boundary of the record's span.
+                    let len = unsafe { self.free_size_at(r, node.cast(), record.boundary(addr)) };
                     let end = addr.checked_add(len).filter(|&end| {
-                        len % GRANULE == 0
-                            && end <= record.span.end_addr()
-                            && (end == record.span.end_addr() || record.has(end, STARTS))
+                        len % GRANULE == 0 && end <= record.span.end_addr() && record.has(end, STARTS)
                     });
                     if end.is_none() {
                         return fail("free block's size does not reach the next allocated block", at, len);
@@ -1172,9 +1519,10 @@ unsafe impl RawHeap for TlsfHeap {
 }
 
 // SAFETY: `block_layout` returns a layout only for an address where an allocated block starts
-// (a `STARTS` mark outside the bookkeeping), with the length up to the first `ENDS` mark from
-// there, which is that block's end (allocated blocks do not overlap); `deallocate` checks
-// exactly those two marks for the rounded size of the layout returned, so it frees that block.
+// (a `STARTS` mark outside the bookkeeping, not the sentinel), with the length up to the first
+// `ENDS` mark after it, which is that block's end (allocated blocks do not overlap);
+// `deallocate` checks exactly those two marks for the rounded size of the layout returned, so
+// it frees that block.
 unsafe impl BlockLookup for TlsfHeap {
     /// O(block length / (32 granules)): the block's end is the next `ENDS` mark, found a word
     /// of the bit map at a time.
@@ -1185,9 +1533,9 @@ unsafe impl BlockLookup for TlsfHeap {
             .map(|r| self.record(r))
             .filter(|r| addr % GRANULE == 0 && !r.meta.contains(addr) && r.has(addr, STARTS));
         let layout = record.and_then(|r| {
-            let first = (addr - r.span.start_addr()) >> GRANULE_SHIFT;
-            let last = r.bits.find_pair(first..r.span.len >> GRANULE_SHIFT, 1)?;
-            Layout::from_size_align((last - first + 1) << GRANULE_SHIFT, GRANULE).ok()
+            let first = r.boundary(addr);
+            let last = r.bits.find_pair(first + 1..r.granules() + 1, 0)?;
+            Layout::from_size_align((last - first) << GRANULE_SHIFT, GRANULE).ok()
         });
         layout.ok_or_else(|| self.diagnose(ptr, Layout::new::<u8>()))
     }
