@@ -5,9 +5,11 @@
 //! - `cargo xtask bench [OPTIONS]`: benchmarks against the peers from crates.io
 //!   (`cargo xtask bench --help` lists the options).
 //! - `cargo xtask miri`: the library's tests under Miri.
+//! - `cargo xtask fuzz [--time S] [--target NAME]`: the cargo-fuzz targets in `fuzz/`.
 //!
 //! Each command installs what it needs and is missing (rustup targets and components, QEMU).
 
+mod fuzz;
 mod install;
 mod qemu;
 
@@ -42,6 +44,16 @@ enum Task {
     },
     /// The library's tests under Miri.
     Miri,
+    /// The cargo-fuzz targets (`fuzz/`), each for `--time` seconds (installs nightly and
+    /// cargo-fuzz if missing).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        time: u64,
+        /// Only this target (`buddy`, `first_fit`, `tlsf`, `locked`); all by default.
+        #[arg(long)]
+        target: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -52,6 +64,7 @@ fn main() -> ExitCode {
         }
         Task::Bench { args } => bench(&args),
         Task::Miri => miri(),
+        Task::Fuzz { time, target } => fuzz::main(time, target.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -117,6 +130,8 @@ fn test() -> Result<(), String> {
     cargo_here(&["clippy", "-p", "kheap", "--all-features", "--target", riscv, "--", "-D", "warnings"])?;
     cargo_here(&["clippy", "-p", "kheap", "--all-features", "--target", riscv32, "--", "-D", "warnings"])?;
     msrv()?;
+    // Each fuzz target for a few seconds (the seeded twin of its scripts ran in `cargo test`).
+    fuzz::main(10, None)?;
     qemu::test()?;
     miri()?;
     eprintln!("xtask test: all checks passed");
