@@ -160,3 +160,13 @@ fn is_root() -> bool {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
 }
+
+/// Installs a cargo subcommand from crates.io (`cargo install --locked`) if `program` is not
+/// on the PATH.
+pub fn cargo_tool(program: &str, package: &str) -> Result<(), String> {
+    if on_path(program) {
+        return Ok(());
+    }
+    eprintln!("{program} is missing: installing it with `cargo install --locked {package}`");
+    run(Command::new("cargo").args(["install", "--locked", package]))
+}

@@ -5,9 +5,12 @@
 //! - `cargo xtask bench [OPTIONS]`: benchmarks against the peers from crates.io
 //!   (`cargo xtask bench --help` lists the options).
 //! - `cargo xtask miri`: the library's tests under Miri.
+//! - `cargo xtask fuzz [--time S] [--target NAME]`: the cargo-fuzz targets in `fuzz/`.
+//! - `cargo xtask loom`: the loom models of the locks and the locked front.
 //!
 //! Each command installs what it needs and is missing (rustup targets and components, QEMU).
 
+mod fuzz;
 mod install;
 mod qemu;
 
@@ -42,6 +45,18 @@ enum Task {
     },
     /// The library's tests under Miri.
     Miri,
+    /// The loom models of the locks and the locked front (`crates/kheap/tests/loom.rs`).
+    Loom,
+    /// The cargo-fuzz targets (`fuzz/`), each for `--time` seconds (installs nightly and
+    /// cargo-fuzz if missing).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        time: u64,
+        /// Only this target (`buddy`, `first_fit`, `tlsf`, `locked`); all by default.
+        #[arg(long)]
+        target: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -52,6 +67,8 @@ fn main() -> ExitCode {
         }
         Task::Bench { args } => bench(&args),
         Task::Miri => miri(),
+        Task::Loom => loom(),
+        Task::Fuzz { time, target } => fuzz::main(time, target.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -117,6 +134,9 @@ fn test() -> Result<(), String> {
     cargo_here(&["clippy", "-p", "kheap", "--all-features", "--target", riscv, "--", "-D", "warnings"])?;
     cargo_here(&["clippy", "-p", "kheap", "--all-features", "--target", riscv32, "--", "-D", "warnings"])?;
     msrv()?;
+    loom()?;
+    // Each fuzz target for a few seconds (the seeded twin of its scripts ran in `cargo test`).
+    fuzz::main(10, None)?;
     qemu::test()?;
     miri()?;
     eprintln!("xtask test: all checks passed");
@@ -148,6 +168,17 @@ fn bench(args: &[String]) -> Result<(), String> {
     }
     let root = root();
     run(cargo().current_dir(&root).args(["run", "--release", "-p", "kheap-bench", "--"]).args(args))
+}
+
+/// The loom models, built with `--cfg loom` (the locks' atomics become loom's) in a target
+/// directory of their own, so the usual build is not rebuilt. Bounded (a preemption bound of
+/// 3 in each model): about a second of checking once built.
+fn loom() -> Result<(), String> {
+    run(cargo()
+        .current_dir(root())
+        .env("RUSTFLAGS", "--cfg loom")
+        .args(["test", "--release", "-p", "kheap", "--test", "loom", "--target-dir", "target/loom"])
+        .args(["--", "--nocapture", "--test-threads", "1"]))
 }
 
 fn miri() -> Result<(), String> {

@@ -5,10 +5,13 @@
 //!   byte pattern written into every block.
 //! - [`conformance`]: one suite of checks, generic over [`kheap::RawHeap`];
 //!   [`conformance_suite!`] instantiates it as `#[test]`s for one heap configuration.
+//! - [`fuzz_script`]: operation scripts decoded from arbitrary bytes and run with every check
+//!   after every step, for the `fuzz/` targets and their seeded stable-Rust twin.
 //! - [`Rng`]: a seeded generator; [`SeedReport`] prints the seed when a test fails.
 
 mod arena;
 pub mod conformance;
+pub mod fuzz_script;
 mod rng;
 mod shadow;
 

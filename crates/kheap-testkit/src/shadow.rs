@@ -84,6 +84,13 @@ impl Shadow {
         self.live.values().map(|l| (l.ptr, l.layout)).collect()
     }
 
+    /// Verifies the pattern of every live block: panics, naming the block, if any byte changed.
+    pub fn verify_all(&self) {
+        for live in self.live.values() {
+            verify(live, live.layout.size());
+        }
+    }
+
     /// Checks a block the heap just handed out for `layout`, fills it with a pattern and
     /// records it. Panics, naming the block, when the heap broke its contract.
     pub fn allocated(&mut self, ptr: NonNull<u8>, layout: Layout) {

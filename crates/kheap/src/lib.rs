@@ -56,6 +56,7 @@ mod fronts;
 mod layers;
 mod locks;
 mod sources;
+mod sync;
 #[cfg(test)]
 mod test_memory;
 

@@ -7,9 +7,9 @@
 //! handler can run on this CPU while the heap is locked.
 
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
 use lock_api::{GuardNoSend, GuardSend, RawMutex};
+
+use crate::sync::{spin_loop, AtomicBool, AtomicUsize, Ordering};
 
 #[cfg(test)]
 mod tests;
@@ -52,7 +52,7 @@ unsafe impl RawMutex for RawSpinlock {
     fn lock(&self) {
         while !self.try_lock() {
             while self.locked.load(Ordering::Relaxed) {
-                core::hint::spin_loop();
+                spin_loop();
             }
         }
     }

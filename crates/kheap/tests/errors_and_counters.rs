@@ -79,3 +79,34 @@ fn heap_errors_go_into_a_boxed_send_sync_error_with_the_question_mark() {
     let message = std::thread::spawn(move || error.to_string()).join().unwrap();
     assert!(message.contains("null"));
 }
+
+/// Regression (found by `tests/extreme_layouts.rs`): a front over a counting layer
+/// (`LockedHeap<_, Counted<H>>`, two `Counted` in the stack) counted the C-style pair's usable
+/// size in its own layer only, so `deallocate_unsized` wrapped the inner layer's requested
+/// bytes below zero and its invariant walker failed ("peak requested below requested").
+#[test]
+fn unsized_allocations_are_counted_by_every_counting_layer() {
+    use kheap::{Counted, TlsfHeap};
+    fn check<H: kheap::BlockLookup>(front: &LockedHeap<RawSpinlock, Counted<H>>) {
+        let memory = Box::leak(vec![core::mem::MaybeUninit::uninit(); 1 << 20].into_boxed_slice());
+        front.add_region(memory).unwrap();
+        let mut blocks = Vec::new();
+        for (i, size) in (1..400).step_by(7).enumerate() {
+            let layout = Layout::from_size_align(size, 1 << (i % 7)).unwrap();
+            blocks.push(front.allocate_unsized(layout).unwrap());
+            let (outer, inner) = { (front.stats(), front.lock().inner().stats()) };
+            assert_eq!(outer.requested_bytes, inner.requested_bytes, "layers disagree after {layout:?}");
+            front.check_invariants().unwrap();
+        }
+        for block in blocks {
+            // SAFETY: allocated by this front with `allocate_unsized`, not used again.
+            unsafe { front.deallocate_unsized(block.cast()) };
+            front.check_invariants().unwrap();
+        }
+        let (outer, inner) = (front.stats(), front.lock().inner().stats());
+        assert_eq!((outer.requested_bytes, inner.requested_bytes), (0, 0));
+        assert_eq!((outer.live_allocations, inner.live_allocations), (0, 0));
+    }
+    check(&LockedHeap::new(Counted::new(TlsfHeap::new())));
+    check(&LockedHeap::new(Counted::new(BuddyHeap::new())));
+}

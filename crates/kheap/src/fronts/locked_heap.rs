@@ -233,7 +233,15 @@ impl<R: RawMutex, H: BlockLookup> LockedHeap<R, H> {
     pub fn allocate_unsized(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         let block = self.allocate_or_grow(layout)?;
         let mut heap = self.heap.lock();
-        heap.resized(layout.size(), block.len());
+        // Every counting layer in the stack (this front's `Counted`, and any inside `H`) must
+        // see the whole usable size, or the free, which gives it, would wrap their counts: a
+        // grow in place to the usable size tells them all, and cannot fail for the block the
+        // heap itself sized. Should a heap refuse it, this front's count is fixed alone.
+        // SAFETY: the block is live with `layout` (1, 2) and its usable size is at least
+        // `layout.size()` and fits `isize` (3: the heap handed out that many bytes).
+        if unsafe { heap.grow_in_place(block.cast(), layout, block.len()) }.is_err() {
+            heap.resized(layout.size(), block.len());
+        }
         Ok(block)
     }
 

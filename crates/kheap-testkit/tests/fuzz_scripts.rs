@@ -1,0 +1,61 @@
+//! The fuzz targets' scripts (`fuzz/fuzz_targets/`), fed with seeded random byte strings on
+//! stable Rust, and the inputs fuzzing found, kept as regressions.
+//!
+//! `KHEAP_FUZZ_SCRIPTS=N` runs N byte strings per target instead of the default.
+
+use kheap::{BuddyHeap, Counted, FirstFitHeap, FitPolicy, TlsfHeap};
+use kheap_testkit::fuzz_script::{c_style, lookup, run_locked, run_raw};
+use kheap_testkit::{Rng, SeedReport};
+
+/// Random byte strings of random lengths (up to 2 KiB), one seed each.
+fn scripts(label: &'static str, run: impl Fn(&[u8])) {
+    let count: u64 = std::env::var("KHEAP_FUZZ_SCRIPTS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    for seed in 0..count {
+        let _report = SeedReport { label, seed };
+        let mut rng = Rng::new(seed ^ 0xF022);
+        let len = rng.range(0..=2048);
+        let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+        run(&bytes);
+    }
+}
+
+#[test]
+fn buddy_scripts() {
+    scripts("buddy_scripts", |bytes| match bytes.first().map(|b| b % 2) {
+        Some(0) => run_raw(BuddyHeap::<16>::with_orders, Some(lookup()), &bytes[1..]),
+        _ => run_raw(BuddyHeap::new, Some(lookup()), bytes.get(1..).unwrap_or(&[])),
+    });
+}
+
+#[test]
+fn first_fit_scripts() {
+    scripts("first_fit_scripts", |bytes| {
+        let policy = [FitPolicy::First, FitPolicy::Next, FitPolicy::Best, FitPolicy::Worst]
+            [usize::from(bytes.first().copied().unwrap_or(0) % 4)];
+        let make = match policy {
+            FitPolicy::First => || FirstFitHeap::new(FitPolicy::First),
+            FitPolicy::Next => || FirstFitHeap::new(FitPolicy::Next),
+            FitPolicy::Best => || FirstFitHeap::new(FitPolicy::Best),
+            FitPolicy::Worst => || FirstFitHeap::new(FitPolicy::Worst),
+        };
+        run_raw(make, None, bytes.get(1..).unwrap_or(&[]));
+    });
+}
+
+#[test]
+fn tlsf_scripts() {
+    scripts("tlsf_scripts", |bytes| run_raw(TlsfHeap::new, Some(lookup()), bytes));
+}
+
+#[test]
+fn locked_scripts() {
+    scripts("locked_scripts", |bytes| {
+        let rest = bytes.get(1..).unwrap_or(&[]);
+        match bytes.first().copied().unwrap_or(0) % 4 {
+            0 => run_locked(BuddyHeap::new, Some(c_style()), rest),
+            1 => run_locked(TlsfHeap::new, Some(c_style()), rest),
+            2 => run_locked(|| FirstFitHeap::new(FitPolicy::Best), None, rest),
+            _ => run_locked(|| Counted::new(TlsfHeap::new()), Some(c_style()), rest),
+        }
+    });
+}
