@@ -71,6 +71,7 @@ pub use fronts::front::Front;
 pub use fronts::locked_heap::LockedHeap;
 pub use fronts::misuse_hook::{panic_on_misuse, MisuseHook};
 pub use layers::counted::Counted;
+pub use layers::guarded::{debug_heap, DebugHeap, GuardLevel, Guarded, QUARANTINE_BLOCKS, QUARANTINE_BYTES};
 pub use layers::size_class::SizeClass;
 pub use lock_api;
 #[cfg(feature = "critical-section")]
