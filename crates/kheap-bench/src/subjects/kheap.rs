@@ -5,7 +5,7 @@
 //! Adding a kheap heap (TLSF, slab, the default `Heap`): one `build` function and one line in
 //! [`subjects`].
 
-use kheap::{BuddyHeap, FirstFitHeap, FitPolicy, LockedHeap, RawSpinlock, TlsfHeap};
+use kheap::{BuddyHeap, FirstFitHeap, FitPolicy, GuardLevel, Guarded, LockedHeap, RawSpinlock, TlsfHeap};
 
 use super::{Family, Heap, Subject};
 use crate::arena::Arena;
@@ -34,6 +34,18 @@ fn tlsf(arena: &Arena) -> Result<Heap, String> {
     over_arena(TlsfHeap::new(), arena)
 }
 
+fn guarded_checks(arena: &Arena) -> Result<Heap, String> {
+    over_arena(Guarded::new(TlsfHeap::new(), GuardLevel::Checks), arena)
+}
+
+fn guarded_red_zones(arena: &Arena) -> Result<Heap, String> {
+    over_arena(Guarded::new(TlsfHeap::new(), GuardLevel::RedZones), arena)
+}
+
+fn guarded_poison(arena: &Arena) -> Result<Heap, String> {
+    over_arena(Guarded::new(TlsfHeap::new(), GuardLevel::Poison), arena)
+}
+
 pub fn subjects() -> Vec<Subject> {
     let kheap = |name, config, build| Subject { name, family: Family::Kheap, config, build, in_arena: true };
     vec![
@@ -41,5 +53,21 @@ pub fn subjects() -> Vec<Subject> {
         kheap("kheap-first-fit", "kheap FirstFitHeap(FitPolicy::First), LockedHeap<RawSpinlock>", first_fit),
         kheap("kheap-best-fit", "kheap FirstFitHeap(FitPolicy::Best), LockedHeap<RawSpinlock>", best_fit),
         kheap("kheap-tlsf", "kheap TlsfHeap, LockedHeap<RawSpinlock>", tlsf),
+        // The debug mode at each level, over TLSF: its cost against `kheap-tlsf`.
+        kheap(
+            "kheap-guarded-checks",
+            "kheap Guarded(TlsfHeap, GuardLevel::Checks), LockedHeap<RawSpinlock>",
+            guarded_checks,
+        ),
+        kheap(
+            "kheap-guarded-redzones",
+            "kheap Guarded(TlsfHeap, GuardLevel::RedZones), LockedHeap<RawSpinlock>",
+            guarded_red_zones,
+        ),
+        kheap(
+            "kheap-guarded-poison",
+            "kheap Guarded(TlsfHeap, GuardLevel::Poison), LockedHeap<RawSpinlock>",
+            guarded_poison,
+        ),
     ]
 }

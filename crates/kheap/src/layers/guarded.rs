@@ -108,6 +108,10 @@ struct Quarantine {
     bytes: usize,
 }
 
+// SAFETY: the pointers name blocks of the heap that owns the quarantine, which lie in its
+// regions; whoever has the heap has them (the heap below is `Send` on the same grounds).
+unsafe impl Send for Quarantine {}
+
 impl Quarantine {
     const fn new() -> Self {
         Quarantine { slots: [None; QUARANTINE_BLOCKS], head: 0, len: 0, bytes: 0 }
