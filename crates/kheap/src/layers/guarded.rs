@@ -93,8 +93,22 @@ const MIX_CHECK: usize = 0xBF58_476D_1CE4_E5B9_u64 as usize;
 /// What a header says, once it checks out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Sealed {
-    layout: Layout,
+    size: usize,
+    align_log2: u32,
     state: usize,
+}
+
+impl Sealed {
+    /// Whether the block was allocated with `layout`.
+    fn has(&self, layout: Layout) -> bool {
+        self.size == layout.size() && self.align_log2 == layout.align().trailing_zeros()
+    }
+
+    /// The layout the block was allocated with (`None` if the header names none: it cannot
+    /// have checked out then, but a report must not panic).
+    fn layout(&self) -> Option<Layout> {
+        Layout::from_size_align(self.size, 1usize.checked_shl(self.align_log2)?).ok()
+    }
 }
 
 /// Freed blocks held back, oldest first ([`GuardLevel::Poison`]).
@@ -160,6 +174,8 @@ impl Quarantine {
 pub struct Guarded<H> {
     heap: H,
     level: GuardLevel,
+    /// Invariant: the bytes of each red zone at `level` (kept, not matched on every call).
+    zone: usize,
     /// The seed the secret is derived from (with the first region's address).
     seed: u64,
     /// Invariant: fixed from the first region on (every header is sealed with it).
@@ -173,9 +189,14 @@ pub struct Guarded<H> {
 impl<H> Guarded<H> {
     /// Wraps `heap`, guarding at `level`; `const`, so it can initialise a `static`.
     pub const fn new(heap: H, level: GuardLevel) -> Self {
+        let zone = match level {
+            GuardLevel::Checks => 0,
+            GuardLevel::RedZones | GuardLevel::Poison => RED_ZONE,
+        };
         Guarded {
             heap,
             level,
+            zone,
             seed: 0x6B68_6561_705F_6775,
             secret: 0,
             low: usize::MAX,
@@ -202,21 +223,23 @@ impl<H> Guarded<H> {
     }
 
     /// Bytes of red zone on each side of a block.
+    #[inline(always)]
     const fn red_zone(&self) -> usize {
-        match self.level {
-            GuardLevel::Checks => 0,
-            GuardLevel::RedZones | GuardLevel::Poison => RED_ZONE,
-        }
+        self.zone
     }
 
     /// Distance from a block's pointer back to its header.
+    #[inline(always)]
     const fn header_offset(&self) -> usize {
         HEADER + self.red_zone()
     }
 
-    /// Bytes from the inner block's start to the caller's pointer, for `align`.
+    /// Bytes from the inner block's start to the caller's pointer, for `align` (a power of
+    /// two: the header offset rounded up to it cannot overflow, being at most 32 + align - 1).
+    #[inline(always)]
     fn front(&self, align: usize) -> Option<usize> {
-        self.header_offset().checked_next_multiple_of(align.max(WORD))
+        let align = align.max(WORD);
+        Some((self.header_offset() + (align - 1)) & !(align - 1))
     }
 
     /// The inner block a guarded `layout` needs, and where the caller's bytes start in it.
@@ -282,8 +305,7 @@ impl<H> Guarded<H> {
         if state_word & !PACKED != Self::check(size, packed, key) || !plausible {
             return Err(plausible);
         }
-        let layout = Layout::from_size_align(size, 1 << align_log2).map_err(|_| false)?;
-        Ok(Sealed { layout, state })
+        Ok(Sealed { size, align_log2: align_log2 as u32, state })
     }
 
     /// Whether the header of a pointer can be read: inside the span of the regions, aligned.
@@ -376,18 +398,30 @@ impl<H: BlockLookup> Guarded<H> {
             Ok(sealed) => sealed,
             Err(_) => return Err(self.diagnose(ptr, layout)),
         };
-        let misuse = Misuse::new(MisuseKind::DoubleFree, ptr.as_ptr(), layout).found(sealed.layout);
-        if sealed.state != LIVE {
-            return Err(misuse);
-        }
-        if sealed.layout != layout {
-            return Err(Misuse { kind: MisuseKind::WrongLayout, ..misuse });
+        if sealed.state != LIVE || !sealed.has(layout) {
+            return Err(Self::refusal(ptr, layout, sealed));
         }
         // SAFETY: the header checked out: `ptr` is a live block allocated with `layout`.
         if let Some(at) = unsafe { self.red_zone_damage(ptr, layout) } {
-            return Err(Misuse { kind: MisuseKind::Overrun, ..misuse }.at(at));
+            return Err(Misuse { kind: MisuseKind::Overrun, ..Self::refusal(ptr, layout, sealed) }.at(at));
         }
         Ok(())
+    }
+
+    /// The report for a block whose header checked out but which is not live with `layout`.
+    #[cold]
+    #[inline(never)]
+    fn refusal(ptr: NonNull<u8>, layout: Layout, sealed: Sealed) -> Misuse {
+        let kind = match sealed.state {
+            LIVE if sealed.has(layout) => MisuseKind::Overrun,
+            LIVE => MisuseKind::WrongLayout,
+            _ => MisuseKind::DoubleFree,
+        };
+        let misuse = Misuse::new(kind, ptr.as_ptr(), layout);
+        match sealed.layout() {
+            Some(allocated) => misuse.found(allocated),
+            None => misuse,
+        }
     }
 
     /// Gives a block (live or leaving quarantine, its checks done) back to `H`.
@@ -401,12 +435,18 @@ impl<H: BlockLookup> Guarded<H> {
             return Err(Misuse::new(MisuseKind::ImpossibleLayout, ptr.as_ptr(), layout));
         };
         let start = with_addr(ptr, ptr.as_ptr().addr() - front);
-        // SAFETY: (1): the header is the block's; a later double free then finds it released
-        // (unless `H` reuses those bytes, when `H`'s own checks answer).
-        unsafe { self.seal(ptr, layout, RELEASED) };
+        // From the red zones on, the header is marked released, so that a later double free
+        // finds it so even where `H` has reused the bytes at the block's start. With checks
+        // only, that store is saved: the stale header still says live, and `H`'s own exact
+        // check then refuses the second free.
+        let marked = self.level != GuardLevel::Checks;
+        if marked {
+            // SAFETY: (1): the header is the block's.
+            unsafe { self.seal(ptr, layout, RELEASED) };
+        }
         // SAFETY: (1): the inner block was allocated with `inner` at `start`.
         let freed = unsafe { self.heap.deallocate(start, inner) };
-        if freed.is_err() {
+        if freed.is_err() && marked {
             // SAFETY: as above; the block stays live, as the refused call leaves it.
             unsafe { self.seal(ptr, layout, LIVE) };
         }
@@ -421,7 +461,7 @@ impl<H: BlockLookup> Guarded<H> {
         // SAFETY: the block was in quarantine: allocated with `layout`, owned by this layer.
         let damage = unsafe {
             match self.unseal(ptr) {
-                Ok(Sealed { layout: sealed, state: QUARANTINED }) if sealed == layout => {
+                Ok(sealed) if sealed.state == QUARANTINED && sealed.has(layout) => {
                     Self::poison_damage(ptr, layout).or_else(|| self.red_zone_damage(ptr, layout))
                 }
                 _ => Some(-(self.header_offset() as isize)),
@@ -594,7 +634,7 @@ unsafe impl<H: BlockLookup> RawHeap for Guarded<H> {
             bytes += layout.size();
             // SAFETY: a quarantined block is this layer's, allocated with `layout`.
             let sealed = unsafe { self.unseal(ptr) };
-            if sealed != Ok(Sealed { layout, state: QUARANTINED }) {
+            if !sealed.is_ok_and(|sealed| sealed.state == QUARANTINED && sealed.has(layout)) {
                 return Err(InvariantError::new("quarantined block's header overwritten", ptr.as_ptr(), 0));
             }
             // SAFETY: as above.
@@ -637,10 +677,8 @@ unsafe impl<H: BlockLookup> BlockLookup for Guarded<H> {
         }
         // SAFETY: inside the regions' span and aligned (checked above).
         match unsafe { self.unseal(ptr) } {
-            Ok(Sealed { layout, state: LIVE }) => Ok(layout),
-            Ok(Sealed { layout, .. }) => {
-                Err(Misuse::new(MisuseKind::DoubleFree, ptr.as_ptr(), byte).found(layout))
-            }
+            Ok(sealed) if sealed.state == LIVE => sealed.layout().ok_or_else(|| self.diagnose(ptr, byte)),
+            Ok(sealed) => Err(Self::refusal(ptr, byte, sealed)),
             Err(_) => Err(self.diagnose(ptr, byte)),
         }
     }
