@@ -1,6 +1,7 @@
 //! Project commands, run as `cargo xtask <command>` (`cargo xtask --help`):
 //!
-//! - `cargo xtask qemu [--compat]`: build the demo kernel and boot it in QEMU (the main job).
+//! - `cargo xtask qemu [--compat | --debug-demo]`: build the demo kernel and boot it in QEMU (the main job;
+//!   `--debug-demo`: its heap in debug mode, showing one overrun report).
 //! - `cargo xtask test`: the whole test suite, as CI runs it (with the benchmark smoke).
 //! - `cargo xtask bench [OPTIONS]`: benchmarks against the peers from crates.io
 //!   (`cargo xtask bench --help` lists the options).
@@ -32,8 +33,11 @@ enum Task {
     /// Build the demo kernel and boot it in QEMU.
     Qemu {
         /// Build the kernel that uses the tutorial-compatible file.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "debug_demo")]
         compat: bool,
+        /// Build the kernel whose heap is in debug mode, commits one overrun and shows the report.
+        #[arg(long)]
+        debug_demo: bool,
     },
     /// Benchmarks against every peer: options go to kheap-bench (`cargo xtask bench --help`).
     #[command(disable_help_flag = true)]
@@ -62,8 +66,9 @@ enum Task {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Task::Test => test(),
-        Task::Qemu { compat } => {
-            qemu::main(&compat.then(|| "--compat".to_string()).into_iter().collect::<Vec<_>>())
+        Task::Qemu { compat, debug_demo } => {
+            let flag = if compat { Some("--compat") } else { debug_demo.then_some("--debug-demo") };
+            qemu::main(&flag.map(String::from).into_iter().collect::<Vec<_>>())
         }
         Task::Bench { args } => bench(&args),
         Task::Miri => miri(),

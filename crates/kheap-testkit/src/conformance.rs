@@ -17,6 +17,30 @@ pub const ARENA_LEN: usize = 1 << 20;
 /// Alignment of that arena: the largest alignment the suite asks for.
 pub const ARENA_ALIGN: usize = 64 * 1024;
 
+/// What the suite allows for in a layer that guards its blocks (a debug layer): the bytes a
+/// block takes beyond its size, and the blocks it holds back after their free (a quarantine).
+/// Algorithms and plain layers have [`Guards::none`].
+pub struct Guards<H> {
+    /// Bytes a block for the layout takes from free memory beyond its size (header, red
+    /// zones, padding), so "a request succeeds iff a free block can hold it" counts them.
+    pub bytes: fn(&H, Layout) -> usize,
+    /// Gives every held-back block to the heap below, before the suite compares the heap with
+    /// its initial state (everything freed leaves the heap whole once the blocks are back).
+    pub settle: fn(&mut H),
+}
+
+impl<H> Guards<H> {
+    /// No guard bytes, nothing held back.
+    pub fn none() -> Self {
+        Guards { bytes: |_, _| 0, settle: |_| {} }
+    }
+
+    /// Whether the layer adds nothing.
+    fn is_none(&self, heap: &H) -> bool {
+        (self.bytes)(heap, Layout::new::<u8>()) == 0
+    }
+}
+
 /// A heap under test with its memory and its shadow.
 pub struct Fixture<H> {
     /// The heap, counted so that its statistics can be checked against the model.
@@ -56,6 +80,11 @@ impl<H: RawHeap> Fixture<H> {
         if let Err(misuse) = unsafe { self.heap.deallocate(ptr, layout) } {
             panic!("a correct free was refused: {misuse}");
         }
+    }
+
+    /// Gives every block a guarding layer holds back to the heap below.
+    pub fn settle(&mut self, guards: &Guards<H>) {
+        (guards.settle)(self.heap.inner_mut());
     }
 
     /// Frees every live block in a seeded random order.
@@ -99,7 +128,14 @@ fn without_failures(stats: HeapStats) -> HeapStats {
 /// Allocations at every power-of-two alignment from 1 byte to 64 KiB, at several sizes, are
 /// aligned, disjoint and inside the heap; freeing them restores the heap.
 pub fn every_alignment_is_honoured<H: RawHeap>(make: fn() -> H) {
-    let mut f = Fixture::new(make, ARENA_LEN);
+    every_alignment_is_honoured_with(make, &Guards::none());
+}
+
+/// [`every_alignment_is_honoured`], allowing for `guards` (whose padding to a 64 KiB
+/// alignment needs four times the memory).
+pub fn every_alignment_is_honoured_with<H: RawHeap>(make: fn() -> H, guards: &Guards<H>) {
+    let len = if guards.is_none(&make()) { ARENA_LEN } else { 4 * ARENA_LEN };
+    let mut f = Fixture::new(make, len);
     let initial = f.heap.stats();
     for shift in 0..=16 {
         let align = 1usize << shift;
@@ -112,12 +148,18 @@ pub fn every_alignment_is_honoured<H: RawHeap>(make: fn() -> H) {
         f.free_all(&mut Rng::new(shift));
     }
     f.check();
+    f.settle(guards);
     assert_eq!(without_failures(f.heap.stats()), without_failures(initial), "heap not restored");
 }
 
 /// Requests from 1 byte to past the whole heap: a request succeeds whenever the largest free
 /// block can hold it, and one larger than the heap fails without panicking or changing it.
 pub fn every_size_up_to_the_whole_heap<H: RawHeap>(make: fn() -> H) {
+    every_size_up_to_the_whole_heap_with(make, &Guards::none());
+}
+
+/// [`every_size_up_to_the_whole_heap`], allowing for `guards`.
+pub fn every_size_up_to_the_whole_heap_with<H: RawHeap>(make: fn() -> H, guards: &Guards<H>) {
     let mut f = Fixture::new(make, ARENA_LEN);
     let initial = f.heap.stats();
     let mut sizes: Vec<usize> = (1..=64).collect();
@@ -137,9 +179,10 @@ pub fn every_size_up_to_the_whole_heap<H: RawHeap>(make: fn() -> H) {
                 f.free(ptr);
             }
             None => {
+                let needs = size + (guards.bytes)(f.heap.inner(), layout);
                 assert!(
-                    size > before.largest_free_block,
-                    "{size} bytes refused with a free block of {}",
+                    needs > before.largest_free_block,
+                    "{size} bytes ({needs} with guards) refused with a free block of {}",
                     before.largest_free_block
                 );
                 let after = f.heap.stats();
@@ -153,12 +196,18 @@ pub fn every_size_up_to_the_whole_heap<H: RawHeap>(make: fn() -> H) {
         }
         f.check();
     }
+    f.settle(guards);
     assert_eq!(without_failures(f.heap.stats()), without_failures(initial));
 }
 
 /// Fills the heap with equal blocks until it refuses one, then frees everything in random
 /// order: the heap must come back to exactly its initial free bytes and largest free block.
 pub fn exhaust_then_free_everything<H: RawHeap>(make: fn() -> H) {
+    exhaust_then_free_everything_with(make, &Guards::none());
+}
+
+/// [`exhaust_then_free_everything`], allowing for `guards`.
+pub fn exhaust_then_free_everything_with<H: RawHeap>(make: fn() -> H, guards: &Guards<H>) {
     let mut f = Fixture::new(make, ARENA_LEN);
     let initial = f.heap.stats();
     for (seed, size) in [(1, 16), (2, 24), (3, 100), (4, 512), (5, 4000), (6, 65536)] {
@@ -170,14 +219,16 @@ pub fn exhaust_then_free_everything<H: RawHeap>(make: fn() -> H) {
         }
         assert!(count > 0, "no block of {size} bytes at all");
         let full = f.heap.stats();
+        let needs = size + (guards.bytes)(f.heap.inner(), layout);
         assert!(
-            full.largest_free_block < size,
-            "refused {size} bytes with a free block of {}",
+            full.largest_free_block < needs,
+            "refused {size} bytes ({needs} with guards) with a free block of {}",
             full.largest_free_block
         );
         f.check();
         f.free_all(&mut Rng::new(seed));
         f.check();
+        f.settle(guards);
         let now = f.heap.stats();
         assert_eq!(now.free_bytes, initial.free_bytes, "bytes lost after {count} blocks of {size}");
         assert_eq!(now.largest_free_block, initial.largest_free_block, "heap left split after {size}");
@@ -201,6 +252,11 @@ fn random_layout(rng: &mut Rng) -> Layout {
 /// Seeded scripts of allocations, frees and in-place resizes, checked against the shadow
 /// model with `check_invariants()` after every step.
 pub fn random_scripts<H: RawHeap>(make: fn() -> H) {
+    random_scripts_with(make, &Guards::none());
+}
+
+/// [`random_scripts`], allowing for `guards`.
+pub fn random_scripts_with<H: RawHeap>(make: fn() -> H, guards: &Guards<H>) {
     let default_seeds = if cfg!(miri) { 1 } else { 12 };
     let seeds: u64 =
         std::env::var("KHEAP_SCRIPT_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(default_seeds);
@@ -217,7 +273,9 @@ pub fn random_scripts<H: RawHeap>(make: fn() -> H) {
                     let before = f.heap.stats();
                     if f.allocate(layout).is_none() {
                         // Any heap here can place `layout` in a free block this large.
-                        let enough = 2 * layout.size().max(layout.align()).max(16) + layout.align();
+                        let enough = 2 * layout.size().max(layout.align()).max(16)
+                            + layout.align()
+                            + 2 * (guards.bytes)(f.heap.inner(), layout);
                         assert!(
                             before.largest_free_block < enough,
                             "{layout:?} refused with a free block of {}",
@@ -244,6 +302,7 @@ pub fn random_scripts<H: RawHeap>(make: fn() -> H) {
         }
         f.free_all(&mut rng);
         f.check();
+        f.settle(guards);
         assert_eq!(f.heap.stats().free_bytes, initial.free_bytes, "bytes lost by seed {seed}");
         assert_eq!(
             f.heap.stats().largest_free_block,
@@ -321,6 +380,11 @@ pub fn realloc_preserves_contents<H: RawHeap>(make: fn() -> H) {
 /// the right [`RegionError`]; impossible layouts fail with `AllocError`; none of it changes the
 /// heap.
 pub fn bad_input_is_refused<H: RawHeap>(make: fn() -> H) {
+    bad_input_is_refused_with(make, &Guards::none());
+}
+
+/// [`bad_input_is_refused`], allowing for `guards`.
+pub fn bad_input_is_refused_with<H: RawHeap>(make: fn() -> H, guards: &Guards<H>) {
     let locked: LockedHeap<RawSpinlock, H> = LockedHeap::new(make());
     let arena = Arena::new(ARENA_LEN, ARENA_ALIGN);
     let base = arena.base().as_ptr();
@@ -360,6 +424,7 @@ pub fn bad_input_is_refused<H: RawHeap>(make: fn() -> H) {
     let ok = locked.allocate(Layout::new::<u64>()).expect("heap broken by refused calls");
     // SAFETY: live with this layout.
     unsafe { locked.deallocate(ok.cast(), Layout::new::<u64>()) };
+    (guards.settle)(locked.lock().inner_mut());
     check_unchanged();
     drop(locked);
     drop(arena);
@@ -369,6 +434,11 @@ pub fn bad_input_is_refused<H: RawHeap>(make: fn() -> H) {
 /// frees with extreme layouts and zero-size requests: every call returns an error (or a real
 /// block, for zero sizes) without panicking or overflowing, and leaves the heap as it was.
 pub fn extreme_layouts_are_refused_without_panicking<H: RawHeap>(make: fn() -> H) {
+    extreme_layouts_are_refused_without_panicking_with(make, &Guards::none());
+}
+
+/// [`extreme_layouts_are_refused_without_panicking`], allowing for `guards`.
+pub fn extreme_layouts_are_refused_without_panicking_with<H: RawHeap>(make: fn() -> H, guards: &Guards<H>) {
     let source: &'static PageSource = Box::leak(Box::new(PageSource::new(1 << 20)));
     let locked: LockedHeap<RawSpinlock, H> = LockedHeap::new(make()).with_source(source);
     let arena = Arena::new(ARENA_LEN, ARENA_ALIGN);
@@ -417,6 +487,7 @@ pub fn extreme_layouts_are_refused_without_panicking<H: RawHeap>(make: fn() -> H
     }
     // SAFETY: live with `small`.
     unsafe { locked.deallocate(block, small) };
+    (guards.settle)(locked.lock().inner_mut());
     locked.check_invariants().unwrap();
     let after = locked.stats();
     assert_eq!(
@@ -481,7 +552,18 @@ fn regions<H: RawHeap>(heap: &H) -> usize {
 /// Requested, allocated, peak, live and failure counters follow every call exactly, and the
 /// fragmentation figures follow from them as the tutorial defines them.
 pub fn statistics_are_exact<H: RawHeap>(make: fn() -> H) {
+    statistics_are_exact_with(make, &Guards::none());
+}
+
+/// [`statistics_are_exact`], allowing for `guards`.
+pub fn statistics_are_exact_with<H: RawHeap>(make: fn() -> H, guards: &Guards<H>) {
     let mut f = Fixture::new(make, ARENA_LEN);
+    // A block's guard bytes count as allocated: the bounds below are for the block the heap
+    // below hands out, rounded up to at most the next power of two.
+    let with_guards =
+        |size: usize, heap: &H| size + (guards.bytes)(heap, Layout::from_size_align(size, 8).unwrap());
+    let rounded =
+        |size: usize, heap: &H| with_guards(size, heap).next_power_of_two().max(size.next_power_of_two());
     let initial = f.heap.stats();
     assert_eq!((initial.allocated_bytes, initial.requested_bytes, initial.live_allocations), (0, 0, 0));
     assert_eq!(initial.free_bytes, initial.total_bytes);
@@ -489,11 +571,13 @@ pub fn statistics_are_exact<H: RawHeap>(make: fn() -> H) {
     let a = f.allocate(Layout::from_size_align(100, 8).unwrap()).unwrap();
     let after_a = f.heap.stats();
     // Every heap here rounds a request up to at most the next power of two (and a granule).
-    assert!((100..=128).contains(&after_a.allocated_bytes), "100 bytes took {}", after_a.allocated_bytes);
+    let bounds = with_guards(100, f.heap.inner())..=rounded(100, f.heap.inner());
+    assert!(bounds.contains(&after_a.allocated_bytes), "100 bytes took {}", after_a.allocated_bytes);
     let b = f.allocate(Layout::from_size_align(3000, 8).unwrap()).unwrap();
     let s = f.heap.stats();
     assert_eq!((s.requested_bytes, s.peak_requested_bytes, s.live_allocations), (3100, 3100, 2));
-    assert!((3000..=4096).contains(&(s.allocated_bytes - after_a.allocated_bytes)));
+    let bounds = with_guards(3000, f.heap.inner())..=rounded(3000, f.heap.inner());
+    assert!(bounds.contains(&(s.allocated_bytes - after_a.allocated_bytes)));
     assert_eq!(s.internal_fragmentation_bytes(), s.allocated_bytes - 3100);
     f.check();
     // Resizing in place moves `requested` and keeps `peak` as the high-water mark.
@@ -508,6 +592,7 @@ pub fn statistics_are_exact<H: RawHeap>(make: fn() -> H) {
     assert_eq!(f.heap.stats().failed_requests, 1);
     f.free(a);
     f.check();
+    f.settle(guards);
     let end = f.heap.stats();
     assert_eq!(end.allocated_bytes, 0);
     assert_eq!(end.peak_requested_bytes, 3100);
@@ -577,6 +662,11 @@ pub fn growth_from_a_memory_source<H: RawHeap>(make: fn() -> H) {
 /// allocation succeeds as long as the source has memory: growth loops until it does, and never
 /// over-asks (a request takes at most a few times its size from the source).
 pub fn growth_never_fails_while_the_source_has_memory<H: RawHeap>(make: fn() -> H) {
+    growth_never_fails_while_the_source_has_memory_with(make, &Guards::none());
+}
+
+/// [`growth_never_fails_while_the_source_has_memory`], allowing for `guards`.
+pub fn growth_never_fails_while_the_source_has_memory_with<H: RawHeap>(make: fn() -> H, guards: &Guards<H>) {
     let source_len = 64 << 20;
     let source: &'static PageSource = Box::leak(Box::new(PageSource::new(source_len)));
     let locked: LockedHeap<RawSpinlock, H> = LockedHeap::new(make()).with_source(source);
@@ -616,6 +706,7 @@ pub fn growth_never_fails_while_the_source_has_memory<H: RawHeap>(make: fn() -> 
         // SAFETY: every block is live with its layout.
         unsafe { locked.deallocate(ptr, layout) };
     }
+    (guards.settle)(locked.lock().inner_mut());
     locked.check_invariants().unwrap();
     assert_eq!(locked.stats().allocated_bytes, 0);
 }

@@ -21,10 +21,15 @@ pub use shadow::Shadow;
 
 /// Instantiates the conformance suite as a module of `#[test]` functions for one heap.
 ///
-/// `$make` is an expression building an empty heap (called once per test).
+/// `$make` is an expression building an empty heap (called once per test). A layer that
+/// guards its blocks (a debug layer) adds `guards: expr`, a [`conformance::Guards`] saying what
+/// the suite must allow for.
 #[macro_export]
 macro_rules! conformance_suite {
     ($name:ident, $heap:ty, $make:expr) => {
+        $crate::conformance_suite!($name, $heap, $make, guards: $crate::conformance::Guards::none());
+    };
+    ($name:ident, $heap:ty, $make:expr, guards: $guards:expr) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
@@ -34,21 +39,25 @@ macro_rules! conformance_suite {
                 $make
             }
 
+            fn guards() -> c::Guards<$heap> {
+                $guards
+            }
+
             #[test]
             fn every_alignment_from_1_byte_to_64_kib_is_honoured() {
-                c::every_alignment_is_honoured(make);
+                c::every_alignment_is_honoured_with(make, &guards());
             }
             #[test]
             fn every_size_up_to_the_whole_heap_succeeds_iff_a_free_block_holds_it() {
-                c::every_size_up_to_the_whole_heap(make);
+                c::every_size_up_to_the_whole_heap_with(make, &guards());
             }
             #[test]
             fn exhausting_then_freeing_everything_restores_the_initial_heap() {
-                c::exhaust_then_free_everything(make);
+                c::exhaust_then_free_everything_with(make, &guards());
             }
             #[test]
             fn random_scripts_agree_with_the_shadow_model() {
-                c::random_scripts(make);
+                c::random_scripts_with(make, &guards());
             }
             #[test]
             fn grow_and_shrink_in_place_keep_contents_and_counts() {
@@ -60,7 +69,7 @@ macro_rules! conformance_suite {
             }
             #[test]
             fn refused_regions_and_layouts_leave_the_heap_untouched() {
-                c::bad_input_is_refused(make);
+                c::bad_input_is_refused_with(make, &guards());
             }
             #[test]
             fn touching_regions_added_separately_merge() {
@@ -68,7 +77,7 @@ macro_rules! conformance_suite {
             }
             #[test]
             fn statistics_track_requested_peak_and_fragmentation() {
-                c::statistics_are_exact(make);
+                c::statistics_are_exact_with(make, &guards());
             }
             #[test]
             fn alloc_zeroed_returns_zeroed_memory() {
@@ -80,11 +89,11 @@ macro_rules! conformance_suite {
             }
             #[test]
             fn extreme_layouts_are_refused_without_panicking() {
-                c::extreme_layouts_are_refused_without_panicking(make);
+                c::extreme_layouts_are_refused_without_panicking_with(make, &guards());
             }
             #[test]
             fn growth_never_fails_while_a_touching_source_has_memory() {
-                c::growth_never_fails_while_the_source_has_memory(make);
+                c::growth_never_fails_while_the_source_has_memory_with(make, &guards());
             }
         }
     };

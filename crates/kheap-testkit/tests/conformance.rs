@@ -1,6 +1,6 @@
 //! The conformance suite over every algorithm, layer and configuration kheap ships.
 
-use kheap::{BuddyHeap, Counted, FirstFitHeap, FitPolicy, SlabHeap, TlsfHeap};
+use kheap::{BuddyHeap, Counted, FirstFitHeap, FitPolicy, GuardLevel, Guarded, SlabHeap, TlsfHeap};
 use kheap_testkit::conformance_suite;
 
 conformance_suite!(buddy_max_order_16, BuddyHeap<16>, BuddyHeap::with_orders());
@@ -21,3 +21,20 @@ conformance_suite!(
     Counted<SlabHeap<TlsfHeap>>,
     Counted::new(SlabHeap::new(TlsfHeap::new()))
 );
+
+/// What the suite allows for in the debug layer: its guard bytes, and its quarantine drained
+/// (checked: a write after free there fails the test) before whole-heap comparisons.
+fn debug_guards<H: kheap::BlockLookup>() -> Guards<Guarded<H>> {
+    Guards {
+        bytes: |heap, layout| heap.guard_bytes(layout).unwrap_or(0),
+        settle: |heap| heap.drain_quarantine().expect("a quarantined block was damaged"),
+    }
+}
+
+// The debug layer at each level, over both heaps that can look a block up.
+conformance_suite!(guarded_checks_tlsf, Guarded<TlsfHeap>, Guarded::new(TlsfHeap::new(), GuardLevel::Checks), guards: debug_guards());
+conformance_suite!(guarded_red_zones_tlsf, Guarded<TlsfHeap>, Guarded::new(TlsfHeap::new(), GuardLevel::RedZones), guards: debug_guards());
+conformance_suite!(guarded_poison_tlsf, Guarded<TlsfHeap>, Guarded::new(TlsfHeap::new(), GuardLevel::Poison), guards: debug_guards());
+conformance_suite!(guarded_checks_buddy, Guarded<BuddyHeap>, Guarded::new(BuddyHeap::new(), GuardLevel::Checks), guards: debug_guards());
+conformance_suite!(guarded_red_zones_buddy, Guarded<BuddyHeap>, Guarded::new(BuddyHeap::new(), GuardLevel::RedZones), guards: debug_guards());
+conformance_suite!(guarded_poison_buddy, Guarded<BuddyHeap>, Guarded::new(BuddyHeap::new(), GuardLevel::Poison), guards: debug_guards());

@@ -72,6 +72,7 @@ pub use fronts::front::Front;
 pub use fronts::locked_heap::LockedHeap;
 pub use fronts::misuse_hook::{panic_on_misuse, MisuseHook};
 pub use layers::counted::Counted;
+pub use layers::guarded::{debug_heap, DebugHeap, GuardLevel, Guarded, QUARANTINE_BLOCKS, QUARANTINE_BYTES};
 pub use layers::size_class::SizeClass;
 pub use layers::slab::{SlabHeap, SLAB_MAX};
 pub use lock_api;

@@ -11,12 +11,23 @@ use kheap::{
 use crate::config::KERNEL_HEAP_SIZE;
 use crate::frames::FRAMES;
 
+/// The heap behind the front: the buddy heap, or in the debug demo the buddy heap in kheap's
+/// debug mode.
+#[cfg(not(feature = "debug-demo"))]
+type Algorithm = BuddyHeap;
+#[cfg(feature = "debug-demo")]
+type Algorithm = kheap::Guarded<BuddyHeap>;
+
 /// What the locked global allocator hands out: the algorithm inside the front's `Counted`
 /// layer (which keeps the caller statistics).
-pub type Heap = Counted<BuddyHeap>;
+pub type Heap = Counted<Algorithm>;
 
 /// What the console calls this build's allocator.
+#[cfg(not(feature = "debug-demo"))]
 pub const NAME: &str = "kheap::LockedHeap<RawIrqSpinlock<RiscvSupervisorInterrupts>, BuddyHeap>";
+#[cfg(feature = "debug-demo")]
+pub const NAME: &str =
+    "kheap::LockedHeap<RawIrqSpinlock<RiscvSupervisorInterrupts>, Guarded<BuddyHeap>> (GuardLevel::Poison)";
 
 /// The lock masks `sstatus.SIE` while held, so the timer handler can allocate at any moment.
 pub const IRQ_SAFE: bool = true;
@@ -25,9 +36,19 @@ pub const IRQ_SAFE: bool = true;
 pub const GROWS_BY_ITSELF: bool = true;
 
 /// The global allocator: a buddy heap behind an interrupt-masking spinlock.
+#[cfg(not(feature = "debug-demo"))]
 #[global_allocator]
-static HEAP_ALLOCATOR: LockedHeap<RawIrqSpinlock<RiscvSupervisorInterrupts>, BuddyHeap> =
+static HEAP_ALLOCATOR: LockedHeap<RawIrqSpinlock<RiscvSupervisorInterrupts>, Algorithm> =
     LockedHeap::new(BuddyHeap::new()).with_source(&FRAMES);
+
+/// The global allocator of the debug demo: the same, in debug mode, reporting misuse on the
+/// console (after the heap's lock is released) instead of panicking.
+#[cfg(feature = "debug-demo")]
+#[global_allocator]
+static HEAP_ALLOCATOR: LockedHeap<RawIrqSpinlock<RiscvSupervisorInterrupts>, Algorithm> =
+    LockedHeap::new(kheap::Guarded::new(BuddyHeap::new(), kheap::GuardLevel::Poison))
+        .with_source(&FRAMES)
+        .on_misuse(crate::debug_demo::print_misuse);
 
 /// The static heap: a zeroed array, so it lands in `.bss` (`heap_test` checks).
 #[repr(C, align(4096))]

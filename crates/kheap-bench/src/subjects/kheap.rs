@@ -5,7 +5,7 @@
 //! Adding a kheap heap (TLSF, slab, the default `Heap`): one `build` function and one line in
 //! [`subjects`].
 
-use kheap::{BuddyHeap, FirstFitHeap, FitPolicy, LockedHeap, RawSpinlock, SlabHeap, TlsfHeap};
+use kheap::{BuddyHeap, FirstFitHeap, FitPolicy, GuardLevel, Guarded, LockedHeap, RawSpinlock, SlabHeap, TlsfHeap};
 
 use super::{Family, Heap, Subject};
 use crate::arena::Arena;
@@ -42,6 +42,18 @@ fn slab_buddy(arena: &Arena) -> Result<Heap, String> {
     over_arena(SlabHeap::new(BuddyHeap::<{ kheap::DEFAULT_MAX_ORDER }>::new()), arena)
 }
 
+fn guarded_checks(arena: &Arena) -> Result<Heap, String> {
+    over_arena(Guarded::new(TlsfHeap::new(), GuardLevel::Checks), arena)
+}
+
+fn guarded_red_zones(arena: &Arena) -> Result<Heap, String> {
+    over_arena(Guarded::new(TlsfHeap::new(), GuardLevel::RedZones), arena)
+}
+
+fn guarded_poison(arena: &Arena) -> Result<Heap, String> {
+    over_arena(Guarded::new(TlsfHeap::new(), GuardLevel::Poison), arena)
+}
+
 pub fn subjects() -> Vec<Subject> {
     let kheap = |name, config, build| Subject { name, family: Family::Kheap, config, build, in_arena: true };
     vec![
@@ -51,5 +63,21 @@ pub fn subjects() -> Vec<Subject> {
         kheap("kheap-tlsf", "kheap TlsfHeap, LockedHeap<RawSpinlock>", tlsf),
         kheap("kheap-slab-tlsf", "kheap SlabHeap<TlsfHeap>, LockedHeap<RawSpinlock>", slab_tlsf),
         kheap("kheap-slab-buddy", "kheap SlabHeap<BuddyHeap>, LockedHeap<RawSpinlock>", slab_buddy),
+        // The debug mode at each level, over TLSF: its cost against `kheap-tlsf`.
+        kheap(
+            "kheap-guarded-checks",
+            "kheap Guarded(TlsfHeap, GuardLevel::Checks), LockedHeap<RawSpinlock>",
+            guarded_checks,
+        ),
+        kheap(
+            "kheap-guarded-redzones",
+            "kheap Guarded(TlsfHeap, GuardLevel::RedZones), LockedHeap<RawSpinlock>",
+            guarded_red_zones,
+        ),
+        kheap(
+            "kheap-guarded-poison",
+            "kheap Guarded(TlsfHeap, GuardLevel::Poison), LockedHeap<RawSpinlock>",
+            guarded_poison,
+        ),
     ]
 }

@@ -30,6 +30,16 @@ pub enum MisuseKind {
     /// No block of this heap can have the layout given (too large, or aligned beyond what
     /// the heap supports), so the pointer cannot be one of its allocations.
     ImpossibleLayout,
+    /// Debug mode: the red zone around the block was overwritten (a write past its end or
+    /// before its start); [`Misuse::at`] is the offset of the first changed byte.
+    Overrun,
+    /// Debug mode: a freed block's poison was overwritten while it waited in quarantine (a write
+    /// after free); found when the block left quarantine, so `ptr` is that block, not
+    /// necessarily the one the refused call named. [`Misuse::at`] is the first changed byte.
+    UseAfterFree,
+    /// Debug mode: the block's guard header no longer checks out against the heap's secret
+    /// (overwritten by a stray write), while the heap below says a block starts there.
+    CorruptedHeader,
 }
 
 impl MisuseKind {
@@ -43,6 +53,26 @@ impl MisuseKind {
             MisuseKind::WrongLayout => "the layout is not the one the block was allocated with",
             MisuseKind::Bookkeeping => "the pointer lies in the heap's own bookkeeping",
             MisuseKind::ImpossibleLayout => "no block of this heap has that layout",
+            MisuseKind::Overrun => "the red zone around the block was overwritten (overrun)",
+            MisuseKind::UseAfterFree => "a freed block was written to while in quarantine (use after free)",
+            MisuseKind::CorruptedHeader => "the block's guard header was overwritten",
+        }
+    }
+
+    /// The state of the block at the pointer, as far as the kind says: for a report.
+    ///
+    /// ```
+    /// assert_eq!(kheap::MisuseKind::Overrun.block_state(), "allocated");
+    /// ```
+    pub const fn block_state(self) -> &'static str {
+        match self {
+            MisuseKind::Null | MisuseKind::Foreign | MisuseKind::ImpossibleLayout => "no block",
+            MisuseKind::NotBlockStart => "not a block start",
+            MisuseKind::DoubleFree => "free",
+            MisuseKind::WrongLayout | MisuseKind::Overrun => "allocated",
+            MisuseKind::UseAfterFree => "freed, in quarantine",
+            MisuseKind::Bookkeeping => "bookkeeping",
+            MisuseKind::CorruptedHeader => "unknown (header overwritten)",
         }
     }
 }
@@ -79,8 +109,12 @@ pub struct Misuse {
     pub ptr: *const u8,
     /// The layout the caller passed.
     pub layout: Layout,
-    /// The block the heap found at `ptr` (its size and alignment), when it found one.
+    /// The block the heap found at `ptr` (its size and alignment), when it found one: in debug
+    /// mode, the layout the block was allocated with.
     pub found: Option<Layout>,
+    /// Debug mode: the offset from `ptr` of the first overwritten guard or poison byte
+    /// (negative: before the block), when the report is about one.
+    pub at: Option<isize>,
 }
 
 // SAFETY: `ptr` is only an address to print; a `Misuse` never dereferences it.
@@ -92,13 +126,20 @@ impl Misuse {
     /// A misuse of `kind` by a call with `ptr` and `layout`.
     #[cold]
     pub const fn new(kind: MisuseKind, ptr: *const u8, layout: Layout) -> Self {
-        Misuse { kind, ptr, layout, found: None }
+        Misuse { kind, ptr, layout, found: None, at: None }
     }
 
     /// The same misuse, with the block the heap found at the pointer.
     #[cold]
     pub const fn found(mut self, block: Layout) -> Self {
         self.found = Some(block);
+        self
+    }
+
+    /// The same misuse, naming the first overwritten byte, `offset` bytes from `ptr`.
+    #[cold]
+    pub const fn at(mut self, offset: isize) -> Self {
+        self.at = Some(offset);
         self
     }
 }
@@ -116,7 +157,11 @@ impl fmt::Display for Misuse {
         if let Some(block) = self.found {
             write!(f, "; the block there has size {} and align {}", block.size(), block.align())?;
         }
-        Ok(())
+        if let Some(at) = self.at {
+            let side = if at < 0 { "before the block" } else { "counted from the block's start" };
+            write!(f, "; first bad byte at offset {at} ({side})")?;
+        }
+        write!(f, "; block state: {}", self.kind.block_state())
     }
 }
 

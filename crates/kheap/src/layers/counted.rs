@@ -87,8 +87,10 @@ impl<H> Counted<H> {
         self.grown = self.grown.wrapping_add(1);
     }
 
-    /// The wrapped heap, to change it without counting (a compat front adding memory).
-    pub(crate) fn inner_mut(&mut self) -> &mut H {
+    /// The wrapped heap, to change it without counting (a compat front adding memory, a test
+    /// draining a debug layer's quarantine): allocations and frees made through it are not
+    /// counted.
+    pub fn inner_mut(&mut self) -> &mut H {
         &mut self.heap
     }
 

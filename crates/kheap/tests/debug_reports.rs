@@ -1,0 +1,188 @@
+//! The debug mode's detections reach the user of a host program whose `#[global_allocator]` is
+//! `LockedHeap<_, Guarded<TlsfHeap>>`: for an overrun, a write after free, a double free, a
+//! wrong layout and an overwritten header, the report is printed (one line naming the kind,
+//! the address, the layout, the layout the block was allocated with and its state) and the
+//! program ends by aborting, without hanging on the heap's lock or unwinding out of the
+//! allocator.
+//!
+//! Each test runs this test binary again as a child (`KHEAP_DEBUG_MISUSE` names the bug to
+//! commit) and checks the child's stderr and how it ended, with a time limit.
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::process::{Command, Stdio};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use kheap::{GuardLevel, Guarded, LockedHeap, MemorySource, RawSpinlock, TlsfHeap, QUARANTINE_BLOCKS};
+
+/// 64 MiB of page-aligned memory in `.bss` (only what is touched costs anything).
+#[repr(C, align(4096))]
+struct Pages([u8; 64 << 20]);
+
+static mut PAGES: Pages = Pages([0; 64 << 20]);
+
+/// Hands the pages to the heap on its first allocation, once.
+struct OnePageRun;
+
+// SAFETY: the static is valid for ever (1) and handed out once, guarded by the atomic (2).
+unsafe impl MemorySource for OnePageRun {
+    fn acquire(&self, layout: Layout) -> Option<NonNull<[u8]>> {
+        static TAKEN: AtomicBool = AtomicBool::new(false);
+        if layout.size() > 64 << 20 || layout.align() > 4096 || TAKEN.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        let start = NonNull::new((&raw mut PAGES).cast::<u8>())?;
+        Some(NonNull::slice_from_raw_parts(start, 64 << 20))
+    }
+}
+
+#[global_allocator]
+static GLOBAL: LockedHeap<RawSpinlock, Guarded<TlsfHeap>> =
+    LockedHeap::new(Guarded::new(TlsfHeap::new(), GuardLevel::Poison)).with_source(&OnePageRun);
+
+/// Commits the bug `kind` through the global allocator, as a buggy program would.
+fn commit(kind: &str) {
+    let layout = Layout::from_size_align(48, 8).unwrap();
+    // SAFETY: every call but the bug under test is correct; kheap's debug layer detects the
+    // bug (the writes land in red zones or quarantined blocks, which the layer owns) and
+    // reports it before anything changes.
+    unsafe {
+        let block = GLOBAL.alloc(layout);
+        let _neighbour = GLOBAL.alloc(layout);
+        match kind {
+            "overrun" => {
+                block.add(48).write(0);
+                GLOBAL.dealloc(block, layout);
+            }
+            "underrun" => {
+                block.sub(3).write(0);
+                GLOBAL.dealloc(block, layout);
+            }
+            "use-after-free" => {
+                GLOBAL.dealloc(block, layout);
+                block.add(7).write(1); // through a dangling pointer
+                                       // Later frees push the block out of quarantine, where its poison is checked.
+                for _ in 0..=QUARANTINE_BLOCKS {
+                    let other = GLOBAL.alloc(layout);
+                    GLOBAL.dealloc(other, layout);
+                }
+            }
+            "double-free" => {
+                GLOBAL.dealloc(block, layout);
+                GLOBAL.dealloc(block, layout);
+            }
+            "wrong-layout" => GLOBAL.dealloc(block, Layout::from_size_align(64, 8).unwrap()),
+            "corrupted-header" => {
+                // A stray write 20 bytes before the block: into its header.
+                block.sub(20).write(0x55);
+                GLOBAL.dealloc(block, layout);
+            }
+            other => panic!("unknown bug {other}"),
+        }
+    }
+    println!("kheap-test: the program went on after the bug");
+}
+
+/// Runs the child for `kind`; returns its stderr, after checking that it ended within the time
+/// limit by aborting (not by exiting normally, not by unwinding).
+fn run_child(kind: &str) -> String {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+        .env("KHEAP_DEBUG_MISUSE", kind)
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("the program hung after a {kind} (killed after 60 s)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!stdout.contains("went on after the bug"), "the {kind} was not detected:\n{stdout}");
+    assert!(!status.success(), "the program exited normally after a {kind}:\n{stderr}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(6), "ended by {status} instead of an abort:\n{stderr}");
+    }
+    assert!(stderr.contains("panic in a function that cannot unwind"), "{stderr}");
+    stderr
+}
+
+/// The report line of a child's stderr.
+fn report(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .find(|line| line.starts_with("kheap: deallocate(0x"))
+        .unwrap_or_else(|| panic!("no report:\n{stderr}"))
+}
+
+/// The child's entry point: commits the bug named by `KHEAP_DEBUG_MISUSE`.
+#[test]
+fn child() {
+    if let Ok(kind) = std::env::var("KHEAP_DEBUG_MISUSE") {
+        commit(&kind);
+    }
+}
+
+#[test]
+fn an_overrun_is_reported_with_the_offset_and_the_layout_allocated() {
+    let stderr = run_child("overrun");
+    let line = report(&stderr);
+    assert!(
+        line.contains("size 48, align 8): the red zone around the block was overwritten (overrun)"),
+        "{line}"
+    );
+    assert!(line.contains("the block there has size 48 and align 8"), "{line}");
+    assert!(line.contains("first bad byte at offset 48"), "{line}");
+    assert!(line.contains("block state: allocated"), "{line}");
+}
+
+#[test]
+fn an_underrun_is_reported_before_the_block() {
+    let line = report(&run_child("underrun")).to_owned();
+    assert!(line.contains("(overrun)") && line.contains("offset -3 (before the block)"), "{line}");
+}
+
+#[test]
+fn a_write_after_free_is_reported_when_the_block_leaves_quarantine() {
+    let stderr = run_child("use-after-free");
+    let line = report(&stderr);
+    assert!(line.contains("(use after free)"), "{line}");
+    assert!(line.contains("first bad byte at offset 7"), "{line}");
+    assert!(line.contains("block state: freed, in quarantine"), "{line}");
+}
+
+#[test]
+fn a_double_free_is_reported_with_the_layout_allocated() {
+    let stderr = run_child("double-free");
+    let line = report(&stderr);
+    assert!(line.contains("(double free)") && line.contains("the block there has size 48"), "{line}");
+    assert!(line.contains("block state: free"), "{line}");
+}
+
+#[test]
+fn a_wrong_layout_is_reported_with_the_layout_allocated() {
+    let stderr = run_child("wrong-layout");
+    let line = report(&stderr);
+    assert!(line.contains("size 64, align 8): the layout is not the one"), "{line}");
+    assert!(line.contains("the block there has size 48 and align 8"), "{line}");
+}
+
+#[test]
+fn an_overwritten_header_is_reported() {
+    let stderr = run_child("corrupted-header");
+    assert!(report(&stderr).contains("the block's guard header was overwritten"), "{stderr}");
+}
