@@ -48,7 +48,8 @@ pub unsafe trait Front {
     ///
     /// # Safety
     ///
-    /// 1. `ptr` was returned by this front's `allocate` or `reallocate` and not deallocated.
+    /// 1. `ptr` was returned by this front's `allocate`, `allocate_batch`, `try_allocate` or
+    ///    `reallocate` and not deallocated.
     /// 2. `layout` is the layout it was allocated (or last reallocated) with.
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout);
 
@@ -72,4 +73,54 @@ pub unsafe trait Front {
 
     /// A snapshot of the statistics.
     fn stats(&self) -> HeapStats;
+
+    /// Allocates a block for `layout` (of non-zero size) from the memory the front already
+    /// has: it never asks a memory source for more and never calls an out-of-memory or misuse
+    /// hook. For callers that have a plan B when memory is short (a balloon driver, a
+    /// `try_reserve`-style API, an interrupt handler that must not wait for a frame allocator).
+    ///
+    /// # Errors
+    ///
+    /// [`AllocError`] when no free block holds `layout` now.
+    fn try_allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError>;
+
+    /// The size in bytes of the largest block the front could hand out now without growing:
+    /// no request larger than this can succeed through [`try_allocate`](Self::try_allocate).
+    /// A snapshot: another CPU may change it at once.
+    fn largest_free_block(&self) -> usize {
+        self.stats().largest_free_block
+    }
+
+    /// Allocates up to `out.len()` blocks of one `layout` (of non-zero size), writing them to
+    /// the start of `out`; returns how many. A front over a lock takes it once for the whole
+    /// batch (what a per-CPU cache refilling a magazine wants). It grows the heap like
+    /// [`allocate`](Self::allocate) only when not even one block is free; `0` means that
+    /// failed too. The default allocates one by one.
+    fn allocate_batch(&self, layout: Layout, out: &mut [NonNull<u8>]) -> usize {
+        let mut count = 0;
+        for slot in out.iter_mut() {
+            match self.allocate(layout) {
+                Ok(block) => *slot = block.cast(),
+                Err(AllocError) => break,
+            }
+            count += 1;
+        }
+        count
+    }
+
+    /// Returns every block of `blocks`, all allocated with `layout`. A front over a lock takes
+    /// it once for the whole batch; misuse is handled as by [`deallocate`](Self::deallocate)
+    /// (a front may report only the first of several). The default returns them one by one.
+    ///
+    /// # Safety
+    ///
+    /// 1. Every pointer of `blocks` was returned by this front's `allocate`, `allocate_batch`,
+    ///    `try_allocate` or `reallocate` and not deallocated, and no pointer appears twice.
+    /// 2. `layout` is the layout each was allocated (or last reallocated) with.
+    unsafe fn deallocate_batch(&self, blocks: &[NonNull<u8>], layout: Layout) {
+        for &block in blocks {
+            // SAFETY: (1) and (2) are `deallocate`'s obligations 1 and 2, for each block.
+            unsafe { self.deallocate(block, layout) };
+        }
+    }
 }

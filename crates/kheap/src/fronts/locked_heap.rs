@@ -153,6 +153,37 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
         }
     }
 
+    /// Allocates a block for `layout` from the memory the heap has now: never asks the memory
+    /// source for more and never calls the misuse hook (there is nothing to report; a refusal
+    /// is counted in [`HeapStats::failed_requests`]). For a balloon driver, a `try_reserve`-style
+    /// caller, or an interrupt handler that must not wait for the source.
+    ///
+    /// ```
+    /// use core::alloc::Layout;
+    /// use kheap::{BuddyHeap, LockedHeap, RawSpinlock, StaticArena};
+    ///
+    /// static ARENA: StaticArena<{ 64 * 1024 }> = StaticArena::new();
+    /// static HEAP: LockedHeap<RawSpinlock, BuddyHeap> = LockedHeap::new(BuddyHeap::new()).with_source(&ARENA);
+    /// let layout = Layout::new::<[u8; 64]>();
+    /// // Nothing claimed yet: `try_allocate` does not take the arena, `allocate` would.
+    /// assert!(HEAP.try_allocate(layout).is_err());
+    /// assert_eq!(HEAP.stats().total_bytes, 0);
+    /// assert_eq!(HEAP.largest_free_block(), 0);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`AllocError`] when no free block holds `layout`.
+    pub fn try_allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.heap.lock().allocate(layout)
+    }
+
+    /// The size of the largest free block: no request larger than this can succeed without
+    /// growing the heap. O(1) under the lock (every algorithm keeps it); a snapshot.
+    pub fn largest_free_block(&self) -> usize {
+        self.heap.lock().usage().largest_free_block
+    }
+
     /// Hands a misuse to the hook; the caller has released the lock.
     #[cold]
     #[inline(never)]
@@ -317,6 +348,54 @@ unsafe impl<R: RawMutex, H: RawHeap> Front for LockedHeap<R, H> {
 
     fn stats(&self) -> HeapStats {
         LockedHeap::stats(self)
+    }
+
+    fn try_allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        LockedHeap::try_allocate(self, layout)
+    }
+
+    fn largest_free_block(&self) -> usize {
+        LockedHeap::largest_free_block(self)
+    }
+
+    /// Takes the lock once for the whole batch; grows (as `allocate` does) only when the heap
+    /// has not even one block.
+    fn allocate_batch(&self, layout: Layout, out: &mut [NonNull<u8>]) -> usize {
+        let mut count = 0;
+        {
+            let mut heap = self.heap.lock();
+            for slot in out.iter_mut() {
+                let Ok(block) = heap.allocate_quietly(layout) else { break };
+                *slot = block.cast();
+                count += 1;
+            }
+        }
+        if count == 0 && !out.is_empty() {
+            if let Ok(block) = self.allocate_or_grow(layout) {
+                out[0] = block.cast();
+                count = 1;
+            }
+        }
+        count
+    }
+
+    /// Takes the lock once for the whole batch; reports the first misuse (if any) to the hook
+    /// after releasing it. The heap refuses a misused block without change and the rest of
+    /// the batch still goes back.
+    unsafe fn deallocate_batch(&self, blocks: &[NonNull<u8>], layout: Layout) {
+        let mut first_misuse = None;
+        {
+            let mut heap = self.heap.lock();
+            for &block in blocks {
+                // SAFETY: (1) and (2) are the heap's obligations 1 and 2, for each block.
+                if let Err(misuse) = unsafe { heap.deallocate(block, layout) } {
+                    first_misuse.get_or_insert(misuse);
+                }
+            }
+        }
+        if let Some(misuse) = first_misuse {
+            self.report(&misuse);
+        }
     }
 }
 
