@@ -2,6 +2,8 @@
 
 #[cfg(feature = "allocator-api2")]
 mod allocator_api;
+pub(crate) mod cpu_id;
 pub(crate) mod front;
 pub(crate) mod locked_heap;
 pub(crate) mod misuse_hook;
+pub(crate) mod per_cpu;
