@@ -6,15 +6,18 @@
 //! - [`conformance`]: one suite of checks, generic over [`kheap::RawHeap`];
 //!   [`conformance_suite!`] instantiates it as `#[test]`s for one heap configuration.
 //! - [`Rng`]: a seeded generator; [`SeedReport`] prints the seed when a test fails.
+//! - [`ThreadCpu`]: host threads standing for CPUs, for [`kheap::PerCpu`].
 
 mod arena;
 pub mod conformance;
 mod rng;
 mod shadow;
+mod thread_cpu;
 
 pub use arena::Arena;
 pub use rng::{Rng, SeedReport};
 pub use shadow::Shadow;
+pub use thread_cpu::ThreadCpu;
 
 /// Instantiates the conformance suite as a module of `#[test]` functions for one heap.
 ///

@@ -11,7 +11,8 @@ use crate::{AllocError, HeapStats};
 ///
 /// A front owns the policies an algorithm leaves out: locking, growing the heap from a memory
 /// source, what a detected misuse leads to, and where a moving resize copies (never while a
-/// lock is held).
+/// lock is held). A shared reference to a front is a front too, so a per-CPU cache can sit in
+/// front of a `static` heap that other code also uses.
 ///
 /// # Safety
 ///
@@ -122,5 +123,50 @@ pub unsafe trait Front {
             // SAFETY: (1) and (2) are `deallocate`'s obligations 1 and 2, for each block.
             unsafe { self.deallocate(block, layout) };
         }
+    }
+}
+
+// SAFETY: every call is forwarded to `T`, whose promises they are.
+unsafe impl<T: Front + ?Sized> Front for &T {
+    #[inline]
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        (**self).allocate(layout)
+    }
+
+    #[inline]
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        unsafe { (**self).deallocate(ptr, layout) }
+    }
+
+    unsafe fn reallocate(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        unsafe { (**self).reallocate(ptr, old, new_size) }
+    }
+
+    fn stats(&self) -> HeapStats {
+        (**self).stats()
+    }
+
+    fn try_allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        (**self).try_allocate(layout)
+    }
+
+    fn largest_free_block(&self) -> usize {
+        (**self).largest_free_block()
+    }
+
+    fn allocate_batch(&self, layout: Layout, out: &mut [NonNull<u8>]) -> usize {
+        (**self).allocate_batch(layout, out)
+    }
+
+    unsafe fn deallocate_batch(&self, blocks: &[NonNull<u8>], layout: Layout) {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        unsafe { (**self).deallocate_batch(blocks, layout) }
     }
 }
