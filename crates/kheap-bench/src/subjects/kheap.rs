@@ -5,7 +5,8 @@
 //! Adding a kheap heap (TLSF, slab, the default `Heap`): one `build` function and one line in
 //! [`subjects`].
 
-use kheap::{BuddyHeap, FirstFitHeap, FitPolicy, LockedHeap, RawSpinlock, TlsfHeap};
+use kheap::{BuddyHeap, FirstFitHeap, FitPolicy, LockedHeap, PerCpu, RawSpinlock, TlsfHeap};
+use kheap_testkit::ThreadCpu;
 
 use super::{Family, Heap, Subject};
 use crate::arena::Arena;
@@ -34,6 +35,20 @@ fn tlsf(arena: &Arena) -> Result<Heap, String> {
     over_arena(TlsfHeap::new(), arena)
 }
 
+/// CPUs of the per-CPU subject: one per thread of the largest thread workload.
+const PER_CPU_CPUS: usize = 8;
+
+/// Per-CPU magazines (thread `i` stands for CPU `i`) in front of TLSF behind the shared lock.
+fn per_cpu(arena: &Arena) -> Result<Heap, String> {
+    let heap = Box::new(PerCpu::<_, ThreadCpu, PER_CPU_CPUS>::new(LockedHeap::<RawSpinlock, _>::new(
+        TlsfHeap::new(),
+    )));
+    // SAFETY: as in `over_arena`: the arena is this heap's alone while the job runs.
+    unsafe { heap.shared().add_region_raw(arena.start, arena.len) }
+        .map_err(|e| format!("arena refused: {e:?}"))?;
+    Ok(heap)
+}
+
 pub fn subjects() -> Vec<Subject> {
     let kheap = |name, config, build| Subject { name, family: Family::Kheap, config, build, in_arena: true };
     vec![
@@ -41,5 +56,10 @@ pub fn subjects() -> Vec<Subject> {
         kheap("kheap-first-fit", "kheap FirstFitHeap(FitPolicy::First), LockedHeap<RawSpinlock>", first_fit),
         kheap("kheap-best-fit", "kheap FirstFitHeap(FitPolicy::Best), LockedHeap<RawSpinlock>", best_fit),
         kheap("kheap-tlsf", "kheap TlsfHeap, LockedHeap<RawSpinlock>", tlsf),
+        kheap(
+            "kheap-percpu",
+            "kheap PerCpu<LockedHeap<RawSpinlock, TlsfHeap>, ThreadCpu, 8>: per-CPU magazines (thread i = CPU i)",
+            per_cpu,
+        ),
     ]
 }

@@ -110,7 +110,7 @@ fn run(ctx: &Ctx, threads: usize) -> Result<Metrics, JobError> {
 }
 
 pub fn workloads() -> Vec<Workload> {
-    [1, 2, 4]
+    [1, 2, 4, 8]
         .into_iter()
         .map(|threads| Workload {
             name: format!("threads_{threads}"),
@@ -122,7 +122,7 @@ pub fn workloads() -> Vec<Workload> {
                  and freed oldest-first once 64 are held. Reported: allocations plus frees per second, all threads \
                  together. Thread i stands for CPU i for the per-CPU subject. Why: kernel objects are often freed on \
                  another CPU than the one that allocated them; one lock for all CPUs collapses (hermit#1984). On \
-                 this 2-core machine, 4 threads oversubscribe the cores: a preempted lock holder stalls spinners."
+                 this 2-core machine, 4 and 8 threads oversubscribe the cores: a preempted lock holder stalls spinners."
             ),
             source: "crates/kheap-bench/src/workloads/threads.rs",
             metric: OPS_PER_SEC,
