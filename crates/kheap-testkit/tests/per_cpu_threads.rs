@@ -73,7 +73,7 @@ fn worker<F: Front>(heap: &F, me: usize, cpu: usize, inboxes: &[Mutex<Vec<Block>
 
 /// Runs `threads` workers on `heap` (thread `i` stands for CPU `i % cpus`), then frees what is
 /// left in the inboxes and drains every cache: the shared heap must be whole.
-fn stress<F: Front + Sync, H: RawHeap, const CPUS: usize>(
+fn stress<F: Front + Sync, const CPUS: usize>(
     heap: &PerCpu<F, ThreadCpu, CPUS>,
     threads: usize,
     seed: u64,
@@ -115,7 +115,7 @@ fn leaked_over<H: RawHeap + Send + 'static>(heap: H) -> &'static LockedHeap<RawS
 fn four_threads_on_four_cpus_over_tlsf_end_with_the_heap_whole() {
     let shared = leaked_over(TlsfHeap::new());
     let heap: PerCpu<_, ThreadCpu, 4> = PerCpu::new(shared);
-    stress::<_, TlsfHeap, 4>(&heap, 4, 0x0001_2345, |s| s.check_invariants());
+    stress::<_, 4>(&heap, 4, 0x0001_2345, |s| s.check_invariants());
 }
 
 #[test]
@@ -123,5 +123,5 @@ fn four_threads_sharing_two_cpus_over_buddy_stay_sound_and_end_whole() {
     // Two threads per CPU index: each finds its CPU's cache busy at times and bypasses it.
     let shared = leaked_over(BuddyHeap::<{ kheap::DEFAULT_MAX_ORDER }>::new());
     let heap: PerCpu<_, ThreadCpu, 2> = PerCpu::new(shared);
-    stress::<_, BuddyHeap, 2>(&heap, 4, 0x0006_789A, |s| s.check_invariants());
+    stress::<_, 2>(&heap, 4, 0x0006_789A, |s| s.check_invariants());
 }
