@@ -152,3 +152,30 @@ fn batches_give_back_too() {
     assert_eq!(pages.released.load(Ordering::SeqCst), pages.acquired.load(Ordering::SeqCst) - 1);
     heap.check_invariants().unwrap();
 }
+
+#[test]
+fn a_buddy_heap_gives_back_too() {
+    use kheap::BuddyHeap;
+    static PAGES: Pages = Pages {
+        acquired: AtomicUsize::new(0),
+        released: AtomicUsize::new(0),
+        accepts: AtomicBool::new(true),
+        heap: std::sync::OnceLock::new(),
+        released_under_lock: AtomicUsize::new(0),
+    };
+    static HEAP: LockedHeap<RawSpinlock, BuddyHeap> =
+        LockedHeap::new(BuddyHeap::new()).with_source(&PAGES).give_back_above(0);
+    let layout = Layout::new::<[u8; 1024]>();
+    // SAFETY: non-zero size; each freed once below with the same layout.
+    let blocks: Vec<*mut u8> = (0..150).map(|_| unsafe { HEAP.alloc(layout) }).collect();
+    assert!(blocks.iter().all(|b| !b.is_null()));
+    let grown = PAGES.acquired.load(Ordering::SeqCst);
+    assert!(grown >= 3, "{grown}");
+    for block in blocks {
+        // SAFETY: allocated above with `layout`.
+        unsafe { HEAP.dealloc(block, layout) };
+    }
+    assert_eq!(PAGES.released.load(Ordering::SeqCst), grown - 1, "all but the last region go back");
+    assert_eq!(HEAP.regions_given_back(), grown - 1);
+    HEAP.check_invariants().unwrap();
+}

@@ -112,8 +112,9 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
     /// back and grow in turn. `const`.
     ///
     /// Regions go back whole, as the source returned them: only heaps that can remove a region
-    /// ([`TlsfHeap`](crate::TlsfHeap)) give any back, not a region the heap joined with a
-    /// neighbour, and only the first 16 grown regions are remembered. A source whose `release`
+    /// ([`TlsfHeap`](crate::TlsfHeap), [`BuddyHeap`](crate::BuddyHeap)) give any back, never a
+    /// region the heap joined with a neighbour, and only 16 grown regions are remembered at a
+    /// time. A source whose `release`
     /// refuses gets nothing: the heap takes the region again and keeps it.
     ///
     /// ```
