@@ -162,7 +162,8 @@ fn stress(hart: usize) {
                 }
             }
             _ if !mine.is_empty() => {
-                if !mine.swap_remove(rng.below(mine.len())).free() {
+                let block = mine.swap_remove(rng.below(mine.len()));
+                if !block.free() {
                     CORRUPT.fetch_add(1, Ordering::Relaxed);
                 }
             }
