@@ -55,6 +55,9 @@ _start_secondary:
     addi t0, a0, 1
     slli t0, t0, {stack_shift}
     add sp, sp, t0
+    # tp = hart id, for the per-CPU heap caches (`tests::per_cpu::Hart`); Rust code here uses
+    # no thread-local storage, so nothing else reads or writes tp.
+    mv tp, a0
     ret
 3:  wfi
     j 3b

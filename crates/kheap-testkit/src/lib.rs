@@ -8,16 +8,19 @@
 //! - [`fuzz_script`]: operation scripts decoded from arbitrary bytes and run with every check
 //!   after every step, for the `fuzz/` targets and their seeded stable-Rust twin.
 //! - [`Rng`]: a seeded generator; [`SeedReport`] prints the seed when a test fails.
+//! - [`ThreadCpu`]: host threads standing for CPUs, for [`kheap::PerCpu`].
 
 mod arena;
 pub mod conformance;
 pub mod fuzz_script;
 mod rng;
 mod shadow;
+mod thread_cpu;
 
 pub use arena::Arena;
 pub use rng::{Rng, SeedReport};
 pub use shadow::Shadow;
+pub use thread_cpu::ThreadCpu;
 
 /// Instantiates the conformance suite as a module of `#[test]` functions for one heap.
 ///

@@ -12,6 +12,7 @@ mod growth;
 mod harts;
 mod interrupts;
 mod layouts;
+mod per_cpu;
 mod tutorial;
 
 /// What a test returns.
@@ -67,6 +68,7 @@ const TESTS: &[Test] = &[
     ("every_algorithm", algorithms::every_algorithm),
     ("timer_handler_allocates", interrupts::timer_handler_allocates),
     ("harts_share_the_heap", harts::harts_share_the_heap),
+    ("harts_share_per_cpu_caches", per_cpu::harts_share_per_cpu_caches),
     ("heap_grows", growth::heap_grows),
 ];
 

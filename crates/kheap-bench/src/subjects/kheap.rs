@@ -5,7 +5,8 @@
 //! Adding a kheap heap (TLSF, slab, the default `Heap`): one `build` function and one line in
 //! [`subjects`].
 
-use kheap::{BuddyHeap, FirstFitHeap, FitPolicy, GuardLevel, Guarded, LockedHeap, RawSpinlock, SlabHeap, TlsfHeap};
+use kheap::{BuddyHeap, FirstFitHeap, FitPolicy, GuardLevel, Guarded, LockedHeap, PerCpu, RawSpinlock, SlabHeap, TlsfHeap};
+use kheap_testkit::ThreadCpu;
 
 use super::{Family, Heap, Subject};
 use crate::arena::Arena;
@@ -54,6 +55,20 @@ fn guarded_poison(arena: &Arena) -> Result<Heap, String> {
     over_arena(Guarded::new(TlsfHeap::new(), GuardLevel::Poison), arena)
 }
 
+/// CPUs of the per-CPU subject: one per thread of the largest thread workload.
+const PER_CPU_CPUS: usize = 8;
+
+/// Per-CPU magazines (thread `i` stands for CPU `i`) in front of TLSF behind the shared lock.
+fn per_cpu(arena: &Arena) -> Result<Heap, String> {
+    let heap = Box::new(PerCpu::<_, ThreadCpu, PER_CPU_CPUS>::new(LockedHeap::<RawSpinlock, _>::new(
+        TlsfHeap::new(),
+    )));
+    // SAFETY: as in `over_arena`: the arena is this heap's alone while the job runs.
+    unsafe { heap.shared().add_region_raw(arena.start, arena.len) }
+        .map_err(|e| format!("arena refused: {e:?}"))?;
+    Ok(heap)
+}
+
 pub fn subjects() -> Vec<Subject> {
     let kheap = |name, config, build| Subject { name, family: Family::Kheap, config, build, in_arena: true };
     vec![
@@ -78,6 +93,11 @@ pub fn subjects() -> Vec<Subject> {
             "kheap-guarded-poison",
             "kheap Guarded(TlsfHeap, GuardLevel::Poison), LockedHeap<RawSpinlock>",
             guarded_poison,
+        ),
+        kheap(
+            "kheap-percpu",
+            "kheap PerCpu<LockedHeap<RawSpinlock, TlsfHeap>, ThreadCpu, 8>: per-CPU magazines (thread i = CPU i)",
+            per_cpu,
         ),
     ]
 }

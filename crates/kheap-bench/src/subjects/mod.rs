@@ -60,7 +60,12 @@ pub struct Subject {
     pub in_arena: bool,
 }
 
-pub use peers::set_cpu;
+/// Tells the per-CPU subjects (kheap's and buddy-slab-allocator's) which CPU the calling
+/// thread stands for.
+pub fn set_cpu(cpu: usize) {
+    peers::set_cpu(cpu);
+    kheap_testkit::ThreadCpu::set(cpu);
+}
 
 /// Every subject, kheap's first.
 pub fn all() -> Vec<Subject> {

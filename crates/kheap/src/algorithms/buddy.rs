@@ -428,17 +428,40 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
         let mut done = 0;
         while done < len {
             let block = offset(start, done);
-            let aligned = (block.as_ptr().addr() >> GRANULE_SHIFT).trailing_zeros() as usize;
-            let mut k = aligned.min(MAX_ORDER - 1);
-            while GRANULE << k > len - done {
-                k -= 1;
-            }
+            let k = Self::carve_order(block.as_ptr().addr(), len - done);
             // SAFETY: (1) the block lies in the range.
             unsafe { self.free_block(record, block, k) };
             done += GRANULE << k;
         }
         self.total += len;
         self.free += len;
+    }
+
+    /// The order of the largest block that starts at `addr` (granule-aligned), is aligned to
+    /// its size and fits in `len` bytes (at least a granule): how a free range is cut.
+    fn carve_order(addr: usize, len: usize) -> usize {
+        let aligned = (addr >> GRANULE_SHIFT).trailing_zeros() as usize;
+        let mut k = aligned.min(MAX_ORDER - 1);
+        while GRANULE << k > len {
+            k -= 1;
+        }
+        k
+    }
+
+    /// Whether `[start, start + len)` of `record` is wholly free. A wholly free range bounded
+    /// by the bookkeeping or the span's ends is exactly the blocks `release` cuts it into:
+    /// two cut blocks are never buddies (the larger block would have been cut instead), and
+    /// a cut block's buddy reaching outside the range is never free, so nothing merges.
+    fn range_is_free(&self, record: NonNull<RegionRecord<MAX_ORDER>>, start: usize, len: usize) -> bool {
+        let mut done = 0;
+        while done < len {
+            let k = Self::carve_order(start + done, len - done);
+            if !self.record(record).is_free(start + done, k) {
+                return false;
+            }
+            done += GRANULE << k;
+        }
+        true
     }
 
     fn link_record(&mut self, record: NonNull<RegionRecord<MAX_ORDER>>) {
@@ -714,6 +737,43 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
         let twice = block.checked_mul(2)?;
         let meta = meta_of(twice.checked_add(meta_of(twice))?) + 2 * GRANULE;
         Layout::from_size_align(block.checked_add(meta)?, block).ok()
+    }
+
+    /// Removes a region whose record spans exactly what `add_region` made of it (so not one
+    /// joined with a neighbour) and whose memory outside the bookkeeping is all free.
+    fn remove_region(&mut self, region: NonNull<[u8]>) -> Result<usize, RegionError> {
+        let wanted = granule_span(region, Self::MIN_REGION).map_err(|_| RegionError::NotRemovable)?;
+        let record = self
+            .record_of(wanted.start_addr())
+            .filter(|r| {
+                let span = self.record(*r).span;
+                span.start_addr() == wanted.start_addr() && span.len == wanted.len
+            })
+            .ok_or(RegionError::NotRemovable)?;
+        let (span, meta) = (self.record(record).span, self.record(record).meta);
+        let before = Span { start: span.start, len: meta.start_addr() - span.start_addr() };
+        let after = Span { start: offset(meta.start, meta.len), len: span.end_addr() - meta.end_addr() };
+        if !self.range_is_free(record, before.start_addr(), before.len)
+            || !self.range_is_free(record, after.start_addr(), after.len)
+        {
+            return Err(RegionError::NotRemovable);
+        }
+        for piece in [before, after] {
+            let mut done = 0;
+            while done < piece.len {
+                let block = offset(piece.start, done);
+                let k = Self::carve_order(block.as_ptr().addr(), piece.len - done);
+                // SAFETY: the block is free at order `k` inside the span (`range_is_free`), so
+                // it is on free list `k`.
+                unsafe { self.unlink(record, block, k) };
+                done += GRANULE << k;
+            }
+            self.free -= piece.len;
+            self.total -= piece.len;
+        }
+        // SAFETY: the tree holds owned records, `record` among them.
+        self.regions = unsafe { region_tree::remove(self.regions, record) };
+        Ok(before.len + after.len)
     }
 
     fn usage(&self) -> HeapUsage {

@@ -1342,6 +1342,43 @@ unsafe impl RawHeap for TlsfHeap {
         None
     }
 
+    /// Removes a region whose record spans exactly what `add_region` made of it (so not one
+    /// joined with a neighbour) and whose blocks are all free: at most two free blocks, one on
+    /// each side of the bookkeeping.
+    fn remove_region(&mut self, region: NonNull<[u8]>) -> Result<usize, RegionError> {
+        let wanted = granule_span(region, Self::MIN_REGION).map_err(|_| RegionError::NotRemovable)?;
+        let record = self
+            .records()
+            .find(|r| {
+                let span = self.record(*r).span;
+                span.start_addr() == wanted.start_addr() && span.len == wanted.len
+            })
+            .ok_or(RegionError::NotRemovable)?;
+        let (span, meta) = (self.record(record).span, self.record(record).meta);
+        let before = Span { start: span.start, len: meta.start_addr() - span.start_addr() };
+        let after = Span { start: offset(meta.start, meta.len), len: span.end_addr() - meta.end_addr() };
+        for piece in [before, after] {
+            let whole_free = piece.len == 0
+                || (self.record(record).starts_free_block(piece.start_addr())
+                    // SAFETY: a free block starts there (checked just before), inside the span.
+                    && unsafe { self.free_size_at(record, piece.start) } == piece.len);
+            if !whole_free {
+                return Err(RegionError::NotRemovable);
+            }
+        }
+        for piece in [before, after] {
+            if piece.len > 0 {
+                // SAFETY: the piece is one whole free block (checked above), so it is on the
+                // list of its class.
+                unsafe { self.unlink(piece.start, piece.len) };
+                self.free -= piece.len;
+                self.total -= piece.len;
+            }
+        }
+        self.unlink_record(record);
+        Ok(before.len + after.len)
+    }
+
     fn usage(&self) -> HeapUsage {
         HeapUsage { total_bytes: self.total, free_bytes: self.free, largest_free_block: self.largest_free() }
     }

@@ -58,6 +58,10 @@ pub enum RegionError {
     Overlaps,
     /// The region wraps around the end of the address space or is longer than `isize::MAX`.
     TooLarge,
+    /// [`RawHeap::remove_region`](crate::RawHeap::remove_region): the region is not one the
+    /// heap can give back now (not a region of its own as added, joined with a neighbour, not
+    /// wholly free, or the heap cannot remove regions).
+    NotRemovable,
 }
 
 impl fmt::Display for RegionError {
@@ -73,6 +77,9 @@ impl fmt::Display for RegionError {
             RegionError::Overlaps => f.write_str("region overlaps memory the heap already manages"),
             RegionError::TooLarge => {
                 f.write_str("region wraps the address space or is longer than isize::MAX")
+            }
+            RegionError::NotRemovable => {
+                f.write_str("region is not a whole free region the heap can give back")
             }
         }
     }

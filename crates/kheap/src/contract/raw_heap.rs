@@ -26,6 +26,8 @@ use crate::{AllocError, HeapUsage, InvariantError, Misuse, Part, RegionError};
 /// 4. A refused call (`Err`) changes nothing.
 /// 5. No method panics or unwinds on any input a caller can give it within the `# Safety`
 ///    obligations of the method; refused requests and detected misuse are `Err` values.
+/// 6. After `remove_region(region)` returns `Ok`, no live allocation lies in the region and
+///    the heap never reads or writes it again: it belongs to the caller.
 ///
 /// ```
 /// use core::alloc::Layout;
@@ -164,6 +166,21 @@ pub unsafe trait RawHeap {
     /// multiple of its alignment to the region's end, with fewer than `align` bytes before
     /// that point: what [`MemorySource::acquire`](crate::MemorySource::acquire) returns.
     fn region_layout_for(&self, layout: Layout) -> Option<Layout>;
+
+    /// Takes back a region given with [`add_region`](Self::add_region) (the same pointer and
+    /// length) that holds no live allocation, so that it can go back to where it came from (a
+    /// [`MemorySource::release`](crate::MemorySource::release)); returns the bytes it held for
+    /// allocation (what `add_region` returned). The default removes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`RegionError::NotRemovable`] when the heap cannot give the region back now: a block
+    /// in it is allocated, it was joined with a neighbouring region, or the heap does not
+    /// remove regions. The heap is unchanged.
+    fn remove_region(&mut self, region: NonNull<[u8]>) -> Result<usize, RegionError> {
+        let _ = region;
+        Err(RegionError::NotRemovable)
+    }
 
     /// Total, free and largest free bytes, read in O(1).
     fn usage(&self) -> HeapUsage;

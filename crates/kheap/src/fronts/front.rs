@@ -11,7 +11,8 @@ use crate::{AllocError, HeapStats};
 ///
 /// A front owns the policies an algorithm leaves out: locking, growing the heap from a memory
 /// source, what a detected misuse leads to, and where a moving resize copies (never while a
-/// lock is held).
+/// lock is held). A shared reference to a front is a front too, so a per-CPU cache can sit in
+/// front of a `static` heap that other code also uses.
 ///
 /// # Safety
 ///
@@ -48,7 +49,8 @@ pub unsafe trait Front {
     ///
     /// # Safety
     ///
-    /// 1. `ptr` was returned by this front's `allocate` or `reallocate` and not deallocated.
+    /// 1. `ptr` was returned by this front's `allocate`, `allocate_batch`, `try_allocate` or
+    ///    `reallocate` and not deallocated.
     /// 2. `layout` is the layout it was allocated (or last reallocated) with.
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout);
 
@@ -72,4 +74,99 @@ pub unsafe trait Front {
 
     /// A snapshot of the statistics.
     fn stats(&self) -> HeapStats;
+
+    /// Allocates a block for `layout` (of non-zero size) from the memory the front already
+    /// has: it never asks a memory source for more and never calls an out-of-memory or misuse
+    /// hook. For callers that have a plan B when memory is short (a balloon driver, a
+    /// `try_reserve`-style API, an interrupt handler that must not wait for a frame allocator).
+    ///
+    /// # Errors
+    ///
+    /// [`AllocError`] when no free block holds `layout` now.
+    fn try_allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError>;
+
+    /// The size in bytes of the largest block the front could hand out now without growing:
+    /// no request larger than this can succeed through [`try_allocate`](Self::try_allocate).
+    /// A snapshot: another CPU may change it at once.
+    fn largest_free_block(&self) -> usize {
+        self.stats().largest_free_block
+    }
+
+    /// Allocates up to `out.len()` blocks of one `layout` (of non-zero size), writing them to
+    /// the start of `out`; returns how many. A front over a lock takes it once for the whole
+    /// batch (what a per-CPU cache refilling a magazine wants). It grows the heap like
+    /// [`allocate`](Self::allocate) only when not even one block is free; `0` means that
+    /// failed too. The default allocates one by one.
+    fn allocate_batch(&self, layout: Layout, out: &mut [NonNull<u8>]) -> usize {
+        let mut count = 0;
+        for slot in out.iter_mut() {
+            match self.allocate(layout) {
+                Ok(block) => *slot = block.cast(),
+                Err(AllocError) => break,
+            }
+            count += 1;
+        }
+        count
+    }
+
+    /// Returns every block of `blocks`, all allocated with `layout`. A front over a lock takes
+    /// it once for the whole batch; misuse is handled as by [`deallocate`](Self::deallocate)
+    /// (a front may report only the first of several). The default returns them one by one.
+    ///
+    /// # Safety
+    ///
+    /// 1. Every pointer of `blocks` was returned by this front's `allocate`, `allocate_batch`,
+    ///    `try_allocate` or `reallocate` and not deallocated, and no pointer appears twice.
+    /// 2. `layout` is the layout each was allocated (or last reallocated) with.
+    unsafe fn deallocate_batch(&self, blocks: &[NonNull<u8>], layout: Layout) {
+        for &block in blocks {
+            // SAFETY: (1) and (2) are `deallocate`'s obligations 1 and 2, for each block.
+            unsafe { self.deallocate(block, layout) };
+        }
+    }
+}
+
+// SAFETY: every call is forwarded to `T`, whose promises they are.
+unsafe impl<T: Front + ?Sized> Front for &T {
+    #[inline]
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        (**self).allocate(layout)
+    }
+
+    #[inline]
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        unsafe { (**self).deallocate(ptr, layout) }
+    }
+
+    unsafe fn reallocate(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        unsafe { (**self).reallocate(ptr, old, new_size) }
+    }
+
+    fn stats(&self) -> HeapStats {
+        (**self).stats()
+    }
+
+    fn try_allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        (**self).try_allocate(layout)
+    }
+
+    fn largest_free_block(&self) -> usize {
+        (**self).largest_free_block()
+    }
+
+    fn allocate_batch(&self, layout: Layout, out: &mut [NonNull<u8>]) -> usize {
+        (**self).allocate_batch(layout, out)
+    }
+
+    unsafe fn deallocate_batch(&self, blocks: &[NonNull<u8>], layout: Layout) {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        unsafe { (**self).deallocate_batch(blocks, layout) }
+    }
 }

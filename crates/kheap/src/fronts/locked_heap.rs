@@ -3,9 +3,11 @@
 use core::alloc::{GlobalAlloc, Layout};
 use core::mem::MaybeUninit;
 use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use lock_api::{Mutex, MutexGuard, RawMutex};
 
+use super::give_back::{GrownRegions, MAX_GROWN};
 use crate::{
     panic_on_misuse, AllocError, BlockLookup, Counted, Front, HeapStats, InvariantError, MemorySource,
     Misuse, MisuseHook, MisuseKind, RawHeap, RegionError,
@@ -59,6 +61,14 @@ pub struct LockedHeap<R: RawMutex, H> {
     source: Option<&'static (dyn MemorySource + Sync)>,
     /// Called, with the lock released, when the heap refuses a call as a misuse.
     on_misuse: MisuseHook,
+    /// `Some(watermark)`: wholly free grown regions go back to the source while more than
+    /// the watermark plus the region stays free (see [`give_back_above`](Self::give_back_above)).
+    give_back: Option<usize>,
+    /// The regions grown from `source` that may go back. Locked only while `heap` is locked
+    /// (never the other way round), so the two locks cannot deadlock.
+    grown: Mutex<R, GrownRegions>,
+    /// Invariant: how many regions went back to the source.
+    given_back: AtomicUsize,
 }
 
 impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
@@ -69,6 +79,9 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
             heap: Mutex::const_new(R::INIT, Counted::new(heap)),
             source: None,
             on_misuse: panic_on_misuse,
+            give_back: None,
+            grown: Mutex::const_new(R::INIT, GrownRegions::EMPTY),
+            given_back: AtomicUsize::new(0),
         }
     }
 
@@ -89,6 +102,106 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
     pub const fn with_source(mut self, source: &'static (dyn MemorySource + Sync)) -> Self {
         self.source = Some(source);
         self
+    }
+
+    /// The same heap, giving memory back to its source: when a free leaves a region grown from
+    /// the source wholly free and more than `watermark` bytes plus that region are free, the
+    /// heap removes the region ([`RawHeap::remove_region`]) and the front hands it to
+    /// [`MemorySource::release`] with the lock released. At least `watermark` bytes stay free
+    /// after a give-back, so an allocate/free pair near the watermark cannot make the heap give
+    /// back and grow in turn. `const`.
+    ///
+    /// Regions go back whole, as the source returned them: only heaps that can remove a region
+    /// ([`TlsfHeap`](crate::TlsfHeap), [`BuddyHeap`](crate::BuddyHeap)) give any back, never a
+    /// region the heap joined with a neighbour, and only 16 grown regions are remembered at a
+    /// time. A source whose `release`
+    /// refuses gets nothing: the heap takes the region again and keeps it.
+    ///
+    /// ```
+    /// use core::alloc::{GlobalAlloc, Layout};
+    /// use core::ptr::NonNull;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use kheap::{LockedHeap, MemorySource, RawSpinlock, TlsfHeap};
+    ///
+    /// /// 64 KiB regions of host memory, taken back for real.
+    /// struct Pages(AtomicUsize);
+    /// const REGION: Layout = match Layout::from_size_align(64 * 1024, 4096) { Ok(l) => l, Err(_) => panic!() };
+    /// // SAFETY: each region is a fresh host allocation, valid until released (1), handed out
+    /// // once (2).
+    /// unsafe impl MemorySource for Pages {
+    ///     fn acquire(&self, layout: Layout) -> Option<NonNull<[u8]>> {
+    ///         if layout.size() > REGION.size() || layout.align() > REGION.align() {
+    ///             return None;
+    ///         }
+    ///         self.0.fetch_add(1, Ordering::SeqCst);
+    ///         // SAFETY: non-zero size.
+    ///         let start = NonNull::new(unsafe { std::alloc::alloc(REGION) })?;
+    ///         Some(NonNull::slice_from_raw_parts(start, REGION.size()))
+    ///     }
+    ///     unsafe fn release(&self, region: NonNull<[u8]>) -> bool {
+    ///         self.0.fetch_sub(1, Ordering::SeqCst);
+    ///         // SAFETY: (1) allocated in `acquire` with `REGION`, unused now.
+    ///         unsafe { std::alloc::dealloc(region.cast::<u8>().as_ptr(), REGION) };
+    ///         true
+    ///     }
+    /// }
+    /// static PAGES: Pages = Pages(AtomicUsize::new(0));
+    /// static HEAP: LockedHeap<RawSpinlock, TlsfHeap> =
+    ///     LockedHeap::new(TlsfHeap::new()).with_source(&PAGES).give_back_above(16 * 1024);
+    ///
+    /// let layout = Layout::new::<[u8; 40 * 1024]>();
+    /// // SAFETY: non-zero size; each freed once with the same layout.
+    /// let blocks: Vec<*mut u8> = (0..3).map(|_| unsafe { HEAP.alloc(layout) }).collect();
+    /// assert_eq!(PAGES.0.load(Ordering::SeqCst), 3);
+    /// for block in blocks {
+    ///     unsafe { HEAP.dealloc(block, layout) };
+    /// }
+    /// // Two regions went back; one stays, as the watermark asks.
+    /// assert_eq!((PAGES.0.load(Ordering::SeqCst), HEAP.regions_given_back()), (1, 2));
+    /// ```
+    pub const fn give_back_above(mut self, watermark: usize) -> Self {
+        self.give_back = Some(watermark);
+        self
+    }
+
+    /// How many regions went back to the memory source (see
+    /// [`give_back_above`](Self::give_back_above)).
+    pub fn regions_given_back(&self) -> usize {
+        self.given_back.load(Ordering::Relaxed)
+    }
+
+    /// With the heap locked, after `freed` went back: removes the region holding it if that
+    /// region is wholly free and the heap keeps more than the watermark without it.
+    #[cold]
+    #[inline(never)]
+    fn surplus_region(&self, heap: &mut Counted<H>, freed: NonNull<u8>) -> Option<NonNull<[u8]>> {
+        let watermark = self.give_back?;
+        let mut grown = self.grown.lock();
+        let (index, region) = grown.containing(freed.addr().get())?;
+        if heap.usage().free_bytes <= watermark.saturating_add(region.len()) {
+            return None;
+        }
+        heap.remove_region(region).ok()?;
+        grown.forget(index);
+        Some(region)
+    }
+
+    /// Hands a removed region to the source, with no lock held; if the source refuses, the
+    /// heap takes it again (and keeps it: it is not remembered again).
+    #[cold]
+    #[inline(never)]
+    fn hand_back(&self, region: NonNull<[u8]>) {
+        let Some(source) = self.source else { return };
+        // SAFETY: (1) `region` is exactly what `acquire` returned (remembered when it was
+        // added), and the heap removed it: no live allocation lies in it and the heap no
+        // longer touches it (`RawHeap` promise 6).
+        if unsafe { source.release(region) } {
+            self.given_back.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        // SAFETY: the source's promise keeps the region valid for ever (1) and nobody else
+        // uses it: the heap gave it up and the source refused it (2).
+        let _ = unsafe { self.heap.lock().add_region(region) };
     }
 
     /// The same heap, calling `hook` instead of [`panic_on_misuse`] when the heap detects a
@@ -146,10 +259,67 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
                 unsafe { source.release(region) };
                 return Err(AllocError);
             }
+            if self.give_back.is_some() {
+                self.grown.lock().record(region);
+            }
             if let Ok(block) = heap.allocate_quietly(layout) {
                 heap.count_grown();
                 return Ok(block);
             }
+        }
+    }
+
+    /// Allocates a block for `layout` from the memory the heap has now: never asks the memory
+    /// source for more and never calls the misuse hook (there is nothing to report; a refusal
+    /// is counted in [`HeapStats::failed_requests`]). For a balloon driver, a `try_reserve`-style
+    /// caller, or an interrupt handler that must not wait for the source.
+    ///
+    /// ```
+    /// use core::alloc::Layout;
+    /// use kheap::{BuddyHeap, LockedHeap, RawSpinlock, StaticArena};
+    ///
+    /// static ARENA: StaticArena<{ 64 * 1024 }> = StaticArena::new();
+    /// static HEAP: LockedHeap<RawSpinlock, BuddyHeap> = LockedHeap::new(BuddyHeap::new()).with_source(&ARENA);
+    /// let layout = Layout::new::<[u8; 64]>();
+    /// // Nothing claimed yet: `try_allocate` does not take the arena, `allocate` would.
+    /// assert!(HEAP.try_allocate(layout).is_err());
+    /// assert_eq!(HEAP.stats().total_bytes, 0);
+    /// assert_eq!(HEAP.largest_free_block(), 0);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`AllocError`] when no free block holds `layout`.
+    pub fn try_allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.heap.lock().allocate(layout)
+    }
+
+    /// The size of the largest free block: no request larger than this can succeed without
+    /// growing the heap. O(1) under the lock (every algorithm keeps it); a snapshot.
+    pub fn largest_free_block(&self) -> usize {
+        self.heap.lock().usage().largest_free_block
+    }
+
+    /// `deallocate` with give-back on: the region the block leaves wholly free may go back.
+    ///
+    /// # Safety
+    ///
+    /// As [`Front::deallocate`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn deallocate_giving_back(&self, ptr: NonNull<u8>, layout: Layout) {
+        let (result, surplus) = {
+            let mut heap = self.heap.lock();
+            // SAFETY: (1) and (2) are the heap's obligations 1 and 2.
+            let result = unsafe { heap.deallocate(ptr, layout) };
+            let surplus = result.ok().and_then(|()| self.surplus_region(&mut heap, ptr));
+            (result, surplus)
+        };
+        if let Some(region) = surplus {
+            self.hand_back(region);
+        }
+        if let Err(misuse) = result {
+            self.report(&misuse);
         }
     }
 
@@ -268,12 +438,20 @@ impl<R: RawMutex, H: BlockLookup> LockedHeap<R, H> {
     /// 1. `ptr` was allocated by this front (with `allocate_unsized`, for exact statistics) and
     ///    is not used after this call.
     pub unsafe fn deallocate_unsized(&self, ptr: NonNull<u8>) {
-        let result = {
+        let (result, surplus) = {
             let mut heap = self.heap.lock();
             // SAFETY: the looked-up layout fits the block (`BlockLookup`'s promise), which is a
             // live allocation by (1).
-            heap.block_layout(ptr).and_then(|layout| unsafe { heap.deallocate(ptr, layout) })
+            let result = heap.block_layout(ptr).and_then(|layout| unsafe { heap.deallocate(ptr, layout) });
+            let surplus = match result {
+                Ok(()) if self.give_back.is_some() => self.surplus_region(&mut heap, ptr),
+                _ => None,
+            };
+            (result, surplus)
         };
+        if let Some(region) = surplus {
+            self.hand_back(region);
+        }
         if let Err(misuse) = result {
             self.report(&misuse);
         }
@@ -292,6 +470,10 @@ unsafe impl<R: RawMutex, H: RawHeap> Front for LockedHeap<R, H> {
 
     #[inline(always)]
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        if self.give_back.is_some() {
+            // SAFETY: (1) and (2) are passed on.
+            return unsafe { self.deallocate_giving_back(ptr, layout) };
+        }
         // SAFETY: (1) and (2) are the heap's obligations 1 and 2. The guard is a temporary,
         // dropped at the end of this statement: the lock is free before any report.
         let result = unsafe { self.heap.lock().deallocate(ptr, layout) };
@@ -325,6 +507,68 @@ unsafe impl<R: RawMutex, H: RawHeap> Front for LockedHeap<R, H> {
 
     fn stats(&self) -> HeapStats {
         LockedHeap::stats(self)
+    }
+
+    fn try_allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        LockedHeap::try_allocate(self, layout)
+    }
+
+    fn largest_free_block(&self) -> usize {
+        LockedHeap::largest_free_block(self)
+    }
+
+    /// Takes the lock once for the whole batch; grows (as `allocate` does) only when the heap
+    /// has not even one block.
+    fn allocate_batch(&self, layout: Layout, out: &mut [NonNull<u8>]) -> usize {
+        let mut count = 0;
+        {
+            let mut heap = self.heap.lock();
+            for slot in out.iter_mut() {
+                let Ok(block) = heap.allocate_quietly(layout) else { break };
+                *slot = block.cast();
+                count += 1;
+            }
+        }
+        if count == 0 && !out.is_empty() {
+            if let Ok(block) = self.allocate_or_grow(layout) {
+                out[0] = block.cast();
+                count = 1;
+            }
+        }
+        count
+    }
+
+    /// Takes the lock once for the whole batch; reports the first misuse (if any) to the hook
+    /// after releasing it. The heap refuses a misused block without change and the rest of
+    /// the batch still goes back.
+    unsafe fn deallocate_batch(&self, blocks: &[NonNull<u8>], layout: Layout) {
+        let mut first_misuse = None;
+        let mut surplus = [None; MAX_GROWN];
+        let mut surplus_count = 0;
+        {
+            let mut heap = self.heap.lock();
+            for &block in blocks {
+                // SAFETY: (1) and (2) are the heap's obligations 1 and 2, for each block.
+                match unsafe { heap.deallocate(block, layout) } {
+                    Err(misuse) => {
+                        first_misuse.get_or_insert(misuse);
+                    }
+                    Ok(()) if self.give_back.is_some() && surplus_count < MAX_GROWN => {
+                        if let Some(region) = self.surplus_region(&mut heap, block) {
+                            surplus[surplus_count] = Some(region);
+                            surplus_count += 1;
+                        }
+                    }
+                    Ok(()) => {}
+                }
+            }
+        }
+        for region in surplus.into_iter().flatten() {
+            self.hand_back(region);
+        }
+        if let Some(misuse) = first_misuse {
+            self.report(&misuse);
+        }
     }
 }
 

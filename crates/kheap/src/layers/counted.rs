@@ -200,6 +200,10 @@ unsafe impl<H: RawHeap> RawHeap for Counted<H> {
         self.heap.region_layout_for(layout)
     }
 
+    fn remove_region(&mut self, region: NonNull<[u8]>) -> Result<usize, RegionError> {
+        self.heap.remove_region(region)
+    }
+
     fn usage(&self) -> HeapUsage {
         self.heap.usage()
     }

@@ -421,3 +421,65 @@ fn a_region_shaped_as_region_layout_for_asks_holds_the_request() {
         assert!(heap.allocate(request).is_ok(), "no block after a gap of {gap} bytes");
     }
 }
+
+#[test]
+fn a_wholly_free_region_is_removed_after_any_history_and_one_in_use_or_joined_is_not() {
+    let memory = Memory::new(512 * 1024);
+    let mut heap = BuddyHeap::<20>::with_orders();
+    // Odd lengths and starts, so the cut has blocks of many orders on both sides.
+    let (a, b) = (memory.region(0, 40 * 1024 + 48), memory.region(200 * 1024 + 16, 100 * 1024 + 32));
+    // SAFETY: the memory outlives the heap and only the heap uses it; the regions are disjoint.
+    let (usable_a, usable_b) = unsafe { (heap.add_region(a).unwrap(), heap.add_region(b).unwrap()) };
+
+    // A seeded history of small blocks all over both regions, freed in a shuffled order.
+    let mut state = 0x00B0_DD1Eu64;
+    let mut next = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut blocks = Vec::new();
+    loop {
+        let layout = Layout::from_size_align(16 << (next() % 6), 8).unwrap();
+        let Ok(block) = heap.allocate(layout) else { break };
+        blocks.push((block.cast::<u8>(), layout));
+    }
+    for i in (1..blocks.len()).rev() {
+        blocks.swap(i, (next() % (i as u64 + 1)) as usize);
+    }
+    let (last, last_layout) = blocks.pop().unwrap();
+    for (block, layout) in blocks {
+        // SAFETY: live with `layout`, freed once.
+        unsafe { heap.deallocate(block, layout) }.unwrap();
+    }
+    let in_b = last.as_ptr() >= b.cast::<u8>().as_ptr();
+    let (holder, other) = if in_b { (b, a) } else { (a, b) };
+    assert_eq!(heap.remove_region(holder), Err(RegionError::NotRemovable), "a block is still in it");
+    heap.check_invariants().unwrap();
+    let (holder_usable, other_usable) = if in_b { (usable_b, usable_a) } else { (usable_a, usable_b) };
+    assert_eq!(heap.remove_region(other), Ok(other_usable));
+    heap.check_invariants().unwrap();
+    // SAFETY: live with `last_layout`, freed once.
+    unsafe { heap.deallocate(last, last_layout) }.unwrap();
+    assert_eq!(heap.remove_region(holder), Ok(holder_usable));
+    heap.check_invariants().unwrap();
+    assert_eq!(heap.usage(), HeapUsage::default());
+    assert!(heap.allocate(Layout::new::<u64>()).is_err());
+
+    // Given again, both serve again; joined with a region between them, neither is removable.
+    // SAFETY: both belong to the caller again (promise 6) and go back to the heap.
+    unsafe {
+        heap.add_region(a).unwrap();
+        heap.add_region(b).unwrap();
+    }
+    let c = memory.region(40 * 1024 + 48, 160 * 1024 - 32);
+    // SAFETY: as above; `c` lies between `a` and `b` and joins them.
+    unsafe { heap.add_region(c) }.unwrap();
+    for region in [a, b, c] {
+        assert_eq!(heap.remove_region(region), Err(RegionError::NotRemovable));
+    }
+    heap.check_invariants().unwrap();
+    assert_eq!(heap.usage().free_bytes, heap.usage().total_bytes);
+}

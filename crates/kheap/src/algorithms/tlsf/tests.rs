@@ -496,3 +496,47 @@ fn an_aligned_request_takes_a_hole_that_fits_it_exactly() {
         free(&mut heap, ptr, layout);
     }
 }
+
+#[test]
+fn a_wholly_free_region_is_removed_and_one_in_use_or_joined_is_not() {
+    let memory = Memory::new(256 * 1024);
+    let mut heap = TlsfHeap::new();
+    let (a, b) = (memory.region(0, 32 * 1024), memory.region(128 * 1024, 64 * 1024));
+    // SAFETY: the memory outlives the heap and only the heap uses it; the regions are disjoint.
+    let (usable_a, usable_b) = unsafe { (heap.add_region(a).unwrap(), heap.add_region(b).unwrap()) };
+    let whole = heap.usage();
+
+    // A block in `b` keeps it: refused, nothing changes.
+    let big = Layout::from_size_align(usable_b, 1).unwrap();
+    let block = heap.allocate(big).unwrap();
+    assert!(block.cast::<u8>().as_ptr() >= b.cast::<u8>().as_ptr(), "the only fit is in b");
+    assert_eq!(heap.remove_region(b), Err(RegionError::NotRemovable));
+    assert_eq!(heap.remove_region(memory.region(128 * 1024, 32 * 1024)), Err(RegionError::NotRemovable));
+    heap.check_invariants().unwrap();
+    // SAFETY: live with `big`.
+    unsafe { heap.deallocate(block.cast(), big) }.unwrap();
+
+    assert_eq!(heap.remove_region(b), Ok(usable_b));
+    heap.check_invariants().unwrap();
+    let after = heap.usage();
+    assert_eq!(after.total_bytes, whole.total_bytes - usable_b);
+    assert_eq!((after.free_bytes, after.total_bytes), (usable_a, usable_a));
+    assert!(heap.allocate(big).is_err(), "a block as large as b still found room");
+    assert_eq!(heap.remove_region(b), Err(RegionError::NotRemovable), "removed twice");
+    // Given again, it serves again.
+    // SAFETY: `b` belongs to the caller again (promise 6) and goes back to the heap.
+    assert_eq!(unsafe { heap.add_region(b) }, Ok(usable_b));
+    let block = heap.allocate(big).unwrap();
+    // SAFETY: live with `big`.
+    unsafe { heap.deallocate(block.cast(), big) }.unwrap();
+
+    // A region joined with its neighbour is no longer a region of its own.
+    let c = memory.region(32 * 1024, 96 * 1024);
+    // SAFETY: as above; `c` lies between `a` and `b` and joins them.
+    unsafe { heap.add_region(c) }.unwrap();
+    for region in [a, b, c] {
+        assert_eq!(heap.remove_region(region), Err(RegionError::NotRemovable));
+    }
+    heap.check_invariants().unwrap();
+    assert_eq!(heap.usage().free_bytes, heap.usage().total_bytes);
+}

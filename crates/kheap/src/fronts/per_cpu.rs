@@ -1,0 +1,535 @@
+//! `PerCpu`: per-CPU magazines of small objects in front of a shared front.
+
+mod magazine;
+#[cfg(test)]
+mod tests;
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use lock_api::{Mutex, MutexGuard};
+
+use crate::{
+    panic_on_misuse, AllocError, CpuId, Front, HeapStats, Misuse, MisuseHook, MisuseKind, RawIrqSpinlock,
+    SizeClass,
+};
+use magazine::{capacity, max_cached_bytes_per_cpu, Magazine};
+
+/// Per-CPU caches of small objects in front of a shared front `F` (such as a
+/// [`LockedHeap`](crate::LockedHeap)), for `CPUS` CPUs numbered by `C`; usable as
+/// `#[global_allocator]`.
+///
+/// One lock for all CPUs collapses under contention: every allocation of every CPU queues on
+/// it. `PerCpu` keeps, for each CPU and each [`SizeClass`], a magazine: a stack of up to 32 free
+/// objects of the class (fewer above 128 bytes, at most 4 KiB a magazine). An allocation pops
+/// from the calling CPU's magazine; an empty magazine is refilled with half its capacity from
+/// the shared front under one acquisition of its lock ([`Front::allocate_batch`]). A free
+/// pushes onto the calling CPU's magazine, whichever CPU allocated the object; a full magazine
+/// flushes its oldest half to the shared front, again under one lock
+/// ([`Front::deallocate_batch`]). After a refill or a flush the magazine is half full, so an
+/// allocate/free pair at either edge never moves objects back and forth (hysteresis).
+///
+/// Every object of a class is a block the shared front handed out with the class's
+/// [`layout`](SizeClass::layout), so any two are interchangeable: a block freed on another CPU
+/// serves that CPU's next allocation of the class, and a flush returns it to the shared front
+/// with the layout it was allocated with. Requests above [`SizeClass::MAX_SIZE`] (1 KiB) go to
+/// the shared front directly.
+///
+/// # Soundness with any CPU numbering
+///
+/// Each CPU's magazines sit behind their own interrupt-masking spin lock (interrupts masked by
+/// [`CpuId::Interrupts`]), which is only ever *tried*: an allocation or free that finds its
+/// CPU's lock held (an interrupt handler on that CPU, a thread that shares the index, a
+/// [`drain`](PerCpu::drain) from another CPU) goes to the shared front with the class layout
+/// instead of waiting. So a [`CpuId`] that maps two threads to one index, or answers for a CPU
+/// the caller has just left, is still sound (the lock serialises them) and cannot deadlock
+/// (nobody waits on a magazine lock but `drain` and the statistics). In a kernel the lock is
+/// uncontended: it is one CPU's, taken with interrupts masked.
+///
+/// # Memory held, statistics
+///
+/// The caches hold at most [`PerCpu::MAX_CACHED_BYTES_PER_CPU`] bytes per CPU (the sum over
+/// the 40 classes of capacity × class size: 128,464 bytes), all of it blocks the shared front
+/// counts as allocated. [`drain`](PerCpu::drain) returns one CPU's objects (before the CPU goes
+/// offline: nothing stays stranded), [`drain_all`](PerCpu::drain_all) every CPU's.
+/// [`stats`](Front::stats) counts callers exactly (`live_allocations`, `requested_bytes`);
+/// `free_bytes` and `allocated_bytes` are the shared front's, in which cached objects count as
+/// allocated ([`cached_bytes`](PerCpu::cached_bytes) says how many), so they are exact after a
+/// `drain_all`; `peak_requested_bytes` is the shared front's (class sizes and cached objects
+/// included: an upper bound).
+///
+/// # Misuse
+///
+/// A free of a pointer that is not aligned for its layout's class, or of an object still in
+/// the calling CPU's magazine (a double free), goes to the front's [`MisuseHook`] (after the
+/// magazine's lock is released) and changes nothing. A double free found when a magazine is
+/// flushed is reported by the shared front's hook. Other misuse (a wrong layout, a foreign
+/// pointer, a double free of an object cached by another CPU) is not detected here: as for any
+/// heap, undetected misuse is undefined behaviour.
+///
+/// ```
+/// use core::alloc::{GlobalAlloc, Layout};
+/// use kheap::{CpuId, Front, LockedHeap, NoInterrupts, PerCpu, RawSpinlock, StaticArena, TlsfHeap};
+///
+/// struct OneCpu;
+/// impl CpuId for OneCpu {
+///     type Interrupts = NoInterrupts;
+///     fn current() -> usize {
+///         0
+///     }
+/// }
+/// static ARENA: StaticArena<{ 1 << 20 }> = StaticArena::new();
+/// static HEAP: PerCpu<LockedHeap<RawSpinlock, TlsfHeap>, OneCpu, 1> =
+///     PerCpu::new(LockedHeap::new(TlsfHeap::new()).with_source(&ARENA));
+///
+/// let layout = Layout::new::<[u64; 8]>();
+/// // SAFETY: non-zero size; freed below with the same layout.
+/// let block = unsafe { HEAP.alloc(layout) };
+/// assert!(!block.is_null());
+/// assert_eq!(HEAP.stats().live_allocations, 1);
+/// // SAFETY: allocated above with `layout`.
+/// unsafe { HEAP.dealloc(block, layout) };
+/// assert!(HEAP.cached_bytes() > 0); // the refill's objects wait in CPU 0's magazine
+/// HEAP.drain_all();
+/// let stats = HEAP.stats();
+/// assert_eq!((stats.live_allocations, stats.free_bytes), (0, stats.total_bytes));
+/// ```
+pub struct PerCpu<F, C: CpuId, const CPUS: usize> {
+    /// Where refills come from and flushes go; serves large requests.
+    shared: F,
+    /// Invariant: slot `i` holds the caches of CPU `i`; every object in them is a block of
+    /// `shared` allocated with its class layout and held by no caller.
+    slots: [Slot<C>; CPUS],
+    /// Called with no magazine lock held when a free is detected as misuse.
+    on_misuse: MisuseHook,
+    /// Wrapping sum of `requested − class size` over the small allocations that bypassed a busy
+    /// cache (and of size changes within a class), minus the same over such frees: the part of
+    /// the caller statistics no cache recorded.
+    bypass_adjust: AtomicUsize,
+    /// How many small allocations and frees found their CPU's cache busy.
+    bypasses: AtomicUsize,
+}
+
+/// One CPU's caches, alone on their cache lines so CPUs do not share lines.
+#[repr(align(128))]
+struct Slot<C: CpuId> {
+    cache: Mutex<RawIrqSpinlock<C::Interrupts>, Cache>,
+}
+
+/// One CPU's magazines and counters.
+struct Cache {
+    /// Invariant: `magazines[i]` holds objects of `SizeClass::from_index(i)`, at most its
+    /// `capacity`.
+    magazines: [Magazine; SizeClass::COUNT],
+    /// Invariant: the number of objects in `magazines`.
+    cached_objects: usize,
+    /// Invariant: the sum of their class sizes.
+    cached_bytes: usize,
+    /// Wrapping sum of `requested − class size` over the small allocations this cache served,
+    /// minus the same over the frees it took: what turns the shared front's count of class
+    /// sizes into the callers' requested bytes.
+    requested_adjust: usize,
+    /// Counters for [`CpuCacheStats`].
+    counters: CpuCacheStats,
+}
+
+// SAFETY: the pointers in a cache are blocks of the shared front that no caller holds; they
+// are data owned by the cache, and whichever thread holds the cache's lock may hand them out
+// or return them to the (thread-safe) shared front.
+unsafe impl Send for Cache {}
+
+/// What one CPU's cache did and holds, from [`PerCpu::cpu_stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuCacheStats {
+    /// Objects in the CPU's magazines now.
+    pub cached_objects: usize,
+    /// Their bytes (class sizes).
+    pub cached_bytes: usize,
+    /// Small allocations this cache served.
+    pub allocations: usize,
+    /// Small frees it took.
+    pub frees: usize,
+    /// Refills from the shared front (one lock acquisition each).
+    pub refills: usize,
+    /// Flushes to the shared front (one lock acquisition each), drains included.
+    pub flushes: usize,
+}
+
+impl Cache {
+    const EMPTY: Cache = Cache {
+        magazines: [Magazine::EMPTY; SizeClass::COUNT],
+        cached_objects: 0,
+        cached_bytes: 0,
+        requested_adjust: 0,
+        counters: CpuCacheStats {
+            cached_objects: 0,
+            cached_bytes: 0,
+            allocations: 0,
+            frees: 0,
+            refills: 0,
+            flushes: 0,
+        },
+    };
+}
+
+impl<C: CpuId> Slot<C> {
+    /// A CPU with empty caches.
+    const fn new() -> Self {
+        Slot {
+            cache: Mutex::const_new(
+                <RawIrqSpinlock<C::Interrupts> as lock_api::RawMutex>::INIT,
+                Cache::EMPTY,
+            ),
+        }
+    }
+}
+
+/// `requested − class size`, as a wrapping difference.
+#[inline(always)]
+fn adjustment(layout: Layout, class: SizeClass) -> usize {
+    layout.size().wrapping_sub(class.size())
+}
+
+impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
+    /// The most bytes one CPU's caches hold: the sum over classes of capacity × class size
+    /// (128,464 bytes with 64-bit or 32-bit pointers alike).
+    pub const MAX_CACHED_BYTES_PER_CPU: usize = max_cached_bytes_per_cpu();
+
+    /// Caches in front of `shared`, all empty; misuse reported with [`panic_on_misuse`].
+    /// `const`, so it can initialise a `static`.
+    pub const fn new(shared: F) -> Self {
+        PerCpu {
+            shared,
+            slots: [const { Slot::new() }; CPUS],
+            on_misuse: panic_on_misuse,
+            bypass_adjust: AtomicUsize::new(0),
+            bypasses: AtomicUsize::new(0),
+        }
+    }
+
+    /// The same caches, calling `hook` instead of [`panic_on_misuse`] for the misuse they
+    /// detect themselves (the shared front's own hook reports what it detects). `const`.
+    pub const fn on_misuse(mut self, hook: MisuseHook) -> Self {
+        self.on_misuse = hook;
+        self
+    }
+
+    /// The shared front.
+    pub fn shared(&self) -> &F {
+        &self.shared
+    }
+
+    /// The calling CPU's cache, if no one is using it.
+    #[inline(always)]
+    fn this_cpu(&self) -> Option<MutexGuard<'_, RawIrqSpinlock<C::Interrupts>, Cache>> {
+        // `CPUS` is not zero for a usable front; with zero, every call bypasses.
+        self.slots.get(C::current() % CPUS.max(1))?.cache.try_lock()
+    }
+
+    /// A small allocation: from the calling CPU's magazine, refilled in a batch when empty.
+    #[inline(always)]
+    fn allocate_small(&self, layout: Layout, class: SizeClass) -> Result<NonNull<[u8]>, AllocError> {
+        let Some(mut guard) = self.this_cpu() else {
+            return self.allocate_bypassing(layout, class);
+        };
+        let cache = &mut *guard;
+        let magazine = &mut cache.magazines[class.index()];
+        let block = match magazine.pop() {
+            Some(block) => block,
+            None => {
+                let wanted = capacity(class) / 2;
+                let got = self.shared.allocate_batch(class.layout(), magazine.room(wanted));
+                magazine.filled(got);
+                cache.cached_objects += got;
+                cache.cached_bytes += got * class.size();
+                cache.counters.refills += 1;
+                magazine.pop().ok_or(AllocError)?
+            }
+        };
+        cache.cached_objects -= 1;
+        cache.cached_bytes -= class.size();
+        cache.requested_adjust = cache.requested_adjust.wrapping_add(adjustment(layout, class));
+        cache.counters.allocations += 1;
+        Ok(NonNull::slice_from_raw_parts(block, class.size()))
+    }
+
+    /// A small allocation while the calling CPU's cache is busy: straight from the shared
+    /// front, with the class layout so the object can join any magazine later.
+    #[cold]
+    fn allocate_bypassing(&self, layout: Layout, class: SizeClass) -> Result<NonNull<[u8]>, AllocError> {
+        let block = self.shared.allocate(class.layout())?;
+        self.bypasses.fetch_add(1, Ordering::Relaxed);
+        self.bypass_adjust.fetch_add(adjustment(layout, class), Ordering::Relaxed);
+        Ok(NonNull::slice_from_raw_parts(block.cast(), class.size()))
+    }
+
+    /// A small free: onto the calling CPU's magazine, whose oldest half is flushed when full.
+    ///
+    /// # Safety
+    ///
+    /// 1. `ptr` is a live allocation of this front with `layout`, whose class is `class`.
+    #[inline(always)]
+    unsafe fn deallocate_small(&self, ptr: NonNull<u8>, layout: Layout, class: SizeClass) {
+        if ptr.addr().get() & (class.align() - 1) != 0 {
+            // No block of this class starts there.
+            return self.report(&Misuse::new(MisuseKind::NotBlockStart, ptr.as_ptr(), layout));
+        }
+        let Some(mut guard) = self.this_cpu() else {
+            // SAFETY: (1): a small block is a block of the shared front with the class layout.
+            return unsafe { self.deallocate_bypassing(ptr, layout, class) };
+        };
+        let cache = &mut *guard;
+        let magazine = &mut cache.magazines[class.index()];
+        if magazine.holds(ptr) {
+            drop(guard);
+            return self.report(&Misuse::new(MisuseKind::DoubleFree, ptr.as_ptr(), layout));
+        }
+        let capacity = capacity(class);
+        if magazine.len() >= capacity {
+            let half = capacity / 2;
+            // SAFETY: the magazine's objects are distinct blocks of the shared front with the
+            // class layout, held by no caller (the `Cache` invariant).
+            unsafe { self.shared.deallocate_batch(magazine.oldest(half), class.layout()) };
+            magazine.forget_oldest(half);
+            cache.cached_objects -= half;
+            cache.cached_bytes -= half * class.size();
+            cache.counters.flushes += 1;
+        }
+        magazine.push(ptr);
+        cache.cached_objects += 1;
+        cache.cached_bytes += class.size();
+        cache.requested_adjust = cache.requested_adjust.wrapping_sub(adjustment(layout, class));
+        cache.counters.frees += 1;
+    }
+
+    /// A small free while the calling CPU's cache is busy: straight to the shared front.
+    ///
+    /// # Safety
+    ///
+    /// 1. `ptr` is a block of the shared front allocated with `class.layout()`, live.
+    #[cold]
+    unsafe fn deallocate_bypassing(&self, ptr: NonNull<u8>, layout: Layout, class: SizeClass) {
+        // SAFETY: (1).
+        unsafe { self.shared.deallocate(ptr, class.layout()) };
+        self.bypasses.fetch_add(1, Ordering::Relaxed);
+        self.bypass_adjust.fetch_sub(adjustment(layout, class), Ordering::Relaxed);
+    }
+
+    /// Hands a misuse to the hook; no magazine lock is held.
+    #[cold]
+    #[inline(never)]
+    fn report(&self, misuse: &Misuse) {
+        (self.on_misuse)(misuse);
+    }
+
+    /// Returns every object cached by CPU `cpu` to the shared front (each class in one batch);
+    /// returns how many. Waits if that CPU is using its cache. Call it before a CPU goes
+    /// offline, or on every CPU ([`drain_all`](Self::drain_all)) for exact memory statistics.
+    /// Not from a misuse hook or a memory source (the calling CPU's cache may be held).
+    pub fn drain(&self, cpu: usize) -> usize {
+        let Some(slot) = self.slots.get(cpu) else { return 0 };
+        let mut guard = slot.cache.lock();
+        let cache = &mut *guard;
+        let mut returned = 0;
+        for (index, magazine) in cache.magazines.iter_mut().enumerate() {
+            let Some(class) = SizeClass::from_index(index) else { break };
+            let count = magazine.len();
+            if count == 0 {
+                continue;
+            }
+            // SAFETY: the magazine's objects are distinct blocks of the shared front with the
+            // class layout, held by no caller (the `Cache` invariant).
+            unsafe { self.shared.deallocate_batch(magazine.oldest(count), class.layout()) };
+            magazine.forget_oldest(count);
+            cache.counters.flushes += 1;
+            returned += count;
+        }
+        cache.cached_objects = 0;
+        cache.cached_bytes = 0;
+        returned
+    }
+
+    /// [`drain`](Self::drain)s every CPU; returns how many objects went back.
+    pub fn drain_all(&self) -> usize {
+        (0..CPUS).map(|cpu| self.drain(cpu)).sum()
+    }
+
+    /// What CPU `cpu`'s cache did and holds (`None` beyond the CPU count). Waits if that CPU is
+    /// using its cache.
+    pub fn cpu_stats(&self, cpu: usize) -> Option<CpuCacheStats> {
+        let cache = self.slots.get(cpu)?.cache.lock();
+        Some(CpuCacheStats {
+            cached_objects: cache.cached_objects,
+            cached_bytes: cache.cached_bytes,
+            ..cache.counters
+        })
+    }
+
+    /// The bytes all CPUs' caches hold now (class sizes): memory the shared front counts as
+    /// allocated that no caller holds. At most `CPUS ×` [`MAX_CACHED_BYTES_PER_CPU`](Self::MAX_CACHED_BYTES_PER_CPU).
+    pub fn cached_bytes(&self) -> usize {
+        self.slots.iter().map(|slot| slot.cache.lock().cached_bytes).sum()
+    }
+
+    /// How many small allocations and frees found their CPU's cache busy and went to the
+    /// shared front directly.
+    pub fn bypasses(&self) -> usize {
+        self.bypasses.load(Ordering::Relaxed)
+    }
+
+    /// The caller statistics (see [`PerCpu`](PerCpu#memory-held-statistics)):
+    /// exact counts of live allocations and requested bytes while no call is in flight; memory
+    /// figures from the shared front, cached objects counted as allocated.
+    pub fn stats(&self) -> HeapStats {
+        let mut cached_objects = 0usize;
+        let mut cached_bytes = 0usize;
+        let mut adjust = self.bypass_adjust.load(Ordering::Relaxed);
+        for slot in &self.slots {
+            let cache = slot.cache.lock();
+            cached_objects += cache.cached_objects;
+            cached_bytes += cache.cached_bytes;
+            adjust = adjust.wrapping_add(cache.requested_adjust);
+        }
+        let mut stats = self.shared.stats();
+        stats.live_allocations = stats.live_allocations.wrapping_sub(cached_objects);
+        stats.requested_bytes = stats.requested_bytes.wrapping_sub(cached_bytes).wrapping_add(adjust);
+        stats
+    }
+}
+
+// SAFETY: small blocks are blocks of the shared front allocated with their class layout, whose
+// size is at least the request's and whose alignment is a multiple of its alignment
+// (`SizeClass::for_layout`), and the front's promises give disjointness; a magazine holds only
+// blocks no caller holds, each once (taken out before being handed out, pushed only when freed),
+// so no block is handed out twice. Large blocks are the shared front's. `reallocate` copies
+// `min(old, new)` bytes into a live block before freeing the old one. Nothing panics but the
+// misuse hooks, which cannot unwind by default.
+unsafe impl<F: Front, C: CpuId, const CPUS: usize> Front for PerCpu<F, C, CPUS> {
+    #[inline]
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        match SizeClass::for_layout(layout) {
+            Some(class) => self.allocate_small(layout, class),
+            None => self.shared.allocate(layout),
+        }
+    }
+
+    #[inline]
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        match SizeClass::for_layout(layout) {
+            // SAFETY: (1), (2): a live allocation of this front with `layout`.
+            Some(class) => unsafe { self.deallocate_small(ptr, layout, class) },
+            // SAFETY: (1), (2): large blocks are the shared front's, with `layout`.
+            None => unsafe { self.shared.deallocate(ptr, layout) },
+        }
+    }
+
+    unsafe fn reallocate(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        let new = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
+        match (SizeClass::for_layout(old), SizeClass::for_layout(new)) {
+            // SAFETY: (1)-(3): a large block is the shared front's, with `old`.
+            (None, None) => unsafe { self.shared.reallocate(ptr, old, new_size) },
+            (Some(from), Some(to)) if from == to => {
+                // The object already holds the new size: only the requested bytes change.
+                self.bypass_adjust.fetch_add(new_size.wrapping_sub(old.size()), Ordering::Relaxed);
+                Ok(NonNull::slice_from_raw_parts(ptr, to.size()))
+            }
+            _ => {
+                let moved = self.allocate(new)?;
+                // SAFETY: both blocks are live and distinct and hold at least `min(old, new)`
+                // bytes; then the old block goes back with its layout (1, 2).
+                unsafe {
+                    ptr::copy_nonoverlapping(
+                        ptr.as_ptr(),
+                        moved.cast::<u8>().as_ptr(),
+                        old.size().min(new_size),
+                    );
+                    self.deallocate(ptr, old);
+                }
+                Ok(moved)
+            }
+        }
+    }
+
+    fn stats(&self) -> HeapStats {
+        PerCpu::stats(self)
+    }
+
+    /// From the calling CPU's magazine if it has an object of the class, otherwise from the
+    /// shared front's [`try_allocate`](Front::try_allocate): never grows, never a hook.
+    fn try_allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let Some(class) = SizeClass::for_layout(layout) else { return self.shared.try_allocate(layout) };
+        if let Some(mut guard) = self.this_cpu() {
+            let cache = &mut *guard;
+            if let Some(block) = cache.magazines[class.index()].pop() {
+                cache.cached_objects -= 1;
+                cache.cached_bytes -= class.size();
+                cache.requested_adjust = cache.requested_adjust.wrapping_add(adjustment(layout, class));
+                cache.counters.allocations += 1;
+                return Ok(NonNull::slice_from_raw_parts(block, class.size()));
+            }
+        }
+        let block = self.shared.try_allocate(class.layout())?;
+        self.bypass_adjust.fetch_add(adjustment(layout, class), Ordering::Relaxed);
+        Ok(NonNull::slice_from_raw_parts(block.cast(), class.size()))
+    }
+
+    /// The shared front's largest free block, or the largest class some CPU has cached if
+    /// larger: an upper bound of what [`try_allocate`](Front::try_allocate) can serve.
+    fn largest_free_block(&self) -> usize {
+        let cached = self
+            .slots
+            .iter()
+            .filter_map(|slot| {
+                let cache = slot.cache.lock();
+                let index = cache.magazines.iter().rposition(|magazine| magazine.len() > 0)?;
+                SizeClass::from_index(index).map(SizeClass::size)
+            })
+            .max()
+            .unwrap_or(0);
+        self.shared.largest_free_block().max(cached)
+    }
+}
+
+// SAFETY: forwards to `Front`, whose promises are `GlobalAlloc`'s; null is returned for every
+// refusal and nothing unwinds (a misuse goes to a hook, with no lock held).
+unsafe impl<F: Front, C: CpuId, const CPUS: usize> GlobalAlloc for PerCpu<F, C, CPUS> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        Front::allocate(self, layout).map_or(ptr::null_mut(), |block| block.cast::<u8>().as_ptr())
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let Ok(block) = Front::allocate(self, layout) else { return ptr::null_mut() };
+        let block = block.cast::<u8>().as_ptr();
+        // SAFETY: the front handed out at least `layout.size()` writable bytes at `block`.
+        unsafe { block.write_bytes(0, layout.size()) };
+        block
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        match NonNull::new(ptr) {
+            // SAFETY: `GlobalAlloc::dealloc`'s contract: allocated by this allocator (1) with
+            // `layout` (2).
+            Some(block) => unsafe { Front::deallocate(self, block, layout) },
+            None => self.report(&Misuse::new(MisuseKind::Null, ptr, layout)),
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let Some(block) = NonNull::new(ptr) else {
+            self.report(&Misuse::new(MisuseKind::Null, ptr, layout));
+            return ptr::null_mut();
+        };
+        // SAFETY: `GlobalAlloc::realloc`'s contract: live with `layout` (1, 2); `new_size` is
+        // non-zero and fits `isize` once rounded to the alignment (3).
+        unsafe { Front::reallocate(self, block, layout, new_size) }
+            .map_or(ptr::null_mut(), |b| b.cast::<u8>().as_ptr())
+    }
+}

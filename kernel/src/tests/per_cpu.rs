@@ -1,0 +1,178 @@
+//! All harts allocate and free through kheap's per-CPU front (`PerCpu`, hart id from `tp`) over
+//! one shared TLSF heap, freeing each other's blocks; afterwards, once every hart's cache is
+//! drained, every byte must be back. Prints what each hart's cache did.
+
+use alloc::vec::Vec;
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use kheap::{
+    CpuId, Front, LockedHeap, PerCpu, RawIrqSpinlock, RiscvSupervisorInterrupts, StaticArena, TlsfHeap,
+};
+
+use super::{ensure, ensure_eq, TestResult};
+use crate::config::SEED;
+use crate::entry::MAX_HARTS;
+use crate::harts;
+use crate::rng::Rng;
+
+/// Steps each hart takes.
+const STEPS: usize = 4000;
+/// Blocks each hart keeps at most.
+const KEEP: usize = 48;
+
+/// The hart id, which `entry.rs` puts in `tp` before any Rust code runs on a hart.
+struct Hart;
+
+impl CpuId for Hart {
+    type Interrupts = RiscvSupervisorInterrupts;
+
+    #[inline]
+    fn current() -> usize {
+        let id: usize;
+        // SAFETY: reads a register; touches no memory.
+        unsafe { core::arch::asm!("mv {}, tp", out(reg) id, options(nomem, nostack, preserves_flags)) };
+        id
+    }
+}
+
+static ARENA: StaticArena<{ 1 << 20 }> = StaticArena::new();
+type Shared = LockedHeap<RawIrqSpinlock<RiscvSupervisorInterrupts>, TlsfHeap>;
+/// Per-hart magazines in front of a TLSF heap over its own 1 MiB arena.
+static CACHES: PerCpu<Shared, Hart, MAX_HARTS> =
+    PerCpu::new(LockedHeap::new(TlsfHeap::new()).with_source(&ARENA));
+
+/// A block of `CACHES` on its way between harts, every byte holding its tag.
+struct Block {
+    ptr: NonNull<u8>,
+    layout: Layout,
+    owner: usize,
+}
+
+// SAFETY: a block is plain memory of the shared heap; whichever hart holds it may use and free it.
+unsafe impl Send for Block {}
+
+impl Block {
+    fn tag(&self) -> u8 {
+        (self.owner * 67 + self.layout.size()) as u8
+    }
+
+    /// Checks the bytes, then frees the block through the calling hart's cache.
+    fn free(self) -> bool {
+        let bytes = self.ptr.as_ptr();
+        // SAFETY: the block is live, `layout.size()` bytes long and was filled with its tag.
+        let intact = unsafe { core::slice::from_raw_parts(bytes, self.layout.size()) }
+            .iter()
+            .all(|&b| b == self.tag());
+        // SAFETY: allocated from `CACHES` with this layout, freed once.
+        unsafe { CACHES.dealloc(bytes, self.layout) };
+        intact
+    }
+}
+
+static POOL: spin::Mutex<Vec<Block>> = spin::Mutex::new(Vec::new());
+static READY: AtomicUsize = AtomicUsize::new(0);
+static EXPECTED: AtomicUsize = AtomicUsize::new(0);
+static CROSS_FREES: AtomicUsize = AtomicUsize::new(0);
+static CORRUPT: AtomicUsize = AtomicUsize::new(0);
+static WRONG_HART: AtomicUsize = AtomicUsize::new(0);
+
+pub fn harts_share_per_cpu_caches() -> TestResult {
+    let others = harts::parked();
+    ensure!(others > 0, "no other hart is running (QEMU runs with -smp 4)");
+    for counter in [&READY, &CROSS_FREES, &CORRUPT, &WRONG_HART] {
+        counter.store(0, Ordering::Relaxed);
+    }
+    EXPECTED.store(others + 1, Ordering::Relaxed);
+    let started = harts::run_on_others(stress);
+    stress(crate::tests::boot_hart());
+    harts::join_others(started);
+    let leftovers = core::mem::take(&mut *POOL.lock());
+    let in_flight = leftovers.len();
+    for block in leftovers {
+        if !block.free() {
+            CORRUPT.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let cached = CACHES.cached_bytes();
+    for hart in 0..MAX_HARTS {
+        let s = CACHES.cpu_stats(hart).unwrap_or_default();
+        if s.allocations + s.frees > 0 {
+            println!(
+                "    hart {hart}: {} allocations, {} frees from its cache; {} refills, {} flushes (one lock each); {} B cached",
+                s.allocations, s.frees, s.refills, s.flushes, s.cached_bytes
+            );
+        }
+    }
+    let drained = CACHES.drain_all();
+    let stats = CACHES.stats();
+    println!(
+        "    {} harts x {STEPS} steps: {} cross-hart frees, {in_flight} left in the pool, {} bypasses; \
+         {cached} B cached (bound {} B per hart), {drained} objects drained",
+        started + 1,
+        CROSS_FREES.load(Ordering::Relaxed),
+        CACHES.bypasses(),
+        PerCpu::<Shared, Hart, MAX_HARTS>::MAX_CACHED_BYTES_PER_CPU,
+    );
+    ensure_eq!(CORRUPT.load(Ordering::Relaxed), 0);
+    ensure_eq!(WRONG_HART.load(Ordering::Relaxed), 0);
+    ensure!(CROSS_FREES.load(Ordering::Relaxed) > 0, "no block was freed by another hart");
+    ensure_eq!(stats.live_allocations, 0);
+    ensure_eq!(stats.requested_bytes, 0);
+    ensure_eq!(stats.free_bytes, stats.total_bytes);
+    ensure_eq!(CACHES.cached_bytes(), 0);
+    CACHES.shared().check_invariants().map_err(|e| alloc::format!("shared heap: {e}"))?;
+    Ok(())
+}
+
+fn stress(hart: usize) {
+    if Hart::current() != hart {
+        WRONG_HART.fetch_add(1, Ordering::Relaxed);
+    }
+    READY.fetch_add(1, Ordering::AcqRel);
+    while READY.load(Ordering::Acquire) < EXPECTED.load(Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    let mut rng = Rng::new(SEED ^ hart as u64, "per_cpu");
+    let mut mine: Vec<Block> = Vec::with_capacity(KEEP);
+    for _ in 0..STEPS {
+        match rng.below(10) {
+            0..4 if mine.len() < KEEP => {
+                let layout = Layout::from_size_align(rng.range(1, 1500), 1 << rng.below(4)).unwrap();
+                let Ok(ptr) = Front::allocate(&CACHES, layout) else { continue };
+                let block = Block { ptr: ptr.cast::<u8>(), layout, owner: hart };
+                // SAFETY: the block holds at least `layout.size()` writable bytes.
+                unsafe { block.ptr.as_ptr().write_bytes(block.tag(), layout.size()) };
+                mine.push(block);
+            }
+            4..6 if !mine.is_empty() => {
+                let block = mine.swap_remove(rng.below(mine.len()));
+                POOL.lock().push(block);
+            }
+            6..8 => {
+                let taken = POOL.lock().pop();
+                if let Some(block) = taken {
+                    if block.owner != hart {
+                        CROSS_FREES.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if !block.free() {
+                        CORRUPT.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            _ if !mine.is_empty() => {
+                let block = mine.swap_remove(rng.below(mine.len()));
+                if !block.free() {
+                    CORRUPT.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            _ => {}
+        }
+    }
+    for block in mine {
+        if !block.free() {
+            CORRUPT.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
