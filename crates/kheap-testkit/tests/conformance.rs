@@ -1,6 +1,7 @@
 //! The conformance suite over every algorithm, layer and configuration kheap ships.
 
 use kheap::{BuddyHeap, Counted, FirstFitHeap, FitPolicy, GuardLevel, Guarded, SlabHeap, TlsfHeap};
+use kheap_testkit::conformance::Guards;
 use kheap_testkit::conformance_suite;
 
 conformance_suite!(buddy_max_order_16, BuddyHeap<16>, BuddyHeap::with_orders());

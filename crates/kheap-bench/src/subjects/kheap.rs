@@ -5,7 +5,10 @@
 //! Adding a kheap heap (TLSF, slab, the default `Heap`): one `build` function and one line in
 //! [`subjects`].
 
-use kheap::{BuddyHeap, FirstFitHeap, FitPolicy, GuardLevel, Guarded, LockedHeap, PerCpu, RawSpinlock, SlabHeap, TlsfHeap};
+use kheap::{
+    BuddyHeap, FirstFitHeap, FitPolicy, GuardLevel, Guarded, LockedHeap, PerCpu, RawSpinlock, SlabHeap,
+    TlsfHeap,
+};
 use kheap_testkit::ThreadCpu;
 
 use super::{Family, Heap, Subject};

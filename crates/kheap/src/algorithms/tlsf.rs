@@ -1361,7 +1361,8 @@ unsafe impl RawHeap for TlsfHeap {
             let whole_free = piece.len == 0
                 || (self.record(record).starts_free_block(piece.start_addr())
                     // SAFETY: a free block starts there (checked just before), inside the span.
-                    && unsafe { self.free_size_at(record, piece.start) } == piece.len);
+                    && unsafe { self.free_size_at(record, piece.start, self.record(record).boundary(piece.start_addr())) }
+                        == piece.len);
             if !whole_free {
                 return Err(RegionError::NotRemovable);
             }
