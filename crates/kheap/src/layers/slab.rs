@@ -62,14 +62,32 @@ const TAG_KEY: usize = 0x6b68_6561_705f_736c_u64 as usize;
 /// The tag a slab of class `class` at `base` carries in its header: the fast identity check
 /// confirms the slab and its class with one comparison.
 #[inline(always)]
-const fn tag_for(base: usize, class: usize) -> usize {
-    base.rotate_left(23) ^ TAG_KEY ^ class
+const fn tag_for(base: usize, class: usize, secret: usize) -> usize {
+    base.rotate_left(23) ^ TAG_KEY ^ secret ^ class
+}
+
+/// Heaps made so far in this program, mixed into each heap's secret: a new heap over memory an
+/// earlier one used (an arena reused, a nested heap inside a block) does not take the earlier
+/// heap's stale headers for its own.
+#[cfg(target_has_atomic = "ptr")]
+static HEAPS_MADE: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// A secret for a heap whose first region starts at `start`.
+fn new_secret(start: usize) -> usize {
+    #[cfg(target_has_atomic = "ptr")]
+    let count = HEAPS_MADE.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    #[cfg(not(target_has_atomic = "ptr"))]
+    let count = 0;
+    // An odd multiplier spreads the count over every bit; the shift keeps the class bits clear.
+    // Never zero: zero means "not chosen yet".
+    ((count.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as usize) ^ start.rotate_left(41)) & !0xff)
+        | 0x100
 }
 
 /// The class a tag read at `base` names, if it is a slab tag at all.
 #[inline]
-fn class_of_tag(tag: usize, base: usize) -> Option<usize> {
-    let class = tag ^ tag_for(base, 0);
+fn class_of_tag(tag: usize, base: usize, secret: usize) -> Option<usize> {
+    let class = tag ^ tag_for(base, 0, secret);
     (class < SLAB_CLASSES).then_some(class)
 }
 
@@ -98,7 +116,7 @@ enum List {
 /// The bookkeeping at the end of every slab.
 #[repr(C)]
 struct SlabHeader {
-    /// Invariant: `tag_for(slab base address, class)`.
+    /// Invariant: `tag_for(slab base address, class, the heap's secret)`.
     tag: usize,
     /// Invariant: the neighbours on the class list `list` names (doubly linked, null-ended).
     prev: Option<NonNull<SlabHeader>>,
@@ -257,6 +275,8 @@ pub struct SlabHeap<B> {
     span_count: usize,
     /// More regions than `spans` holds: the fast check is off, every free asks the backing heap.
     spans_overflowed: bool,
+    /// Mixed into every slab tag; chosen when the first slab is made (zero until then).
+    secret: usize,
 }
 
 /// Regions the fast identity check keeps track of; a heap grown more often than this asks the
@@ -282,6 +302,7 @@ impl<B> SlabHeap<B> {
             spans: [(0, 0); MAX_SPANS],
             span_count: 0,
             spans_overflowed: false,
+            secret: 0,
         }
     }
 
@@ -352,7 +373,7 @@ impl<B: BlockLookup> SlabHeap<B> {
         let header = unsafe { base.add(slab - HEADER) }.cast::<SlabHeader>();
         // SAFETY: as above; any value is a valid `usize`.
         let tag = unsafe { header.cast::<usize>().read() };
-        (tag == tag_for(start, class)).then_some(header)
+        (tag == tag_for(start, class, self.secret)).then_some(header)
     }
 
     /// A slab whose first object is being freed with a large layout, as the whole slab would
@@ -368,7 +389,9 @@ impl<B: BlockLookup> SlabHeap<B> {
                 let header = unsafe { ptr.add(slab - HEADER) }.cast::<SlabHeader>();
                 // SAFETY: as above; any value is a valid `usize`.
                 let tag = unsafe { header.cast::<usize>().read() };
-                class_of_tag(tag, ptr.as_ptr().addr()).filter(|&c| GEOMETRY[c].slab == slab).map(|_| header)
+                class_of_tag(tag, ptr.as_ptr().addr(), self.secret)
+                    .filter(|&c| GEOMETRY[c].slab == slab)
+                    .map(|_| header)
             } else if 2 * layout.size() > slab {
                 // The backing heap may round this layout up to a whole slab, whose header lies
                 // past the caller's bytes: ask it.
@@ -404,7 +427,7 @@ impl<B: BlockLookup> SlabHeap<B> {
         // SAFETY: as above, `header` is readable; only the first word is read, any value is
         // valid for a `usize`.
         let tag = unsafe { header.cast::<usize>().read() };
-        let class = class_of_tag(tag, base.as_ptr().addr())?;
+        let class = class_of_tag(tag, base.as_ptr().addr(), self.secret)?;
         // SAFETY: the tag is ours, so the whole header is: initialised, and read only here.
         let own = usize::from(unsafe { (*header.as_ptr()).class });
         (GEOMETRY[class].slab == slab && own == class).then_some((header, slab))
@@ -659,7 +682,8 @@ impl<B: RawHeap> SlabHeap<B> {
             Err(_) => {
                 // SAFETY: (1) the slab stays live: restore its tag and list.
                 unsafe {
-                    (*header.as_ptr()).tag = tag_for(slab_base(header, class).as_ptr().addr(), class);
+                    (*header.as_ptr()).tag =
+                        tag_for(slab_base(header, class).as_ptr().addr(), class, self.secret);
                     self.push(header, class, List::Partial);
                 }
             }
@@ -698,6 +722,9 @@ impl<B: RawHeap> SlabHeap<B> {
             let _ = unsafe { self.backing.deallocate(base, layout) };
             return None;
         }
+        if self.secret == 0 {
+            self.secret = new_secret(base.as_ptr().addr());
+        }
         let mut used = [0usize; BITMAP_WORDS];
         for index in geometry.objects..MAX_OBJECTS {
             used[index / WORD_BITS] |= 1 << (index % WORD_BITS);
@@ -708,7 +735,7 @@ impl<B: RawHeap> SlabHeap<B> {
         // SAFETY: as above; the memory is ours, nothing else refers to it.
         unsafe {
             header.write(SlabHeader {
-                tag: tag_for(base.as_ptr().addr(), class),
+                tag: tag_for(base.as_ptr().addr(), class, self.secret),
                 prev: None,
                 next: None,
                 class: class as u8,
@@ -931,7 +958,7 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
                     .all(|i| h.used[i / WORD_BITS] & (1 << (i % WORD_BITS)) != 0);
                 let hint_ok = usize::from(h.hint) < BITMAP_WORDS
                     && h.used[..usize::from(h.hint)].iter().all(|w| *w == usize::MAX);
-                broken = if h.tag != tag_for(base.as_ptr().addr(), class) {
+                broken = if h.tag != tag_for(base.as_ptr().addr(), class, self.secret) {
                     fail("slab tag does not match its address")
                 } else if usize::from(h.class) != class || h.list != list {
                     fail("slab on the wrong list")

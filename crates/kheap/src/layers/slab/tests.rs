@@ -335,3 +335,24 @@ fn works_over_the_buddy_heap_too() {
     }
     assert_eq!(heap.usage(), whole);
 }
+
+#[test]
+fn a_new_heap_ignores_the_headers_an_earlier_heap_left_in_its_memory() {
+    let memory = Memory::new(1 << 20);
+    {
+        let mut old = heap_over(&memory, 1 << 20);
+        // Slabs of the 16-byte class all over the first pages, then the heap is dropped with
+        // them live (as a program that throws its heap away does).
+        for _ in 0..4000 {
+            alloc(&mut old, layout(16, 8));
+        }
+    }
+    let mut heap = heap_over(&memory, 1 << 20);
+    // Page-aligned pages, where the old slabs' headers still lie: freeing them must not be
+    // taken for a slab freed with a large layout.
+    let page = layout(4096, 4096);
+    let pages: Vec<_> = (0..32).map(|_| alloc(&mut heap, page)).collect();
+    for p in pages {
+        free(&mut heap, p, page);
+    }
+}
