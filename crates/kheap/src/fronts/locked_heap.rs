@@ -67,9 +67,16 @@ pub struct LockedHeap<R: RawMutex, H> {
     /// The regions grown from `source` that may go back. Locked only while `heap` is locked
     /// (never the other way round), so the two locks cannot deadlock.
     grown: Mutex<R, GrownRegions>,
+    /// Invariant: how many callers are asking the source for a region right now (changed only
+    /// while `heap` is locked). A request the source cannot serve waits, boundedly, for those
+    /// growths to land before it is refused: another CPU may be adding the very region it needs.
+    growing: AtomicUsize,
     /// Invariant: how many regions went back to the source.
     given_back: AtomicUsize,
 }
+
+/// How many times a request the source cannot serve waits for other CPUs' growths.
+const MAX_GROWTH_WAITS: usize = 8;
 
 impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
     /// Wraps `heap`; `const`, so it can initialise a `static`. Misuse is reported with
@@ -81,6 +88,7 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
             on_misuse: panic_on_misuse,
             give_back: None,
             grown: Mutex::const_new(R::INIT, GrownRegions::EMPTY),
+            growing: AtomicUsize::new(0),
             given_back: AtomicUsize::new(0),
         }
     }
@@ -231,20 +239,41 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
         mut heap: MutexGuard<'a, R, Counted<H>>,
         layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
+        // Waits for other CPUs' growths to land: bounded, so a CPU interrupted in the middle of
+        // its own growth (whose handler allocates) cannot hang here.
+        let mut waits = 0;
         loop {
             let wanted = self.source.zip(heap.region_layout_for(layout));
             let Some((source, wanted)) = wanted else {
                 heap.count_refusal();
                 return Err(AllocError);
             };
+            self.growing.store(self.growing.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
             drop(heap);
             let region = source.acquire(wanted);
             heap = self.heap.lock();
+            self.growing.store(self.growing.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
             let Some(region) = region else {
                 // The lock was released while the source was asked: another CPU may have freed
                 // or grown the heap meanwhile, so the request gets one more try.
                 if let Ok(block) = heap.allocate_quietly(layout) {
                     return Ok(block);
+                }
+                if self.growing.load(Ordering::Relaxed) > 0 && waits < MAX_GROWTH_WAITS {
+                    // Another CPU holds a region from the source it has not added yet (the
+                    // source may be empty because of it): wait for it, then try again.
+                    waits += 1;
+                    drop(heap);
+                    let mut spins = 0u32;
+                    while self.growing.load(Ordering::Relaxed) > 0 && spins < 1 << 16 {
+                        core::hint::spin_loop();
+                        spins += 1;
+                    }
+                    heap = self.heap.lock();
+                    if let Ok(block) = heap.allocate_quietly(layout) {
+                        return Ok(block);
+                    }
+                    continue;
                 }
                 heap.count_refusal();
                 return Err(AllocError);
