@@ -188,6 +188,49 @@ const GEOMETRY: [Geometry; SLAB_CLASSES] = {
     table
 };
 
+/// Whether a block of the backing heap has a slab's shape: a slab size long and aligned to it.
+/// Only such blocks are ever read for a tag (`slab_at`), and every one of them has an
+/// initialised tag word: a slab's own, or the mark `SlabHeap::mark_not_slab` wrote.
+#[inline(always)]
+fn slab_shaped(ptr: NonNull<u8>, len: usize) -> bool {
+    len.is_power_of_two() && (MIN_SLAB..=MAX_SLAB).contains(&len) && ptr.as_ptr().addr() & (len - 1) == 0
+}
+
+/// Writes a value that is no slab's tag where a slab of the block's length would keep its tag,
+/// in a block of the backing heap about to be handed out directly that has a slab's shape:
+/// `slab_at` then reads initialised bytes that name no class, whatever the caller later writes
+/// or leaves unwritten.
+///
+/// # Safety
+///
+/// 1. `block` is a block of the backing heap not yet handed out, `len` bytes long, with
+///    [`slab_shaped`].
+#[cold]
+#[inline(never)]
+unsafe fn mark_not_slab(block: NonNull<u8>, len: usize, secret: usize) {
+    // Names class `usize::MAX` under any secret (secrets differ only above the low byte).
+    let not_a_tag = tag_for(block.as_ptr().addr(), 0, secret) ^ usize::MAX;
+    // SAFETY: (1) the place lies inside the block (`len >= MIN_SLAB > HEADER`), aligned (`block`
+    // is aligned to `len`, `len - HEADER` is a multiple of the header's alignment), and nobody
+    // else uses the block yet.
+    unsafe { block.add(len - HEADER).cast::<usize>().write(not_a_tag) };
+}
+
+/// Whether a block at `ptr` resized to `new_size` bytes could have a slab's shape with some of
+/// its first `new_size` bytes where a slab keeps its tag: a slab size `s` that `ptr` is aligned
+/// to with `s - HEADER < new_size <= s`.
+#[inline]
+fn tag_place_would_hold_kept_bytes(ptr: NonNull<u8>, new_size: usize) -> bool {
+    let mut slab = MIN_SLAB;
+    while slab <= MAX_SLAB && ptr.as_ptr().addr() % slab == 0 {
+        if slab - HEADER < new_size && new_size <= slab {
+            return true;
+        }
+        slab *= 2;
+    }
+    false
+}
+
 /// The slab class that serves `layout`, if it is small enough for a slab.
 #[inline(always)]
 fn slab_class(layout: Layout) -> Option<usize> {
@@ -379,50 +422,25 @@ impl<B: BlockLookup> SlabHeap<B> {
     /// A slab whose first object is being freed with a large layout, as the whole slab would
     /// be: the backing heap would take the slab back while its objects are in use.
     #[cold]
-    fn slab_freed_as_large(&self, ptr: NonNull<u8>, layout: Layout) -> Option<NonNull<SlabHeader>> {
-        let mut slab = MIN_SLAB;
-        while slab <= MAX_SLAB && ptr.as_ptr().addr() % slab == 0 {
-            let header = if layout.size() >= slab {
-                // The header's place lies inside the block being freed: read it directly.
-                // SAFETY: the caller hands over `layout.size()` bytes at `ptr`, aligned to
-                // `slab` (checked above); the header's place is inside them and aligned.
-                let header = unsafe { ptr.add(slab - HEADER) }.cast::<SlabHeader>();
-                // SAFETY: as above; any value is a valid `usize`.
-                let tag = unsafe { header.cast::<usize>().read() };
-                class_of_tag(tag, ptr.as_ptr().addr(), self.secret)
-                    .filter(|&c| GEOMETRY[c].slab == slab)
-                    .map(|_| header)
-            } else if 2 * layout.size() > slab {
-                // The backing heap may round this layout up to a whole slab, whose header lies
-                // past the caller's bytes: ask it.
-                self.slab_at(ptr).and_then(|(header, size)| (size == slab).then_some(header))
-            } else {
-                None
-            };
-            if header.is_some() {
-                return header;
-            }
-            slab *= 2;
-        }
-        None
+    fn slab_freed_as_large(&self, ptr: NonNull<u8>) -> Option<NonNull<SlabHeader>> {
+        self.slab_at(ptr).map(|(header, _)| header)
     }
 
     /// The header of the slab that starts at `base`, if `base` starts one: the backing heap has
     /// a live block there, a slab size long, and the tag at that size's header matches.
     #[inline]
     fn slab_at(&self, base: NonNull<u8>) -> Option<(NonNull<SlabHeader>, usize)> {
-        let len = self.backing.block_layout(base).ok()?.size();
-        if len < MIN_SLAB {
+        let slab = self.backing.block_layout(base).ok()?.size();
+        // Slabs are made only from blocks exactly their size (`new_slab`).
+        if !slab_shaped(base, slab) {
             return None;
         }
-        // Slabs are made only from blocks shorter than twice their size (`new_slab`).
-        let slab = 1usize << (usize::BITS - 1 - len.leading_zeros());
-        if slab > MAX_SLAB {
-            return None;
-        }
-        // SAFETY: the backing heap has a live block of `len >= slab` bytes at `base`, so the
-        // header's place lies inside it and is aligned (slab - HEADER is a multiple of the
-        // header's alignment, base is aligned to the slab).
+        // SAFETY: the backing heap has a live block of `slab` bytes at `base`, so the header's
+        // place lies inside it and is aligned (slab - HEADER is a multiple of the header's
+        // alignment, base is aligned to the slab). It is initialised: a slab-shaped block is
+        // either a slab (its header written by `new_slab`) or a direct block whose place
+        // `mark_not_slab` wrote before it was handed out (and `resize` never gives a block
+        // this shape).
         let header = unsafe { base.add(slab - HEADER) }.cast::<SlabHeader>();
         // SAFETY: as above, `header` is readable; only the first word is read, any value is
         // valid for a `usize`.
@@ -715,9 +733,9 @@ impl<B: RawHeap> SlabHeap<B> {
             Err(AllocError) => return None,
         };
         let base = block.cast::<u8>();
-        if block.len() >= 2 * geometry.slab {
-            // A slab must be told by its length (`slab_at`); a backing heap that rounds this
-            // far up cannot hold slabs. Give it back and serve the request directly.
+        if block.len() != geometry.slab {
+            // A slab must be told by its length (`slab_at`); a backing heap that rounds a
+            // slab's layout up cannot hold slabs. Give it back and serve the request directly.
             // SAFETY: just allocated with `layout`.
             let _ = unsafe { self.backing.deallocate(base, layout) };
             return None;
@@ -755,14 +773,19 @@ impl<B: RawHeap> SlabHeap<B> {
     /// A block straight from the backing heap, handing the spares back first if it refuses.
     #[inline]
     fn allocate_direct(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        match self.backing.allocate(layout) {
-            Ok(block) => Ok(block),
+        let block = match self.backing.allocate(layout) {
+            Ok(block) => block,
             Err(AllocError) if self.spares > 0 => {
                 self.release_spares();
-                self.backing.allocate(layout)
+                self.backing.allocate(layout)?
             }
-            Err(AllocError) => Err(AllocError),
+            Err(AllocError) => return Err(AllocError),
+        };
+        if slab_shaped(block.cast(), block.len()) {
+            // SAFETY: a block just allocated, slab-shaped.
+            unsafe { mark_not_slab(block.cast(), block.len(), self.secret) };
         }
+        Ok(block)
     }
 
     /// A small request whose class has no partial slab: the spare, a new slab, or, when the
@@ -863,7 +886,7 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
         } else if ptr.as_ptr().addr() % MIN_SLAB == 0 && layout.size() < 2 * MAX_SLAB {
             // A slab's first object freed with a large layout would look, to the backing heap,
             // like a valid free of the whole slab.
-            if let Some(header) = self.slab_freed_as_large(ptr, layout) {
+            if let Some(header) = self.slab_freed_as_large(ptr) {
                 // SAFETY: `slab_at` found a live slab.
                 let class = usize::from(unsafe { (*header.as_ptr()).class });
                 return Err(
@@ -1073,6 +1096,12 @@ impl<B: BlockLookup> SlabHeap<B> {
                 return Ok(());
             }
         }
+        let aligned = ptr.as_ptr().addr() % MIN_SLAB == 0;
+        if aligned && tag_place_would_hold_kept_bytes(ptr, new_size) {
+            // The block could take a slab's shape with the caller's bytes where a slab keeps
+            // its tag, which then could not be marked: the front moves it instead.
+            return Err(AllocError);
+        }
         // SAFETY: the caller's obligations are passed on.
         unsafe {
             if grow {
@@ -1080,7 +1109,17 @@ impl<B: BlockLookup> SlabHeap<B> {
             } else {
                 self.backing.shrink_in_place(ptr, old, new_size)
             }
+        }?;
+        if aligned {
+            if let Ok(block) = self.backing.block_layout(ptr) {
+                if slab_shaped(ptr, block.size()) {
+                    // SAFETY: slab-shaped, and the tag's place lies past the `new_size` bytes
+                    // the caller keeps (checked above), so it is the layer's to write.
+                    unsafe { mark_not_slab(ptr, block.size(), self.secret) };
+                }
+            }
         }
+        Ok(())
     }
 }
 
