@@ -7,7 +7,7 @@ use core::alloc::Layout;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use kheap::{BuddyHeap, Counted, FirstFitHeap, FitPolicy, RawHeap};
+use kheap::{BuddyHeap, Counted, FirstFitHeap, FitPolicy, Heap, RawHeap, SlabHeap, TlsfHeap};
 
 use crate::rng::Rng;
 use crate::timer::now;
@@ -24,7 +24,10 @@ static mut ARENA: Arena = Arena([0; ARENA_SIZE]);
 static ARENA_LENT: AtomicBool = AtomicBool::new(false);
 
 /// The algorithms kheap offers, in the order the console lists them.
-pub const ALGORITHMS: [(&str, Algorithm); 5] = [
+pub const ALGORITHMS: [(&str, Algorithm); 8] = [
+    ("Heap (default)", Algorithm::Default),
+    ("TlsfHeap", Algorithm::Tlsf),
+    ("SlabHeap<BuddyHeap>", Algorithm::SlabBuddy),
     ("BuddyHeap", Algorithm::Buddy),
     ("FirstFitHeap(First)", Algorithm::Fit(FitPolicy::First)),
     ("FirstFitHeap(Next)", Algorithm::Fit(FitPolicy::Next)),
@@ -35,6 +38,12 @@ pub const ALGORITHMS: [(&str, Algorithm); 5] = [
 /// An algorithm to build a heap of.
 #[derive(Clone, Copy)]
 pub enum Algorithm {
+    /// The default `Heap` (slabs over TLSF).
+    Default,
+    /// `TlsfHeap`.
+    Tlsf,
+    /// `SlabHeap` over `BuddyHeap`.
+    SlabBuddy,
     /// `BuddyHeap`.
     Buddy,
     /// `FirstFitHeap` with a policy.
@@ -63,6 +72,11 @@ const SLOTS: usize = 128;
 pub fn run(algorithm: Algorithm, seed: u64, ops: usize) -> Result<Outcome, String> {
     with_arena(|arena| match algorithm {
         // Algorithms keep no caller statistics; the `Counted` layer does, as in `LockedHeap`.
+        Algorithm::Default => run_on(&mut Counted::new(Heap::new()), arena, seed, ops),
+        Algorithm::Tlsf => run_on(&mut Counted::new(TlsfHeap::new()), arena, seed, ops),
+        Algorithm::SlabBuddy => {
+            run_on(&mut Counted::new(SlabHeap::new(BuddyHeap::<32>::with_orders())), arena, seed, ops)
+        }
         Algorithm::Buddy => run_on(&mut Counted::new(BuddyHeap::<32>::with_orders()), arena, seed, ops),
         Algorithm::Fit(policy) => run_on(&mut Counted::new(FirstFitHeap::new(policy)), arena, seed, ops),
     })

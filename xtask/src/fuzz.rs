@@ -5,8 +5,9 @@ use std::process::Command;
 
 use crate::{install, root, run};
 
-/// The targets in `fuzz/fuzz_targets/`, one per algorithm and one for the locked front.
-pub const TARGETS: &[&str] = &["buddy", "first_fit", "tlsf", "locked"];
+/// The targets in `fuzz/fuzz_targets/`, one per algorithm, one for the default `Heap` and one for
+/// the locked front.
+pub const TARGETS: &[&str] = &["buddy", "first_fit", "tlsf", "heap", "locked"];
 
 /// Runs `only` (or every target) for `seconds` each; a crash fails the command, leaving the
 /// input in `fuzz/artifacts/<target>/` (replay: `cargo +nightly fuzz run <target> <file>`).

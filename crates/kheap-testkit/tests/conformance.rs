@@ -1,6 +1,6 @@
 //! The conformance suite over every algorithm, layer and configuration kheap ships.
 
-use kheap::{BuddyHeap, Counted, FirstFitHeap, FitPolicy, GuardLevel, Guarded, SlabHeap, TlsfHeap};
+use kheap::{BuddyHeap, Counted, FirstFitHeap, FitPolicy, GuardLevel, Guarded, Heap, SlabHeap, TlsfHeap};
 use kheap_testkit::conformance::Guards;
 use kheap_testkit::conformance_suite;
 
@@ -14,7 +14,8 @@ conformance_suite!(best_fit, FirstFitHeap, FirstFitHeap::new(FitPolicy::Best));
 conformance_suite!(worst_fit, FirstFitHeap, FirstFitHeap::new(FitPolicy::Worst));
 conformance_suite!(tlsf, TlsfHeap, TlsfHeap::new());
 conformance_suite!(counted_tlsf, Counted<TlsfHeap>, Counted::new(TlsfHeap::new()));
-// The slab layer over each backing heap that can confirm its slabs.
+// The default heap, and the slab layer over each backing heap that can confirm its slabs.
+conformance_suite!(default_heap, Heap, Heap::new());
 conformance_suite!(slab_tlsf, SlabHeap<TlsfHeap>, SlabHeap::new(TlsfHeap::new()));
 conformance_suite!(slab_buddy, SlabHeap<BuddyHeap>, SlabHeap::new(BuddyHeap::new()));
 conformance_suite!(

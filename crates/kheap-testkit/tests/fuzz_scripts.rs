@@ -3,7 +3,7 @@
 //!
 //! `KHEAP_FUZZ_SCRIPTS=N` runs N byte strings per target instead of the default.
 
-use kheap::{BuddyHeap, Counted, FirstFitHeap, FitPolicy, TlsfHeap};
+use kheap::{BuddyHeap, Counted, FirstFitHeap, FitPolicy, Heap, TlsfHeap};
 use kheap_testkit::fuzz_script::{c_style, lookup, run_locked, run_raw};
 use kheap_testkit::{Rng, SeedReport};
 
@@ -48,14 +48,20 @@ fn tlsf_scripts() {
 }
 
 #[test]
+fn default_heap_scripts() {
+    scripts("default_heap_scripts", |bytes| run_raw(Heap::new, Some(lookup()), bytes));
+}
+
+#[test]
 fn locked_scripts() {
     scripts("locked_scripts", |bytes| {
         let rest = bytes.get(1..).unwrap_or(&[]);
-        match bytes.first().copied().unwrap_or(0) % 4 {
+        match bytes.first().copied().unwrap_or(0) % 5 {
             0 => run_locked(BuddyHeap::new, Some(c_style()), rest),
             1 => run_locked(TlsfHeap::new, Some(c_style()), rest),
             2 => run_locked(|| FirstFitHeap::new(FitPolicy::Best), None, rest),
-            _ => run_locked(|| Counted::new(TlsfHeap::new()), Some(c_style()), rest),
+            3 => run_locked(|| Counted::new(TlsfHeap::new()), Some(c_style()), rest),
+            _ => run_locked(Heap::new, Some(c_style()), rest),
         }
     });
 }

@@ -14,6 +14,15 @@ impl Memory {
         Memory(NonNull::new(unsafe { std::alloc::alloc(layout) }).unwrap(), layout)
     }
 
+    /// `len` zeroed bytes, as a kernel's `.bss` region is: for tests that commit a misuse whose
+    /// detection reads region memory the heap does not own (uninitialised memory there would be
+    /// undefined behaviour under Miri, not on hardware).
+    pub(crate) fn zeroed(len: usize) -> Self {
+        let layout = std::alloc::Layout::from_size_align(len, 64 * 1024).unwrap();
+        // SAFETY: every test asks for a non-zero size.
+        Memory(NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) }).unwrap(), layout)
+    }
+
     /// `len` bytes from `from` as a region.
     pub(crate) fn region(&self, from: usize, len: usize) -> NonNull<[u8]> {
         NonNull::slice_from_raw_parts(offset(self.0, from), len)

@@ -1,7 +1,7 @@
 //! The kernel heap behind `#[global_allocator]`, in one of two builds:
 //!
 //! - default: kheap's native front, `LockedHeap<RawIrqSpinlock<RiscvSupervisorInterrupts>,
-//!   BuddyHeap>`, built `with_source` so it grows from the frames after the kernel image;
+//!   Heap>` (the default heap), built `with_source` so it grows from the frames after the kernel image;
 //! - feature `compat`: the rCore tutorial's `heap_allocator.rs` with only its `use` line
 //!   changed to `kheap::compat::buddy_system_allocator`.
 //!

@@ -4,19 +4,17 @@
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use kheap::{
-    BuddyHeap, Counted, HeapStats, InvariantError, LockedHeap, RawIrqSpinlock, RiscvSupervisorInterrupts,
-};
+use kheap::{Counted, HeapStats, InvariantError, LockedHeap, RawIrqSpinlock, RiscvSupervisorInterrupts};
 
 use crate::config::KERNEL_HEAP_SIZE;
 use crate::frames::FRAMES;
 
-/// The heap behind the front: the buddy heap, or in the debug demo the buddy heap in kheap's
-/// debug mode.
+/// The heap behind the front: kheap's default heap (slabs over TLSF), or in the debug demo the
+/// default heap in kheap's debug mode.
 #[cfg(not(feature = "debug-demo"))]
-type Algorithm = BuddyHeap;
+type Algorithm = kheap::Heap;
 #[cfg(feature = "debug-demo")]
-type Algorithm = kheap::Guarded<BuddyHeap>;
+type Algorithm = kheap::Guarded<kheap::Heap>;
 
 /// What the locked global allocator hands out: the algorithm inside the front's `Counted`
 /// layer (which keeps the caller statistics).
@@ -24,10 +22,10 @@ pub type Heap = Counted<Algorithm>;
 
 /// What the console calls this build's allocator.
 #[cfg(not(feature = "debug-demo"))]
-pub const NAME: &str = "kheap::LockedHeap<RawIrqSpinlock<RiscvSupervisorInterrupts>, BuddyHeap>";
+pub const NAME: &str = "kheap::LockedHeap<RawIrqSpinlock<RiscvSupervisorInterrupts>, Heap>";
 #[cfg(feature = "debug-demo")]
 pub const NAME: &str =
-    "kheap::LockedHeap<RawIrqSpinlock<RiscvSupervisorInterrupts>, Guarded<BuddyHeap>> (GuardLevel::Poison)";
+    "kheap::LockedHeap<RawIrqSpinlock<RiscvSupervisorInterrupts>, Guarded<Heap>> (GuardLevel::Poison)";
 
 /// The lock masks `sstatus.SIE` while held, so the timer handler can allocate at any moment.
 pub const IRQ_SAFE: bool = true;
@@ -35,18 +33,18 @@ pub const IRQ_SAFE: bool = true;
 /// The heap asks [`FRAMES`] for more memory when an allocation would fail.
 pub const GROWS_BY_ITSELF: bool = true;
 
-/// The global allocator: a buddy heap behind an interrupt-masking spinlock.
+/// The global allocator: kheap's default heap behind an interrupt-masking spinlock.
 #[cfg(not(feature = "debug-demo"))]
 #[global_allocator]
 static HEAP_ALLOCATOR: LockedHeap<RawIrqSpinlock<RiscvSupervisorInterrupts>, Algorithm> =
-    LockedHeap::new(BuddyHeap::new()).with_source(&FRAMES);
+    LockedHeap::new(kheap::Heap::new()).with_source(&FRAMES);
 
 /// The global allocator of the debug demo: the same, in debug mode, reporting misuse on the
 /// console (after the heap's lock is released) instead of panicking.
 #[cfg(feature = "debug-demo")]
 #[global_allocator]
 static HEAP_ALLOCATOR: LockedHeap<RawIrqSpinlock<RiscvSupervisorInterrupts>, Algorithm> =
-    LockedHeap::new(kheap::Guarded::new(BuddyHeap::new(), kheap::GuardLevel::Poison))
+    LockedHeap::new(kheap::Guarded::new(kheap::Heap::new(), kheap::GuardLevel::Poison))
         .with_source(&FRAMES)
         .on_misuse(crate::debug_demo::print_misuse);
 

@@ -2,12 +2,11 @@
 //! its `GlobalAlloc` front, `LockedHeap<RawSpinlock, H>`, over the arena given with
 //! `add_region_raw`.
 //!
-//! Adding a kheap heap (TLSF, slab, the default `Heap`): one `build` function and one line in
-//! [`subjects`].
+//! Adding a kheap heap: one `build` function and one line in [`subjects`].
 
 use kheap::{
-    BuddyHeap, FirstFitHeap, FitPolicy, GuardLevel, Guarded, LockedHeap, PerCpu, RawSpinlock, SlabHeap,
-    TlsfHeap,
+    BuddyHeap, FirstFitHeap, FitPolicy, GuardLevel, Guarded, Heap as DefaultHeap, LockedHeap, PerCpu,
+    RawSpinlock, SlabHeap, TlsfHeap,
 };
 use kheap_testkit::ThreadCpu;
 
@@ -36,6 +35,10 @@ fn best_fit(arena: &Arena) -> Result<Heap, String> {
 
 fn tlsf(arena: &Arena) -> Result<Heap, String> {
     over_arena(TlsfHeap::new(), arena)
+}
+
+fn default_heap(arena: &Arena) -> Result<Heap, String> {
+    over_arena(DefaultHeap::new(), arena)
 }
 
 fn slab_tlsf(arena: &Arena) -> Result<Heap, String> {
@@ -75,6 +78,7 @@ fn per_cpu(arena: &Arena) -> Result<Heap, String> {
 pub fn subjects() -> Vec<Subject> {
     let kheap = |name, config, build| Subject { name, family: Family::Kheap, config, build, in_arena: true };
     vec![
+        kheap("kheap-heap", "kheap Heap (the default: SlabHeap<TlsfHeap>), LockedHeap<RawSpinlock>", default_heap),
         kheap("kheap-buddy", "kheap BuddyHeap<DEFAULT_MAX_ORDER>, LockedHeap<RawSpinlock>", buddy),
         kheap("kheap-first-fit", "kheap FirstFitHeap(FitPolicy::First), LockedHeap<RawSpinlock>", first_fit),
         kheap("kheap-best-fit", "kheap FirstFitHeap(FitPolicy::Best), LockedHeap<RawSpinlock>", best_fit),

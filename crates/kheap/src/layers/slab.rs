@@ -397,7 +397,9 @@ impl<B: BlockLookup> SlabHeap<B> {
     /// The fast identity check: the header of the slab of size `slab` at `base` if its tag
     /// matches, read only when the whole slab lies in a region (so the read cannot fault) and
     /// no direct small block is live (so, in correct use, `base` starts one of our slabs and
-    /// the read is of our own header).
+    /// the read is of our own header). A free with the wrong class's layout reads region memory
+    /// that may be another block's or free: harmless on hardware, but memory nobody wrote is
+    /// uninitialised to Miri, so tests of that misuse give the heap initialised memory.
     #[inline(always)]
     fn tagged_slab(&self, base: NonNull<u8>, class: usize) -> Option<NonNull<SlabHeader>> {
         if self.direct_small != 0 || self.spans_overflowed {

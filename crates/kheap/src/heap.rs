@@ -1,0 +1,142 @@
+//! `Heap`: the default heap, the composition the benchmark suite chose.
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use crate::{
+    AllocError, BlockLookup, HeapUsage, InvariantError, Misuse, Part, RawHeap, RegionError, SlabHeap,
+    TlsfHeap,
+};
+
+/// The heap to pick when you do not want to choose: size-class slabs for small objects
+/// ([`SlabHeap`]) over a two-level segregated fit heap ([`TlsfHeap`]) for everything else.
+///
+/// Why this composition (figures in `BENCHMARKS.md`): requests up to
+/// [`SLAB_MAX`](crate::SLAB_MAX) bytes (the bulk of a kernel's: list nodes, inodes, tasks) are a
+/// bit in a slab's bitmap, with no header and nothing written into free objects, so a write
+/// after free cannot corrupt the heap; every larger request is TLSF's O(1) good fit with a
+/// fallback search, so a request is refused only when no free block can hold it; both free
+/// paths check every free exactly (double, interior, foreign and wrong-layout frees are
+/// reported, never followed). Worst case, in operations: a small allocate is a bitmap search of
+/// at most eight words, or a new slab from TLSF; a TLSF allocate is two bit-map searches, and
+/// only when they fail a scan of the second-level lists they skipped; every free is O(1) once
+/// its region is found.
+///
+/// It is a type of its own, not an alias, so the composition behind it can change without
+/// changing your code. Use it wherever a [`RawHeap`] goes:
+///
+/// ```
+/// use core::alloc::{GlobalAlloc, Layout};
+/// use kheap::{Heap, LockedHeap, RawSpinlock, StaticArena};
+///
+/// static ARENA: StaticArena<{ 256 * 1024 }> = StaticArena::new();
+/// static HEAP: LockedHeap<RawSpinlock, Heap> = LockedHeap::new(Heap::new()).with_source(&ARENA);
+///
+/// let layout = Layout::new::<[u64; 8]>();
+/// // SAFETY: non-zero size; freed once below with the same layout.
+/// let block = unsafe { HEAP.alloc(layout) };
+/// assert!(!block.is_null());
+/// unsafe { HEAP.dealloc(block, layout) };
+/// assert_eq!(HEAP.stats().live_allocations, 0);
+/// ```
+#[derive(Default)]
+pub struct Heap {
+    inner: SlabHeap<TlsfHeap>,
+}
+
+impl Heap {
+    /// An empty heap; `const`, so it can initialise a `static`.
+    pub const fn new() -> Self {
+        Heap { inner: SlabHeap::new(TlsfHeap::new()) }
+    }
+
+    /// The composition behind it, for figures that only the layers know.
+    pub fn layers(&self) -> &SlabHeap<TlsfHeap> {
+        &self.inner
+    }
+}
+
+// SAFETY: every call is forwarded unchanged to `SlabHeap<TlsfHeap>`, whose promises are
+// therefore this heap's.
+unsafe impl RawHeap for Heap {
+    const MIN_REGION: usize = <SlabHeap<TlsfHeap> as RawHeap>::MIN_REGION;
+
+    #[inline]
+    unsafe fn add_region(&mut self, region: NonNull<[u8]>) -> Result<usize, RegionError> {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        unsafe { self.inner.add_region(region) }
+    }
+
+    #[inline]
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.inner.allocate(layout)
+    }
+
+    #[inline]
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse> {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        unsafe { self.inner.deallocate(ptr, layout) }
+    }
+
+    #[inline]
+    unsafe fn grow_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Result<(), AllocError> {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        unsafe { self.inner.grow_in_place(ptr, old, new_size) }
+    }
+
+    #[inline]
+    unsafe fn shrink_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Result<(), AllocError> {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        unsafe { self.inner.shrink_in_place(ptr, old, new_size) }
+    }
+
+    #[inline]
+    unsafe fn resize_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Result<(), AllocError> {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        unsafe { self.inner.resize_in_place(ptr, old, new_size) }
+    }
+
+    fn region_layout_for(&self, layout: Layout) -> Option<Layout> {
+        self.inner.region_layout_for(layout)
+    }
+
+    fn remove_region(&mut self, region: NonNull<[u8]>) -> Result<usize, RegionError> {
+        self.inner.remove_region(region)
+    }
+
+    #[inline]
+    fn usage(&self) -> HeapUsage {
+        self.inner.usage()
+    }
+
+    fn check_invariants(&self) -> Result<(), InvariantError> {
+        self.inner.check_invariants()
+    }
+
+    fn walk(&self, visit: &mut dyn FnMut(Part)) {
+        self.inner.walk(visit)
+    }
+}
+
+// SAFETY: forwarded unchanged to `SlabHeap<TlsfHeap>`, whose promise is therefore this heap's.
+unsafe impl BlockLookup for Heap {
+    #[inline]
+    fn block_layout(&self, ptr: NonNull<u8>) -> Result<Layout, Misuse> {
+        self.inner.block_layout(ptr)
+    }
+}
