@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use kheap::{BuddyHeap, LockedHeap, RawSpinlock, StaticArena};
+use kheap::{Heap, LockedHeap, RawSpinlock, StaticArena};
 
 /// 16 MiB, zero-initialised (in `.bss`, free in the binary), claimed by the heap on its first
 /// allocation: there is no init call to forget, or to make too late.
@@ -10,7 +10,7 @@ static ARENA: StaticArena<{ 16 << 20 }> = StaticArena::new();
 
 /// Every allocation of the program, from std's own before `main`, comes from this heap.
 #[global_allocator]
-static HEAP: LockedHeap<RawSpinlock, BuddyHeap> = LockedHeap::new(BuddyHeap::new()).with_source(&ARENA);
+static HEAP: LockedHeap<RawSpinlock, Heap> = LockedHeap::new(Heap::new()).with_source(&ARENA);
 
 fn main() {
     let squares: BTreeMap<u32, String> = (0..1000).map(|i| (i, (i * i).to_string())).collect();

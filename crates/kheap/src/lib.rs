@@ -1,8 +1,8 @@
 //! kheap: dynamic memory for operating-system kernels and bare-metal programs.
 //!
-//! A complete program (`examples/host_program.rs`, the README's first example): a
-//! [`BuddyHeap`] behind a [`LockedHeap`], over a [`StaticArena`] that the heap claims on its
-//! first allocation, as the program's global allocator from before `main`:
+//! A complete program (`examples/host_program.rs`, the README's first example): the default
+//! [`Heap`] (slabs over TLSF) behind a [`LockedHeap`], over a [`StaticArena`] that the heap
+//! claims on its first allocation, as the program's global allocator from before `main`:
 //!
 //! ```
 #![doc = include_str!("../examples/host_program.rs")]
@@ -20,9 +20,10 @@
 //!
 //! The crate has three layers (see `ARCHITECTURE.md` in the repository):
 //!
-//! 1. **Algorithm heaps** implement [`RawHeap`]: [`BuddyHeap`], [`FirstFitHeap`] and
-//!    [`TlsfHeap`]. They are single-threaded (`&mut self`), lock-free and own nothing but the
-//!    regions given to them.
+//! 1. **Heaps** implement [`RawHeap`]: the algorithms [`BuddyHeap`], [`FirstFitHeap`] and
+//!    [`TlsfHeap`], the layers that wrap one ([`SlabHeap`], [`Guarded`], [`Counted`]), and the
+//!    default [`Heap`] (`SlabHeap<TlsfHeap>`). They are single-threaded (`&mut self`),
+//!    lock-free and own nothing but the regions given to them.
 //! 2. **Locks**: [`RawSpinlock`] and the interrupt-masking [`RawIrqSpinlock`].
 //! 3. **Fronts**: [`LockedHeap`] implements [`GlobalAlloc`](core::alloc::GlobalAlloc) over any
 //!    heap and any `lock_api::RawMutex`, growing from a [`MemorySource`] ([`StaticArena`],

@@ -428,9 +428,38 @@ impl<B: BlockLookup> SlabHeap<B> {
         self.slab_at(ptr).map(|(header, _)| header)
     }
 
+    /// A request too large for a slab: a block of the backing heap. Out of line, so the small
+    /// path that `allocate` inlines stays short.
+    #[inline(never)]
+    fn allocate_large(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.allocate_direct(layout)
+    }
+
+    /// Frees a block freed with a layout too large for a slab: the backing heap's, unless it is
+    /// a slab's first object freed as the whole slab would be (the backing heap would take
+    /// the slab back while its objects are in use).
+    ///
+    /// # Safety
+    ///
+    /// As [`RawHeap::deallocate`].
+    #[inline(never)]
+    unsafe fn deallocate_large(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse> {
+        if ptr.as_ptr().addr() % MIN_SLAB == 0 && layout.size() < 2 * MAX_SLAB {
+            if let Some(header) = self.slab_freed_as_large(ptr) {
+                // SAFETY: `slab_at` found a live slab.
+                let class = usize::from(unsafe { (*header.as_ptr()).class });
+                return Err(
+                    Misuse::new(MisuseKind::WrongLayout, ptr.as_ptr(), layout).found(geometry_layout(class))
+                );
+            }
+        }
+        // SAFETY: the caller's obligations are passed on.
+        unsafe { self.backing.deallocate(ptr, layout) }
+    }
+
     /// The header of the slab that starts at `base`, if `base` starts one: the backing heap has
     /// a live block there, a slab size long, and the tag at that size's header matches.
-    #[inline]
+    #[inline(never)]
     fn slab_at(&self, base: NonNull<u8>) -> Option<(NonNull<SlabHeader>, usize)> {
         let slab = self.backing.block_layout(base).ok()?.size();
         // Slabs are made only from blocks exactly their size (`new_slab`).
@@ -875,34 +904,24 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
             }
             return self.allocate_small_slow(layout, class);
         }
-        self.allocate_direct(layout)
+        self.allocate_large(layout)
     }
 
     #[inline]
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse> {
-        if let Some(class) = slab_class(layout) {
-            if let Some(header) = self.slab_of(ptr, layout, class)? {
-                // SAFETY: `slab_of` found a live slab.
-                return unsafe { self.free_object(header, ptr, layout, class) };
-            }
-        } else if ptr.as_ptr().addr() % MIN_SLAB == 0 && layout.size() < 2 * MAX_SLAB {
-            // A slab's first object freed with a large layout would look, to the backing heap,
-            // like a valid free of the whole slab.
-            if let Some(header) = self.slab_freed_as_large(ptr) {
-                // SAFETY: `slab_at` found a live slab.
-                let class = usize::from(unsafe { (*header.as_ptr()).class });
-                return Err(
-                    Misuse::new(MisuseKind::WrongLayout, ptr.as_ptr(), layout).found(geometry_layout(class))
-                );
-            }
+        let Some(class) = slab_class(layout) else {
+            // SAFETY: the caller's obligations are passed on.
+            return unsafe { self.deallocate_large(ptr, layout) };
+        };
+        if let Some(header) = self.slab_of(ptr, layout, class)? {
+            // SAFETY: `slab_of` found a live slab.
+            return unsafe { self.free_object(header, ptr, layout, class) };
         }
-        // A block of the backing heap (or a mistake it will report).
+        // A small block of the backing heap's own (or a mistake it will report).
         // SAFETY: the caller's obligations are passed on.
         unsafe { self.backing.deallocate(ptr, layout) }?;
-        if slab_class(layout).is_some() {
-            // Saturating: a misuse the backing heap cannot detect must not make it wrap.
-            self.direct_small = self.direct_small.saturating_sub(1);
-        }
+        // Saturating: a misuse the backing heap cannot detect must not make it wrap.
+        self.direct_small = self.direct_small.saturating_sub(1);
         Ok(())
     }
 

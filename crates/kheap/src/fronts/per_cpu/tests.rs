@@ -321,7 +321,7 @@ fn random_operations_on_several_cpus_keep_blocks_disjoint_and_end_whole() {
     let memory = Memory::new(1 << 20);
     let heap = caches(&memory);
     let mut live: Vec<(NonNull<u8>, Layout, u8)> = Vec::new();
-    let steps = if cfg!(miri) { 1_500 } else { 20_000 };
+    let steps = if cfg!(miri) { 400 } else { 20_000 };
     for step in 0..steps {
         on_cpu((rng.next() % 3) as usize); // index 2 wraps to CPU 0
         if live.is_empty() || rng.next() % 100 < 55 {
