@@ -15,12 +15,14 @@ use crate::{
 /// [`SLAB_MAX`](crate::SLAB_MAX) bytes (the bulk of a kernel's: list nodes, inodes, tasks) are a
 /// bit in a slab's bitmap, with no header and nothing written into free objects, so a write
 /// after free cannot corrupt the heap; every larger request is TLSF's O(1) good fit with a
-/// fallback search, so a request is refused only when no free block can hold it; both free
-/// paths check every free exactly (double, interior, foreign and wrong-layout frees are
-/// reported, never followed). Worst case, in operations: a small allocate is a bitmap search of
-/// at most eight words, or a new slab from TLSF; a TLSF allocate is two bit-map searches, and
-/// only when they fail a scan of the second-level lists they skipped; every free is O(1) once
-/// its region is found.
+/// fallback search, so a request is refused only when no free block can hold it. Every free is
+/// checked before anything changes: a slab object exactly (double, interior and wrong-class
+/// frees), a larger block in O(1) from TLSF's bit map (the few cases it cannot see are listed
+/// in [`TlsfHeap`]'s documentation); a detected misuse is reported, never followed.
+///
+/// Worst case, in operations: a small allocate is a bitmap search of at most eight words, or a
+/// new slab from TLSF; a TLSF allocate is two bit-map searches, and only when they fail a scan
+/// of the second-level lists they skipped; every free is O(1) once its region is found.
 ///
 /// It is a type of its own, not an alias, so the composition behind it can change without
 /// changing your code. Use it wherever a [`RawHeap`] goes:
@@ -36,6 +38,7 @@ use crate::{
 /// // SAFETY: non-zero size; freed once below with the same layout.
 /// let block = unsafe { HEAP.alloc(layout) };
 /// assert!(!block.is_null());
+/// // SAFETY: `block` came from `HEAP.alloc` with this layout.
 /// unsafe { HEAP.dealloc(block, layout) };
 /// assert_eq!(HEAP.stats().live_allocations, 0);
 /// ```
