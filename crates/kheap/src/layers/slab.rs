@@ -774,9 +774,14 @@ impl<B: RawHeap> SlabHeap<B> {
         if self.secret == 0 {
             self.secret = new_secret(base.as_ptr().addr());
         }
-        let mut used = [0usize; BITMAP_WORDS];
-        for index in geometry.objects..MAX_OBJECTS {
-            used[index / WORD_BITS] |= 1 << (index % WORD_BITS);
+        // Bits from `objects` on are set, a word at a time.
+        let mut used = [usize::MAX; BITMAP_WORDS];
+        let (whole_words, rest) = (geometry.objects / WORD_BITS, geometry.objects % WORD_BITS);
+        for word in &mut used[..whole_words] {
+            *word = 0;
+        }
+        if rest != 0 {
+            used[whole_words] = usize::MAX << rest;
         }
         // SAFETY: the block is `slab` bytes at least and aligned to `slab`; the header's place
         // at its end is in bounds and aligned (`slab - HEADER` is a multiple of its alignment).
