@@ -353,6 +353,8 @@ pub fn run_raw<H: RawHeap>(make: fn() -> H, lookup: Option<Lookup<H>>, bytes: &[
         unsafe { heap.deallocate(ptr, layout) }.expect("a correct free was refused");
     }
     check_heap(&heap, &shadow, true, ops.len() + 1, &Op::Free { index: 0 });
+    heap.trim();
+    check_heap(&heap, &shadow, true, ops.len() + 2, &Op::Free { index: 0 });
     check_whole(heap.usage(), make, &carver);
 }
 
@@ -534,6 +536,7 @@ pub fn run_locked<H: RawHeap>(make: fn() -> H, c_style: Option<CStyle<H>>, bytes
     }
     check(&shadow, ops.len() + 1, &Op::Free { index: 0 });
     *source.carver.lock().expect("source lock") = None;
+    front.trim();
     let usage = front.lock().usage();
     drop(front);
     check_whole(usage, make, &carver.borrow());

@@ -118,6 +118,10 @@ unsafe impl RawHeap for Heap {
         self.inner.region_layout_for(layout)
     }
 
+    fn trim(&mut self) {
+        self.inner.trim()
+    }
+
     fn remove_region(&mut self, region: NonNull<[u8]>) -> Result<usize, RegionError> {
         self.inner.remove_region(region)
     }

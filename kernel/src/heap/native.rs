@@ -105,6 +105,13 @@ pub fn stats() -> HeapStats {
     HEAP_ALLOCATOR.stats()
 }
 
+/// The global heap's statistics once the memory it keeps cached for reuse (spare slabs) is
+/// back among its free memory: what live blocks alone leave, for before/after comparisons.
+pub fn settled_stats() -> HeapStats {
+    HEAP_ALLOCATOR.trim();
+    HEAP_ALLOCATOR.stats()
+}
+
 /// Runs the global heap's invariant walker.
 pub fn check_invariants() -> Result<(), InvariantError> {
     HEAP_ALLOCATOR.check_invariants()

@@ -56,7 +56,7 @@ pub fn harts_share_the_heap() -> TestResult {
         counter.store(0, Ordering::Relaxed);
     }
     EXPECTED.store(others + 1, Ordering::Relaxed);
-    let before = heap::stats();
+    let before = heap::settled_stats();
     let started = harts::run_on_others(stress);
     stress(crate::tests::boot_hart());
     harts::join_others(started);
@@ -69,7 +69,7 @@ pub fn harts_share_the_heap() -> TestResult {
         }
     }
     drop(leftovers);
-    let after = heap::stats();
+    let after = heap::settled_stats();
     let cross = CROSS_FREES.load(Ordering::Relaxed);
     println!(
         "    {} harts x {STEPS} steps: {cross} blocks freed by another hart, {in_flight} left in the pool",

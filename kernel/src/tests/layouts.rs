@@ -13,7 +13,7 @@ use crate::rng::Rng;
 
 /// 300 long-lived boxes stay put while 20 000 short-lived ones come and go around them.
 pub fn long_lived_among_churn() -> TestResult {
-    let before = heap::stats();
+    let before = heap::settled_stats();
     let mut rng = Rng::new(SEED, "churn");
     let long: Vec<Box<[u32]>> =
         (0..300u32).map(|i| alloc::vec![i; rng.range(1, 200)].into_boxed_slice()).collect();
@@ -35,7 +35,7 @@ pub fn long_lived_among_churn() -> TestResult {
         ensure!(block.iter().all(|&x| x == i as u32), "long-lived block {i} was overwritten");
     }
     drop(long);
-    let after = heap::stats();
+    let after = heap::settled_stats();
     ensure_eq!(after.live_allocations, before.live_allocations);
     ensure_eq!(after.free_bytes, before.free_bytes);
     Ok(())
@@ -112,11 +112,11 @@ pub fn realloc_keeps_contents() -> TestResult {
 /// Reserving 512 MiB (four times all RAM) fails with an error, without a panic, and leaves
 /// the heap as it was.
 pub fn try_reserve_beyond_memory() -> TestResult {
-    let before = heap::stats();
+    let before = heap::settled_stats();
     let mut v: Vec<u8> = Vec::new();
     let result = v.try_reserve(512 << 20);
     ensure!(result.is_err(), "reserving 512 MiB succeeded on a 128 MiB machine");
-    let after = heap::stats();
+    let after = heap::settled_stats();
     ensure_eq!(after.failed_requests, before.failed_requests + 1);
     ensure_eq!(after.total_bytes, before.total_bytes);
     ensure_eq!(after.free_bytes, before.free_bytes);

@@ -186,6 +186,13 @@ pub unsafe trait RawHeap {
         Err(RegionError::NotRemovable)
     }
 
+    /// Hands memory the heap keeps cached for reuse (a slab layer's empty spare slabs) back to
+    /// the heap below, so that the usage is what the live blocks alone leave: a heap with no
+    /// live block is then whole. A layer keeps such memory so that an allocate/free pair at a
+    /// boundary does not make and unmake a slab each time; it hands it back by itself before it
+    /// refuses a request. The default does nothing (the algorithms cache nothing).
+    fn trim(&mut self) {}
+
     /// Total, free and largest free bytes, read in O(1).
     fn usage(&self) -> HeapUsage;
 

@@ -189,6 +189,8 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
         if heap.usage().free_bytes <= watermark.saturating_add(region.len()) {
             return None;
         }
+        // A layer's cached spare slabs may be what keeps the region from being wholly free.
+        heap.trim();
         heap.remove_region(region).ok()?;
         grown.forget(index);
         Some(region)
@@ -321,6 +323,13 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
     /// [`AllocError`] when no free block holds `layout`.
     pub fn try_allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         self.heap.lock().allocate(layout)
+    }
+
+    /// Hands the memory the heap keeps cached for reuse (the default [`Heap`](crate::Heap)'s
+    /// spare slabs) back to the heap's free memory ([`RawHeap::trim`]): before reading
+    /// statistics that should show only what live blocks use, or before a long idle period.
+    pub fn trim(&self) {
+        self.heap.lock().trim();
     }
 
     /// The size of the largest free block: no request larger than this can succeed without

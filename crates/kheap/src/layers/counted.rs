@@ -200,6 +200,10 @@ unsafe impl<H: RawHeap> RawHeap for Counted<H> {
         self.heap.region_layout_for(layout)
     }
 
+    fn trim(&mut self) {
+        self.heap.trim()
+    }
+
     fn remove_region(&mut self, region: NonNull<[u8]>) -> Result<usize, RegionError> {
         self.heap.remove_region(region)
     }

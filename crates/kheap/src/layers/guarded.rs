@@ -620,6 +620,12 @@ unsafe impl<H: BlockLookup> RawHeap for Guarded<H> {
         self.heap.region_layout_for(self.inner_layout(layout)?.0)
     }
 
+    /// The heap below's cache; the quarantine stays (`drain_quarantine` empties it, checking
+    /// every block).
+    fn trim(&mut self) {
+        self.heap.trim()
+    }
+
     /// The heap below's figures: guard bytes and quarantined blocks count as allocated.
     fn usage(&self) -> HeapUsage {
         self.heap.usage()
