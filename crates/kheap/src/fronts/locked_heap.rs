@@ -189,9 +189,11 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
         if heap.usage().free_bytes <= watermark.saturating_add(region.len()) {
             return None;
         }
-        // A layer's cached spare slabs may be what keeps the region from being wholly free.
-        heap.trim();
-        heap.remove_region(region).ok()?;
+        if heap.remove_region(region).is_err() {
+            // A layer's cached spare slabs may be what keeps the region from being wholly free.
+            heap.trim();
+            heap.remove_region(region).ok()?;
+        }
         grown.forget(index);
         Some(region)
     }
