@@ -421,20 +421,6 @@ impl<B: BlockLookup> SlabHeap<B> {
         (tag == tag_for(start, class, self.secret)).then_some(header)
     }
 
-    /// A slab whose first object is being freed with a large layout, as the whole slab would
-    /// be: the backing heap would take the slab back while its objects are in use.
-    #[cold]
-    fn slab_freed_as_large(&self, ptr: NonNull<u8>) -> Option<NonNull<SlabHeader>> {
-        self.slab_at(ptr).map(|(header, _)| header)
-    }
-
-    /// A request too large for a slab: a block of the backing heap. Out of line, so the small
-    /// path that `allocate` inlines stays short.
-    #[inline(never)]
-    fn allocate_large(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        self.allocate_direct(layout)
-    }
-
     /// Frees a block freed with a layout too large for a slab: the backing heap's, unless it is
     /// a slab's first object freed as the whole slab would be (the backing heap would take
     /// the slab back while its objects are in use).
@@ -445,7 +431,7 @@ impl<B: BlockLookup> SlabHeap<B> {
     #[inline(never)]
     unsafe fn deallocate_large(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse> {
         if ptr.as_ptr().addr() % MIN_SLAB == 0 && layout.size() < 2 * MAX_SLAB {
-            if let Some(header) = self.slab_freed_as_large(ptr) {
+            if let Some((header, _)) = self.slab_at(ptr) {
                 // SAFETY: `slab_at` found a live slab.
                 let class = usize::from(unsafe { (*header.as_ptr()).class });
                 return Err(
@@ -805,7 +791,8 @@ impl<B: RawHeap> SlabHeap<B> {
     }
 
     /// A block straight from the backing heap, handing the spares back first if it refuses.
-    #[inline]
+    /// Out of line, so the small path that `allocate` inlines stays short.
+    #[inline(never)]
     fn allocate_direct(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         let block = match self.backing.allocate(layout) {
             Ok(block) => block,
@@ -907,7 +894,7 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
             }
             return self.allocate_small_slow(layout, class);
         }
-        self.allocate_large(layout)
+        self.allocate_direct(layout)
     }
 
     #[inline]
