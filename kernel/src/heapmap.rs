@@ -60,7 +60,8 @@ impl RegionMap {
     /// regions are not counted (what is neither free nor bookkeeping is used).
     fn add(&mut self, kind: PartKind, addr: usize, size: usize) {
         let counts = match kind {
-            PartKind::Free => &mut self.free,
+            // A slab's free objects are free memory too (for their class only).
+            PartKind::Free | PartKind::Cached => &mut self.free,
             PartKind::Bookkeeping => &mut self.bookkeeping,
             PartKind::Region => return,
         };

@@ -110,13 +110,7 @@ impl<H: RawHeap> Fixture<H> {
         assert!(stats.allocated_bytes >= stats.requested_bytes, "allocated below requested: {stats:?}");
         assert_eq!(stats.free_bytes, stats.total_bytes - stats.allocated_bytes, "free bytes");
         assert_eq!(stats.peak_requested_bytes, self.shadow.peak(), "peak requested bytes");
-        let (mut free, mut largest) = (0, 0);
-        self.heap.walk(&mut |part| {
-            if part.kind == PartKind::Free {
-                free += part.len;
-                largest = largest.max(part.len);
-            }
-        });
+        let (free, largest) = crate::fuzz_script::walked_free(&self.heap);
         assert_eq!(free, stats.free_bytes, "free blocks walked disagree with free bytes");
         assert_eq!(largest, stats.largest_free_block, "largest free block disagrees with the walk");
     }

@@ -209,16 +209,26 @@ fn check_heap<H: RawHeap>(heap: &Counted<H>, shadow: &Shadow, exact_peak: bool, 
     } else {
         assert!(stats.peak_requested_bytes >= shadow.peak(), "step {step} ({op:?}): peak below the model's");
     }
-    let (mut free, mut largest) = (0, 0);
-    heap.walk(&mut |part| {
-        if part.kind == PartKind::Free {
-            free += part.len;
-            largest = largest.max(part.len);
-        }
-    });
+    let (free, largest) = walked_free(heap);
     assert_eq!(free, stats.free_bytes, "step {step} ({op:?}): free blocks walked vs free bytes");
     assert_eq!(largest, stats.largest_free_block, "step {step} ({op:?}): largest free block vs walk");
     shadow.verify_all();
+}
+
+/// What a heap's walk shows free: the bytes of its free blocks and cached pieces (which must
+/// add up to `usage().free_bytes`) and its largest free block (`usage().largest_free_block`;
+/// a piece cached for one size class is no free block). Shared with the conformance suite.
+pub(crate) fn walked_free(heap: &impl RawHeap) -> (usize, usize) {
+    let (mut free, mut largest) = (0, 0);
+    heap.walk(&mut |part| match part.kind {
+        PartKind::Free => {
+            free += part.len;
+            largest = largest.max(part.len);
+        }
+        PartKind::Cached => free += part.len,
+        PartKind::Region | PartKind::Bookkeeping => {}
+    });
+    (free, largest)
 }
 
 /// Whether a refused allocation changed no block: the usage is the same, except that a layer

@@ -203,8 +203,11 @@ pub unsafe trait RawHeap {
     /// An [`InvariantError`] naming the invariant and the block where it fails.
     fn check_invariants(&self) -> Result<(), InvariantError>;
 
-    /// Calls `visit` for every region (joined regions count once), every free block and every
-    /// piece of bookkeeping, in no particular order: for invariant checks, heap maps and the lab.
+    /// Calls `visit` for every region (joined regions count once), every free block, every
+    /// piece of free memory a layer caches for one size class and every piece of bookkeeping,
+    /// in no particular order: for invariant checks, heap maps and the lab. The free blocks and
+    /// the cached pieces add up to [`HeapUsage::free_bytes`]; the largest free block is
+    /// [`HeapUsage::largest_free_block`].
     fn walk(&self, visit: &mut dyn FnMut(Part));
 }
 

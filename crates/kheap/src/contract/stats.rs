@@ -22,7 +22,11 @@ pub struct HeapUsage {
     pub total_bytes: usize,
     /// Bytes in free blocks.
     pub free_bytes: usize,
-    /// The size of the largest free block: no request larger than this can succeed.
+    /// The size of the largest free block any request may use: a request larger than this can
+    /// succeed only from memory a layer caches for its size class (a free slab object,
+    /// [`PartKind::Cached`](crate::PartKind::Cached), at most [`SizeClass::MAX_SIZE`](crate::SizeClass::MAX_SIZE)
+    /// bytes), and a request that a free block of this size could hold wherever it starts is
+    /// not refused.
     pub largest_free_block: usize,
 }
 
@@ -63,7 +67,8 @@ pub struct HeapStats {
     pub requested_bytes: usize,
     /// The largest `requested_bytes` has ever been.
     pub peak_requested_bytes: usize,
-    /// The size of the largest free block: no request larger than this can succeed.
+    /// The size of the largest free block any request may use (see
+    /// [`HeapUsage::largest_free_block`]: a slab layer's free objects serve only their class).
     pub largest_free_block: usize,
     /// Number of live allocations.
     pub live_allocations: usize,

@@ -14,8 +14,13 @@
 pub enum PartKind {
     /// A region as the heap manages it (joined regions count once), after rounding its ends.
     Region,
-    /// A free block.
+    /// A free block: any request it is large enough for (at a suitable alignment) may use it.
     Free,
+    /// Free memory a layer keeps for requests of one size class only (a free object in a slab):
+    /// counted in [`HeapUsage::free_bytes`](crate::HeapUsage::free_bytes), but not in
+    /// [`largest_free_block`](crate::HeapUsage::largest_free_block), since a request of another
+    /// class cannot use it.
+    Cached,
     /// The heap's own records inside a region (headers, bitmaps).
     Bookkeeping,
 }

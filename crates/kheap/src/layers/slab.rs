@@ -272,6 +272,12 @@ impl ClassLists {
 ///   size above (the [`SizeClass`] bound); a slab's header and tail take under 5 % of it; at
 ///   most one empty slab per class is kept (16 KiB at most for the largest class, about
 ///   256 KiB over all 32 classes), and given back before any request is refused.
+/// - **Refusals**: a request is refused only when its class has no free object and the
+///   backing heap refuses both a slab and the request itself. A free object serves its own
+///   class only, so the walk reports it as [`PartKind::Cached`] and
+///   [`HeapUsage::largest_free_block`] is the backing heap's: a request of another class may be
+///   refused while objects of this one are free (as in every slab allocator), never while the
+///   backing heap has a block that could hold it.
 /// - **Misuse**: double, interior and wrong-class frees of slab objects are detected exactly
 ///   and change nothing; everything else is passed to the backing heap, which reports what it
 ///   detects.
@@ -838,14 +844,6 @@ impl<B: RawHeap> SlabHeap<B> {
         Ok(block)
     }
 
-    /// The largest object size with a free object in some slab.
-    fn largest_free_object(&self) -> usize {
-        (0..SLAB_CLASSES)
-            .rev()
-            .find(|&c| self.classes[c].partial.is_some() || self.classes[c].spare.is_some())
-            .map_or(0, |c| GEOMETRY[c].size)
-    }
-
     /// Every slab of class `class` with the list it is on, for the walk and the checker.
     fn each_slab(&self, class: usize, mut visit: impl FnMut(NonNull<SlabHeader>, List) -> bool) {
         let lists = self.classes[class];
@@ -953,7 +951,8 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
         HeapUsage {
             total_bytes: backing.total_bytes - self.overhead,
             free_bytes: backing.free_bytes + self.free_bytes,
-            largest_free_block: backing.largest_free_block.max(self.largest_free_object()),
+            // Free objects serve only their class: they are `PartKind::Cached`, not free blocks.
+            largest_free_block: backing.largest_free_block,
         }
     }
 
@@ -1071,7 +1070,7 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
                 for i in 0..geometry.objects {
                     if h.used[i / WORD_BITS] & (1 << (i % WORD_BITS)) == 0 {
                         let at = start.wrapping_add(i * geometry.size);
-                        visit(Part { kind: PartKind::Free, start: at, len: geometry.size });
+                        visit(Part { kind: PartKind::Cached, start: at, len: geometry.size });
                     }
                 }
                 let tail = geometry.objects * geometry.size;

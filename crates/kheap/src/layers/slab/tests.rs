@@ -305,9 +305,14 @@ fn the_walk_and_the_usage_agree() {
             heap.check_invariants().unwrap();
             let (mut free_bytes, mut largest) = (0, 0);
             heap.walk(&mut |part| {
-                if part.kind == PartKind::Free {
-                    free_bytes += part.len;
-                    largest = largest.max(part.len);
+                match part.kind {
+                    PartKind::Free => {
+                        free_bytes += part.len;
+                        largest = largest.max(part.len);
+                    }
+                    // Free, but only for its own size class: not a free block.
+                    PartKind::Cached => free_bytes += part.len,
+                    PartKind::Region | PartKind::Bookkeeping => {}
                 }
             });
             let usage = heap.usage();
