@@ -14,6 +14,8 @@ conformance_suite!(best_fit, FirstFitHeap, FirstFitHeap::new(FitPolicy::Best));
 conformance_suite!(worst_fit, FirstFitHeap, FirstFitHeap::new(FitPolicy::Worst));
 conformance_suite!(tlsf, TlsfHeap, TlsfHeap::new());
 conformance_suite!(counted_tlsf, Counted<TlsfHeap>, Counted::new(TlsfHeap::new()));
+conformance_suite!(hardened_tlsf, TlsfHeap<true>, TlsfHeap::hardened());
+conformance_suite!(slab_hardened_tlsf, SlabHeap<TlsfHeap<true>>, SlabHeap::new(TlsfHeap::hardened()));
 // The default heap, and the slab layer over each backing heap that can confirm its slabs.
 conformance_suite!(default_heap, Heap, Heap::new());
 conformance_suite!(slab_tlsf, SlabHeap<TlsfHeap>, SlabHeap::new(TlsfHeap::new()));

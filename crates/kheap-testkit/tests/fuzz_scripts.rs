@@ -3,7 +3,7 @@
 //!
 //! `KHEAP_FUZZ_SCRIPTS=N` runs N byte strings per target instead of the default.
 
-use kheap::{BuddyHeap, Counted, FirstFitHeap, FitPolicy, Heap, TlsfHeap};
+use kheap::{BuddyHeap, Counted, FirstFitHeap, FitPolicy, Heap, SlabHeap, TlsfHeap};
 use kheap_testkit::fuzz_script::{c_style, lookup, run_locked, run_raw};
 use kheap_testkit::{Rng, SeedReport};
 
@@ -45,6 +45,15 @@ fn first_fit_scripts() {
 #[test]
 fn tlsf_scripts() {
     scripts("tlsf_scripts", |bytes| run_raw(TlsfHeap::new, Some(lookup()), bytes));
+}
+
+#[test]
+fn hardened_tlsf_scripts() {
+    scripts("hardened_tlsf_scripts", |bytes| match bytes.first().map(|b| b % 3) {
+        Some(0) => run_raw(TlsfHeap::hardened, Some(lookup()), &bytes[1..]),
+        Some(1) => run_raw(|| SlabHeap::new(TlsfHeap::hardened()), Some(lookup()), &bytes[1..]),
+        _ => run_locked(TlsfHeap::hardened, Some(c_style()), bytes.get(1..).unwrap_or(&[])),
+    });
 }
 
 #[test]

@@ -122,6 +122,10 @@ unsafe impl RawHeap for Heap {
         self.inner.trim()
     }
 
+    fn take_corruption(&mut self) -> Option<Misuse> {
+        self.inner.take_corruption()
+    }
+
     fn remove_region(&mut self, region: NonNull<[u8]>) -> Result<usize, RegionError> {
         self.inner.remove_region(region)
     }

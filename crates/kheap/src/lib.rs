@@ -57,6 +57,7 @@ mod fronts;
 mod heap;
 mod layers;
 mod locks;
+mod secret;
 mod sources;
 mod sync;
 #[cfg(test)]

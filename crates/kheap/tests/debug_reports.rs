@@ -9,12 +9,12 @@
 //! commit) and checks the child's stderr and how it ended, with a time limit.
 
 use std::alloc::{GlobalAlloc, Layout};
-use std::process::{Command, Stdio};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
 use kheap::{GuardLevel, Guarded, LockedHeap, MemorySource, RawSpinlock, TlsfHeap, QUARANTINE_BLOCKS};
+
+mod common;
 
 /// 64 MiB of page-aligned memory in `.bss` (only what is touched costs anything).
 #[repr(C, align(4096))]
@@ -84,41 +84,8 @@ fn commit(kind: &str) {
     println!("kheap-test: the program went on after the bug");
 }
 
-/// Runs the child for `kind`; returns its stderr, after checking that it ended within the time
-/// limit by aborting (not by exiting normally, not by unwinding).
 fn run_child(kind: &str) -> String {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
-        .env("KHEAP_DEBUG_MISUSE", kind)
-        .env("RUST_BACKTRACE", "0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            child.kill().unwrap();
-            panic!("the program hung after a {kind} (killed after 60 s)");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(!stdout.contains("went on after the bug"), "the {kind} was not detected:\n{stdout}");
-    assert!(!status.success(), "the program exited normally after a {kind}:\n{stderr}");
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(status.signal(), Some(6), "ended by {status} instead of an abort:\n{stderr}");
-    }
-    assert!(stderr.contains("panic in a function that cannot unwind"), "{stderr}");
-    stderr
+    common::run_child("KHEAP_DEBUG_MISUSE", kind)
 }
 
 /// The report line of a child's stderr.

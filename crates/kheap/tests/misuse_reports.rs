@@ -5,9 +5,9 @@
 //! Each test runs this test binary again as a child (`KHEAP_MISUSE` names the misuse to
 //! commit) and checks the child's output and how it ended, with a time limit.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use kheap::{BuddyHeap, LockedHeap, RawSpinlock};
 
@@ -63,42 +63,8 @@ fn commit(kind: &str) {
     println!("kheap-test: the program went on after the misuse");
 }
 
-/// Runs the child for `kind`; returns its stderr, after checking that it ended (within the
-/// time limit) by aborting rather than by exiting normally or unwinding.
 fn run_child(kind: &str) -> String {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
-        .env("KHEAP_MISUSE", kind)
-        .env("RUST_BACKTRACE", "0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            child.kill().unwrap();
-            panic!("the program hung after a {kind} (killed after 60 s)");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(!stdout.contains("went on after the misuse"), "the misuse was not detected:\n{stdout}");
-    assert!(!status.success(), "the program exited normally after a {kind}:\n{stderr}");
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        // SIGABRT: the panic could not unwind out of the allocator, so the runtime aborted.
-        assert_eq!(status.signal(), Some(6), "ended by {status} instead of an abort:\n{stderr}");
-    }
-    assert!(stderr.contains("panic in a function that cannot unwind"), "{stderr}");
-    stderr
+    common::run_child("KHEAP_MISUSE", kind)
 }
 
 /// The child's entry point: commits the misuse named by `KHEAP_MISUSE`.

@@ -37,6 +37,10 @@ fn tlsf(arena: &Arena) -> Result<Heap, String> {
     over_arena(TlsfHeap::new(), arena)
 }
 
+fn tlsf_hardened(arena: &Arena) -> Result<Heap, String> {
+    over_arena(TlsfHeap::hardened(), arena)
+}
+
 fn default_heap(arena: &Arena) -> Result<Heap, String> {
     over_arena(DefaultHeap::new(), arena)
 }
@@ -83,6 +87,8 @@ pub fn subjects() -> Vec<Subject> {
         kheap("kheap-first-fit", "kheap FirstFitHeap(FitPolicy::First), LockedHeap<RawSpinlock>", first_fit),
         kheap("kheap-best-fit", "kheap FirstFitHeap(FitPolicy::Best), LockedHeap<RawSpinlock>", best_fit),
         kheap("kheap-tlsf", "kheap TlsfHeap, LockedHeap<RawSpinlock>", tlsf),
+        // Links and size tags checked before they are followed: its cost against `kheap-tlsf`.
+        kheap("kheap-tlsf-hardened", "kheap TlsfHeap::hardened(), LockedHeap<RawSpinlock>", tlsf_hardened),
         kheap("kheap-slab-tlsf", "kheap SlabHeap<TlsfHeap>, LockedHeap<RawSpinlock>", slab_tlsf),
         kheap("kheap-slab-buddy", "kheap SlabHeap<BuddyHeap>, LockedHeap<RawSpinlock>", slab_buddy),
         // The debug mode at each level, over TLSF: its cost against `kheap-tlsf`.

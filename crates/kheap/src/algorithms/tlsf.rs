@@ -89,6 +89,8 @@ use crate::{
 };
 
 #[cfg(test)]
+mod hardened_tests;
+#[cfg(test)]
 mod tests;
 
 /// `log2` of the number of second-level classes per first-level class.
@@ -107,11 +109,22 @@ const WORD: usize = size_of::<usize>();
 const ENDS: usize = 0b01;
 const STARTS: usize = 0b10;
 
-/// The links written into the first granule of a free block.
+/// The links written into the first granule of a free block: the next and the previous block
+/// on its list, sealed (see [`TlsfHeap::seal`]; null is `None`).
 #[repr(C)]
 struct FreeHead {
-    next: Option<NonNull<FreeHead>>,
-    prev: Option<NonNull<FreeHead>>,
+    next: *mut FreeHead,
+    prev: *mut FreeHead,
+}
+
+/// A free block found for a request: its start, its size and its list.
+type Found = (NonNull<u8>, usize, (usize, usize));
+
+/// Hardened: a free block found damaged, and the list it was found on (when a list led to it).
+#[derive(Clone, Copy)]
+struct Damaged {
+    at: NonNull<u8>,
+    list: Option<(usize, usize)>,
 }
 
 /// The size class `(first level, second level)` that a block of `n` granules belongs to.
@@ -377,6 +390,26 @@ struct Located {
 /// and is accepted; a second free after the block was handed out again with the same rounded
 /// size is indistinguishable from a correct one.
 ///
+/// # Hardened
+///
+/// A free block keeps its list links and size tags in its own memory, where a write after
+/// free or past the end of the block before it lands. [`TlsfHeap::hardened`] builds a
+/// `TlsfHeap<true>` that protects them, as FreeRTOS's heap protector and snmalloc protect
+/// theirs: every link is stored XORed with a per-heap secret (a stray value decodes to an
+/// address that is no free block), and before the heap follows a link or trusts a size it
+/// checks them against the bit map, which lives outside the blocks: the block a link names
+/// must start a free stretch there and link back; a size must end at an allocated block's
+/// start, agree with the block's other tag and with its list's class. A damaged block is
+/// never followed, and its list is set aside (emptied: its blocks are not used again, so the
+/// calls that follow, a report's own allocations among them, do not meet it). A free that
+/// would merge with it is refused as [`CorruptedFreeBlock`](MisuseKind::CorruptedFreeBlock),
+/// the caller's block staying allocated; an allocate or resize that meets it refuses and keeps
+/// the finding for [`RawHeap::take_corruption`], which the front hands to its misuse hook. The checks cost a few loads per list operation; the plain `TlsfHeap`
+/// (`TlsfHeap<false>`, the default) compiles without them. Not covered: a write into the
+/// middle of a free block (no record lives there: use [`Guarded`](crate::Guarded) with
+/// [`GuardLevel::Poison`](crate::GuardLevel::Poison) to catch it), and a damaged block that
+/// no call touches (`check_invariants()` finds it).
+///
 /// ```
 /// use core::alloc::Layout;
 /// use core::ptr::NonNull;
@@ -395,7 +428,7 @@ struct Located {
 /// assert_eq!(heap.usage().free_bytes, heap.usage().total_bytes);
 /// heap.check_invariants().unwrap();
 /// ```
-pub struct TlsfHeap {
+pub struct TlsfHeap<const HARDENED: bool = false> {
     /// Invariant: bit `f` is set iff `sl_bitmaps[f] != 0`.
     fl_bitmap: u64,
     /// Invariant: bit `s` of `sl_bitmaps[f]` is set iff `heads[f][s]` is not empty.
@@ -409,26 +442,71 @@ pub struct TlsfHeap {
     regions: Option<NonNull<RegionRecord>>,
     /// Invariant: bytes in regions outside their bookkeeping.
     total: usize,
-    /// Invariant: bytes on the free lists.
+    /// Invariant: bytes on the free lists (once a damaged list is set aside, also the bytes
+    /// that were on it).
     free: usize,
+    /// Hardened: the seed the secret is drawn from (with the first region's address).
+    seed: u64,
+    /// Hardened: what links are XORed with; zero until the first region comes, then fixed
+    /// and never zero (every link is sealed with it). A plain heap never draws one.
+    secret: usize,
+    /// Hardened: the first damage found by a call that could only refuse, until taken.
+    damage: Option<Misuse>,
 }
 
 // SAFETY: the heap exclusively owns its regions (obligation 2 of `add_region`); the pointers it
 // holds are only followed through `&mut self` or `&self`, so moving the heap to another thread
 // moves that ownership with it.
-unsafe impl Send for TlsfHeap {}
+unsafe impl<const HARDENED: bool> Send for TlsfHeap<HARDENED> {}
 
-impl Default for TlsfHeap {
+impl<const HARDENED: bool> Default for TlsfHeap<HARDENED> {
     fn default() -> Self {
-        Self::new()
+        Self::empty()
     }
 }
 
 impl TlsfHeap {
-    const VALID: () = assert!(FL_COUNT <= 63 && SL_COUNT == 32, "TlsfHeap: classes must fit the bit maps");
-
     /// An empty heap; give it memory with [`RawHeap::add_region`].
     pub const fn new() -> Self {
+        Self::empty()
+    }
+}
+
+impl TlsfHeap<true> {
+    /// An empty hardened heap (see [Hardened](TlsfHeap#hardened)); its secret is drawn from
+    /// the address of its first region and the number of heaps made before. `const`.
+    ///
+    /// ```
+    /// use core::alloc::Layout;
+    /// use kheap::{RawHeap, TlsfHeap};
+    ///
+    /// let memory: &'static mut [u8] = Box::leak(vec![0u8; 64 * 1024].into_boxed_slice());
+    /// let mut heap = TlsfHeap::hardened();
+    /// // SAFETY: the leaked buffer lives for ever and only the heap uses it.
+    /// unsafe { heap.add_region(core::ptr::NonNull::from(memory)) }.unwrap();
+    /// let layout = Layout::new::<[u8; 64]>();
+    /// let block = heap.allocate(layout).unwrap();
+    /// // SAFETY: `block` is live with `layout`.
+    /// unsafe { heap.deallocate(block.cast(), layout) }.unwrap();
+    /// heap.check_invariants().unwrap();
+    /// ```
+    pub const fn hardened() -> Self {
+        Self::empty()
+    }
+
+    /// The same heap with another seed for its secret: a kernel with a source of randomness
+    /// (a hardware generator, boot entropy) passes one, so that the secret cannot be guessed
+    /// from the heap's address. Before any region is added; `const`.
+    pub const fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+}
+
+impl<const HARDENED: bool> TlsfHeap<HARDENED> {
+    const VALID: () = assert!(FL_COUNT <= 63 && SL_COUNT == 32, "TlsfHeap: classes must fit the bit maps");
+
+    const fn empty() -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::VALID;
         TlsfHeap {
@@ -438,7 +516,73 @@ impl TlsfHeap {
             regions: None,
             total: 0,
             free: 0,
+            seed: 0x6B68_6561_705F_746C,
+            secret: 0,
+            damage: None,
         }
+    }
+
+    /// A link as stored in a free block: XORed with the secret when hardened. The XOR keeps
+    /// the pointer's provenance (`map_addr`), so unsealing gives back the pointer itself.
+    #[inline(always)]
+    fn seal(&self, link: Option<NonNull<FreeHead>>) -> *mut FreeHead {
+        let raw = link.map_or(core::ptr::null_mut(), NonNull::as_ptr);
+        if HARDENED {
+            raw.map_addr(|addr| addr ^ self.secret)
+        } else {
+            raw
+        }
+    }
+
+    /// A link read from a free block, unsealed.
+    #[inline(always)]
+    fn unseal(&self, raw: *mut FreeHead) -> Option<NonNull<FreeHead>> {
+        NonNull::new(if HARDENED { raw.map_addr(|addr| addr ^ self.secret) } else { raw })
+    }
+
+    /// The next block on `node`'s list.
+    ///
+    /// # Safety
+    ///
+    /// 1. `node` holds a `FreeHead` the heap wrote (it is on a list, or checked to start a
+    ///    free block).
+    #[inline(always)]
+    unsafe fn next_of(&self, node: NonNull<FreeHead>) -> Option<NonNull<FreeHead>> {
+        // SAFETY: (1).
+        self.unseal(unsafe { (*node.as_ptr()).next })
+    }
+
+    /// The previous block on `node`'s list.
+    ///
+    /// # Safety
+    ///
+    /// 1. As for [`next_of`](Self::next_of).
+    #[inline(always)]
+    unsafe fn prev_of(&self, node: NonNull<FreeHead>) -> Option<NonNull<FreeHead>> {
+        // SAFETY: (1).
+        self.unseal(unsafe { (*node.as_ptr()).prev })
+    }
+
+    /// Sets `node`'s next link.
+    ///
+    /// # Safety
+    ///
+    /// 1. `node` is a free block the heap owns, at least a granule long.
+    #[inline(always)]
+    unsafe fn set_next(&mut self, node: NonNull<FreeHead>, next: Option<NonNull<FreeHead>>) {
+        // SAFETY: (1).
+        unsafe { (*node.as_ptr()).next = self.seal(next) };
+    }
+
+    /// Sets `node`'s previous link.
+    ///
+    /// # Safety
+    ///
+    /// 1. As for [`set_next`](Self::set_next).
+    #[inline(always)]
+    unsafe fn set_prev(&mut self, node: NonNull<FreeHead>, prev: Option<NonNull<FreeHead>>) {
+        // SAFETY: (1).
+        unsafe { (*node.as_ptr()).prev = self.seal(prev) };
     }
 
     #[inline]
@@ -578,7 +722,7 @@ impl TlsfHeap {
         // SAFETY: (1) the block is owned, unused and granule-aligned, so its first granule
         // holds the links; a block of two granules or more has room for both size tags.
         unsafe {
-            node.write(FreeHead { next, prev: None });
+            node.write(FreeHead { next: self.seal(next), prev: self.seal(None) });
             if size > GRANULE {
                 block.as_ptr().wrapping_add(GRANULE).cast::<usize>().write(size);
                 block.as_ptr().wrapping_add(size - WORD).cast::<usize>().write(size);
@@ -589,7 +733,7 @@ impl TlsfHeap {
         match next {
             // SAFETY: list members are free blocks holding `FreeHead`s the heap owns. A list
             // that had a head is already marked in both bit maps.
-            Some(mut next) => unsafe { next.as_mut().prev = Some(node) },
+            Some(next) => unsafe { self.set_prev(next, Some(node)) },
             None => {
                 // SAFETY: the class is in range (above).
                 unsafe { *self.row(fl) |= 1 << sl };
@@ -619,16 +763,16 @@ impl TlsfHeap {
     unsafe fn unlink_from(&mut self, block: NonNull<u8>, fl: usize, sl: usize) {
         let node = block.cast::<FreeHead>();
         // SAFETY: (1) the block is on a free list, so it holds a `FreeHead`.
-        let FreeHead { next, prev } = unsafe { node.read() };
+        let (next, prev) = unsafe { (self.next_of(node), self.prev_of(node)) };
         match prev {
             // SAFETY: list members are free blocks holding `FreeHead`s the heap owns.
-            Some(mut prev) => unsafe { prev.as_mut().next = next },
+            Some(prev) => unsafe { self.set_next(prev, next) },
             // SAFETY: (1) the class is in range.
             None => unsafe { self.pop_head(fl, sl, next) },
         }
-        if let Some(mut next) = next {
+        if let Some(next) = next {
             // SAFETY: as above.
-            unsafe { next.as_mut().prev = prev };
+            unsafe { self.set_prev(next, prev) };
         }
     }
 
@@ -718,6 +862,134 @@ impl TlsfHeap {
         self.free += len;
     }
 
+    /// Hardened: whether a link read from a free block names a place the heap could have
+    /// written one: granule-aligned, inside a region. Reading there cannot fault; what is read
+    /// is then checked to link back.
+    #[inline(always)]
+    fn plausible(&self, link: NonNull<FreeHead>) -> bool {
+        let addr = link.as_ptr().addr();
+        addr % GRANULE == 0 && self.record_of(addr).is_some()
+    }
+
+    /// Hardened: whether `next`, read from `node`'s next link, may be followed: none, or a
+    /// plausible block whose previous link is `node`.
+    #[inline(always)]
+    fn follows(&self, node: NonNull<FreeHead>, next: Option<NonNull<FreeHead>>) -> bool {
+        match next {
+            None => true,
+            // SAFETY: plausible (checked first): inside a region, aligned for a `FreeHead`.
+            Some(next) => self.plausible(next) && (unsafe { self.prev_of(next) }) == Some(node),
+        }
+    }
+
+    /// Hardened: whether the free block at `node` (inside a region: it came from a list head,
+    /// a checked link or the bit map), `size` bytes long by its leading tag and on list
+    /// `list`, is as the heap left it, before anything it records is followed: the size fits
+    /// the region and `list`'s class, both tags hold it, an allocated block (or the
+    /// region's end) starts right after it by the bit map, which lives outside every block; the
+    /// previous link is the list's head slot or a block linking forward to `node`, the next
+    /// link none or a block linking back.
+    #[inline(always)]
+    fn block_sound(&self, node: NonNull<FreeHead>, size: usize, list: (usize, usize)) -> bool {
+        self.record_of(node.as_ptr().addr())
+            .is_some_and(|record| self.block_sound_in(record, node, size, list))
+    }
+
+    /// [`block_sound`](Self::block_sound) for a block inside `record`'s span.
+    #[inline(always)]
+    fn block_sound_in(
+        &self,
+        record: NonNull<RegionRecord>,
+        node: NonNull<FreeHead>,
+        size: usize,
+        list: (usize, usize),
+    ) -> bool {
+        let addr = node.as_ptr().addr();
+        let r = self.record(record);
+        // `addr` lies in the span, so the subtraction cannot wrap.
+        let extent_ok = size >= GRANULE
+            && size % GRANULE == 0
+            && size <= r.span.end_addr() - addr
+            && class_of(size >> GRANULE_SHIFT) == list
+            // SAFETY: `addr + size` is a boundary of the span (checked just before).
+            && unsafe { r.marks(r.boundary(addr + size)) } & STARTS != 0;
+        if !extent_ok {
+            return false;
+        }
+        let block = node.cast::<u8>();
+        // SAFETY: `[addr, addr + size)` lies inside the span: region memory, readable. Both
+        // tags: the size may have come from either (a neighbour before reads the trailing one).
+        let tags_ok = size == GRANULE
+            || unsafe {
+                (
+                    offset(block, GRANULE).cast::<usize>().read(),
+                    offset(block, size - WORD).cast::<usize>().read(),
+                )
+            } == (size, size);
+        // SAFETY: `node` is granule-aligned inside a region: the words read are region memory.
+        let (next, prev) = unsafe { (self.next_of(node), self.prev_of(node)) };
+        let prev_ok = match prev {
+            // SAFETY: the class is in range (`class_of` of a size inside a region).
+            None => (unsafe { self.head(list.0, list.1) }) == Some(node),
+            // SAFETY: plausible (checked first).
+            Some(prev) => self.plausible(prev) && (unsafe { self.next_of(prev) }) == Some(node),
+        };
+        tags_ok && prev_ok && self.follows(node, next)
+    }
+
+    /// Hardened: a search's result, with the block found checked ([`block_sound`]); a damaged
+    /// block sets its list aside and refuses.
+    ///
+    /// [`block_sound`]: Self::block_sound
+    #[inline]
+    fn sound(
+        &mut self,
+        found: Result<Option<Found>, Damaged>,
+        layout: Layout,
+    ) -> Result<Option<Found>, AllocError> {
+        match found {
+            Ok(Some((block, size, list))) if HARDENED && !self.block_sound(block.cast(), size, list) => {
+                Err(self.set_aside(Damaged { at: block, list: Some(list) }, layout))
+            }
+            Ok(found) => Ok(found),
+            Err(damaged) => Err(self.set_aside(damaged, layout)),
+        }
+    }
+
+    /// Hardened: keeps the first damage found (for [`RawHeap::take_corruption`], naming the
+    /// layout of the call that found it) and sets the damaged block's list aside.
+    #[cold]
+    #[inline(never)]
+    fn set_aside(&mut self, damaged: Damaged, layout: Layout) -> AllocError {
+        if self.damage.is_none() {
+            self.damage = Some(Misuse::new(MisuseKind::CorruptedFreeBlock, damaged.at.as_ptr(), layout));
+        }
+        self.set_list_aside(damaged);
+        AllocError
+    }
+
+    /// Hardened: empties the list that holds the damaged block, so that no call follows its
+    /// links again (its blocks stay out of use; their bytes stay counted as free). The list is
+    /// the one the block was found on or, when a neighbour led to it, the class of the free
+    /// stretch holding `damaged.at` by the bit map (O(its length): a cold path).
+    #[cold]
+    #[inline(never)]
+    fn set_list_aside(&mut self, damaged: Damaged) {
+        let addr = damaged.at.as_ptr().addr();
+        let list = damaged.list.or_else(|| {
+            let record = self.record_of(addr)?;
+            match self.record(record).containing(addr) {
+                Some((false, _, len)) => Some(class_of(len >> GRANULE_SHIFT)),
+                _ => None,
+            }
+        });
+        if let Some((fl, sl)) = list {
+            // SAFETY: a list the heap searched, or the class of a free stretch inside a
+            // region, so in range; emptying it breaks no link the heap will follow again.
+            unsafe { self.pop_head(fl, sl, None) };
+        }
+    }
+
     /// The first non-empty list at or above class `(fl, sl)` (in range).
     #[inline]
     fn first_nonempty(&self, fl: usize, sl: usize) -> Option<(usize, usize)> {
@@ -741,15 +1013,15 @@ impl TlsfHeap {
     /// any start: the good fit, then the fallback scan. Returns the block, its size and its
     /// list.
     #[inline]
-    fn find(&self, size: usize, align: usize, need: usize) -> Option<(NonNull<u8>, usize, (usize, usize))> {
+    fn find(&self, size: usize, align: usize, need: usize) -> Result<Option<Found>, Damaged> {
         let n = need >> GRANULE_SHIFT;
         let good = search_class(n).and_then(|(fl, sl)| self.first_nonempty(fl, sl));
         if let Some((fl, sl)) = good {
             // SAFETY: `first_nonempty` returns classes in range.
-            let head = unsafe { self.head(fl, sl) }?;
+            let Some(head) = (unsafe { self.head(fl, sl) }) else { return Ok(None) };
             // SAFETY: `head` heads list `(fl, sl)`.
             let block_size = unsafe { Self::listed_size(head, fl, sl) };
-            return Some((head.cast(), block_size, (fl, sl)));
+            return Ok(Some((head.cast(), block_size, (fl, sl))));
         }
         self.fallback(size, align, n)
     }
@@ -760,13 +1032,13 @@ impl TlsfHeap {
     /// fit's class hold `n` granules, enough wherever they start, and the good fit found none.
     #[cold]
     #[inline(never)]
-    fn fallback(&self, size: usize, align: usize, n: usize) -> Option<(NonNull<u8>, usize, (usize, usize))> {
+    fn fallback(&self, size: usize, align: usize, n: usize) -> Result<Option<Found>, Damaged> {
         let limit = search_class(n).unwrap_or((FL_COUNT, 0));
         let mut class = class_of(size >> GRANULE_SHIFT);
         while class < limit && class.0 < FL_COUNT {
-            let (fl, sl) = self.first_nonempty(class.0, class.1)?;
+            let Some((fl, sl)) = self.first_nonempty(class.0, class.1) else { return Ok(None) };
             if (fl, sl) >= limit {
-                return None;
+                return Ok(None);
             }
             let mut cursor = self.heads[fl][sl];
             while let Some(node) = cursor {
@@ -777,14 +1049,18 @@ impl TlsfHeap {
                     .and_then(|aligned| aligned.checked_add(size))
                     .is_some_and(|end| end <= start + block_size);
                 if fits {
-                    return Some((node.cast(), block_size, (fl, sl)));
+                    return Ok(Some((node.cast(), block_size, (fl, sl))));
                 }
-                // SAFETY: list members hold `FreeHead`s the heap owns.
-                cursor = unsafe { node.as_ref().next };
+                // SAFETY: list members hold `FreeHead`s the heap owns (the next one checked
+                // before it is read, when hardened).
+                cursor = unsafe { self.next_of(node) };
+                if HARDENED && !self.follows(node, cursor) {
+                    return Err(Damaged { at: node.cast(), list: Some((fl, sl)) });
+                }
             }
             class = if sl + 1 < SL_COUNT { (fl, sl + 1) } else { (fl + 1, 0) };
         }
-        None
+        Ok(None)
     }
 
     /// The size of the largest free block: the largest on the highest non-empty list.
@@ -800,7 +1076,12 @@ impl TlsfHeap {
             // SAFETY: `node` is on list `(fl, sl)`.
             largest = largest.max(unsafe { Self::listed_size(node, fl, sl) });
             // SAFETY: list members hold `FreeHead`s the heap owns.
-            cursor = unsafe { node.as_ref().next };
+            cursor = unsafe { self.next_of(node) };
+            if HARDENED && !self.follows(node, cursor) {
+                // Damaged: the blocks after it are not read (the next call to touch the list
+                // reports it).
+                break;
+            }
         }
         largest
     }
@@ -926,6 +1207,14 @@ impl TlsfHeap {
         if (head >> 1) & tail & 1 == 0 {
             return self.refuse(ptr, layout);
         }
+        if HARDENED && head & (tail >> 1) & 1 == 0 {
+            // A free neighbour is followed: checked while the bit map still shows the block.
+            if let Err(damaged) = self.neighbours_sound(record, ptr, size, head, tail) {
+                // The caller's block stays allocated; the damaged block is never met again.
+                self.set_list_aside(damaged);
+                return Err(Misuse::new(MisuseKind::CorruptedFreeBlock, damaged.at.as_ptr(), layout));
+            }
+        }
         // SAFETY: the block `[addr, addr + size)` is allocated (marked at both boundaries), in
         // the span, outside the bookkeeping, and the caller gives it up (1, 2); once unmarked it
         // is released, with the marks read at its boundaries.
@@ -940,6 +1229,58 @@ impl TlsfHeap {
             self.link(ptr, size);
         }
         self.free += size;
+        Ok(())
+    }
+
+    /// Hardened: whether the free blocks touching the allocated block `[ptr, ptr + size)` of
+    /// `record` (its boundaries' marks `head` and `tail`, read before anything changed) are
+    /// sound, so that merging with them follows no damaged link. Out of line: hardened frees
+    /// that merge only.
+    #[cold]
+    #[inline(never)]
+    fn neighbours_sound(
+        &self,
+        record: NonNull<RegionRecord>,
+        ptr: NonNull<u8>,
+        size: usize,
+        head: usize,
+        tail: usize,
+    ) -> Result<(), Damaged> {
+        let r = self.record(record);
+        let addr = ptr.as_ptr().addr();
+        let (first, last) = (r.boundary(addr), r.boundary(addr + size));
+        if tail & STARTS == 0 {
+            // SAFETY: the block is allocated and nothing starts at its end, which is then
+            // inside the span: a free block starts there.
+            let after = unsafe { offset_within(ptr, size) };
+            // SAFETY: as above.
+            let after_size = unsafe { self.free_size_at(record, after, last) };
+            if !self.block_sound_in(record, after.cast(), after_size, class_of(after_size >> GRANULE_SHIFT)) {
+                return Err(Damaged { at: after, list: None });
+            }
+        }
+        if head & ENDS == 0 {
+            // SAFETY: nothing ends at the block's start, which is then not the span's start: a
+            // free block ends there, keeping its size in its last word (or one granule long).
+            let before_size = unsafe { self.free_size_before(record, ptr, first) };
+            if before_size == 0 || before_size % GRANULE != 0 || before_size > addr - r.span.start_addr() {
+                // The tag names no start inside the region: report the tag's own place.
+                return Err(Damaged { at: with_addr(ptr, addr - WORD), list: None });
+            }
+            // SAFETY: inside the span (checked just above).
+            let before = unsafe { offset_back_within(ptr, before_size) };
+            // The trailing tag led here: the bit map must agree that a free stretch starts here.
+            if !r.starts_free_block(before.as_ptr().addr())
+                || !self.block_sound_in(
+                    record,
+                    before.cast(),
+                    before_size,
+                    class_of(before_size >> GRANULE_SHIFT),
+                )
+            {
+                return Err(Damaged { at: before, list: None });
+            }
+        }
         Ok(())
     }
 
@@ -1011,9 +1352,9 @@ impl TlsfHeap {
     /// `allocate` of `size` bytes (rounded) when the good fit found no list: the fallback scan.
     #[cold]
     #[inline(never)]
-    fn allocate_fallback(&mut self, size: usize) -> Result<NonNull<[u8]>, AllocError> {
-        let (block, block_size, (fl, sl)) =
-            self.fallback(size, GRANULE, size >> GRANULE_SHIFT).ok_or(AllocError)?;
+    fn allocate_fallback(&mut self, size: usize, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let found = self.fallback(size, GRANULE, size >> GRANULE_SHIFT);
+        let (block, block_size, (fl, sl)) = self.sound(found, layout)?.ok_or(AllocError)?;
         let start = block.as_ptr().addr();
         let Some(record) = self.record_of(start) else {
             debug_assert!(false, "free block outside every region");
@@ -1033,7 +1374,8 @@ impl TlsfHeap {
     fn allocate_aligned(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         let (size, need) = needed_bytes(layout).ok_or(AllocError)?;
         let align = layout.align();
-        let (block, block_size, (fl, sl)) = self.find(size, align, need).ok_or(AllocError)?;
+        let found = self.find(size, align, need);
+        let (block, block_size, (fl, sl)) = self.sound(found, layout)?.ok_or(AllocError)?;
         let Some(record) = self.record_of(block.as_ptr().addr()) else {
             debug_assert!(false, "free block outside every region");
             return Err(AllocError);
@@ -1174,7 +1516,7 @@ impl TlsfHeap {
 // is followed by at least the rounded size inside the block; the heap writes only into free
 // blocks and its bookkeeping; refused calls return before changing anything; nothing panics
 // (internal invariants are `debug_assert!`s).
-unsafe impl RawHeap for TlsfHeap {
+unsafe impl<const HARDENED: bool> RawHeap for TlsfHeap<HARDENED> {
     /// One granule of blocks after the smallest possible bookkeeping.
     const MIN_REGION: usize = (size_of::<RegionRecord>() + WORD).next_multiple_of(GRANULE) + GRANULE;
 
@@ -1182,6 +1524,10 @@ unsafe impl RawHeap for TlsfHeap {
         let span = granule_span(region, Self::MIN_REGION)?;
         if self.records().any(|r| self.record(r).span.overlaps(&span)) {
             return Err(RegionError::Overlaps);
+        }
+        if HARDENED && self.secret == 0 {
+            // No link is sealed yet: the secret is fixed from here on.
+            self.secret = crate::secret::draw(self.seed, span.start_addr());
         }
         let before = self.total;
         if !self.join(span) {
@@ -1218,7 +1564,7 @@ unsafe impl RawHeap for TlsfHeap {
         let size = block_bytes(layout);
         let n = size >> GRANULE_SHIFT;
         let Some((fl, sl)) = search_class(n).and_then(|(fl, sl)| self.first_nonempty(fl, sl)) else {
-            return self.allocate_fallback(size);
+            return self.allocate_fallback(size, layout);
         };
         // SAFETY: `first_nonempty` returns classes in range, of non-empty lists.
         let Some(head) = (unsafe { self.head(fl, sl) }) else {
@@ -1226,12 +1572,15 @@ unsafe impl RawHeap for TlsfHeap {
             return Err(AllocError);
         };
         // SAFETY: `head` heads list `(fl, sl)`: it holds a `FreeHead` and its size.
-        let (block_size, next) = unsafe { (Self::listed_size(head, fl, sl), head.as_ref().next) };
+        let (block_size, next) = unsafe { (Self::listed_size(head, fl, sl), self.next_of(head)) };
+        if HARDENED && !self.block_sound(head, block_size, (fl, sl)) {
+            return Err(self.set_aside(Damaged { at: head.cast(), list: Some((fl, sl)) }, layout));
+        }
         // SAFETY: the class is in range and `next` follows the head.
         unsafe { self.pop_head(fl, sl, next) };
-        if let Some(mut next) = next {
+        if let Some(next) = next {
             // SAFETY: list members hold `FreeHead`s the heap owns.
-            unsafe { next.as_mut().prev = None };
+            unsafe { self.set_prev(next, None) };
         }
         let block = head.cast::<u8>();
         let start = block.as_ptr().addr();
@@ -1283,6 +1632,9 @@ unsafe impl RawHeap for TlsfHeap {
         if after_size < extra {
             return Err(AllocError);
         }
+        if HARDENED && !self.block_sound(after.cast(), after_size, class_of(after_size >> GRANULE_SHIFT)) {
+            return Err(self.set_aside(Damaged { at: after, list: None }, old));
+        }
         // SAFETY: the free block after is on its list; the grown block lies inside the span
         // (it ends inside that free block); the rest of the free block, if any, lies between the
         // grown block and a block that is not free.
@@ -1309,7 +1661,14 @@ unsafe impl RawHeap for TlsfHeap {
         if new_bytes >= old_bytes {
             return Ok(());
         }
-        let Located { record, first, last, .. } = block;
+        let Located { record, first, last, tail } = block;
+        if HARDENED && tail & STARTS == 0 {
+            // The tail merges with the free block after: checked while the marks are intact
+            // (`ENDS` for the head: the block before is not merged with).
+            if let Err(damaged) = self.neighbours_sound(record, ptr, old_bytes, ENDS, tail) {
+                return Err(self.set_aside(damaged, old));
+            }
+        }
         // SAFETY: both boundaries lie inside the block, inside the span; the tail, unmarked, is
         // given up by the caller (1-3) and released, merged with a free block after it.
         unsafe {
@@ -1367,6 +1726,15 @@ unsafe impl RawHeap for TlsfHeap {
                 return Err(RegionError::NotRemovable);
             }
         }
+        let damaged = [before, after].into_iter().find(|piece| {
+            HARDENED
+                && piece.len > 0
+                && !self.block_sound(piece.start.cast(), piece.len, class_of(piece.len >> GRANULE_SHIFT))
+        });
+        if let Some(piece) = damaged {
+            self.set_aside(Damaged { at: piece.start, list: None }, Layout::new::<u8>());
+            return Err(RegionError::NotRemovable);
+        }
         for piece in [before, after] {
             if piece.len > 0 {
                 // SAFETY: the piece is one whole free block (checked above), so it is on the
@@ -1382,6 +1750,10 @@ unsafe impl RawHeap for TlsfHeap {
 
     fn usage(&self) -> HeapUsage {
         HeapUsage { total_bytes: self.total, free_bytes: self.free, largest_free_block: self.largest_free() }
+    }
+
+    fn take_corruption(&mut self) -> Option<Misuse> {
+        self.damage.take()
     }
 
     fn check_invariants(&self) -> Result<(), InvariantError> {
@@ -1511,14 +1883,14 @@ unsafe impl RawHeap for TlsfHeap {
                     }
                     // SAFETY: the node starts a free stretch inside a region: it holds the
                     // `FreeHead` the heap wrote.
-                    let links = unsafe { node.as_ref() };
-                    if links.prev != prev {
+                    let (next, back) = unsafe { (self.next_of(node), self.prev_of(node)) };
+                    if back != prev {
                         return fail("free list back link is wrong", at, fl * SL_COUNT + sl);
                     }
                     listed += 1;
                     listed_bytes += len;
                     prev = Some(node);
-                    cursor = links.next;
+                    cursor = next;
                 }
             }
         }
@@ -1549,7 +1921,10 @@ unsafe impl RawHeap for TlsfHeap {
                     let len = unsafe { Self::listed_size(node, fl, sl) };
                     visit(Part { kind: PartKind::Free, start: node.as_ptr().cast::<u8>(), len });
                     // SAFETY: list members hold `FreeHead`s the heap owns.
-                    cursor = unsafe { node.as_ref().next };
+                    cursor = unsafe { self.next_of(node) };
+                    if HARDENED && !self.follows(node, cursor) {
+                        break;
+                    }
                 }
             }
         }
@@ -1561,7 +1936,7 @@ unsafe impl RawHeap for TlsfHeap {
 // `ENDS` mark after it, which is that block's end (allocated blocks do not overlap);
 // `deallocate` checks exactly those two marks for the rounded size of the layout returned, so
 // it frees that block.
-unsafe impl BlockLookup for TlsfHeap {
+unsafe impl<const HARDENED: bool> BlockLookup for TlsfHeap<HARDENED> {
     /// O(block length / (32 granules)): the block's end is the next `ENDS` mark, found a word
     /// of the bit map at a time.
     fn block_layout(&self, ptr: NonNull<u8>) -> Result<Layout, Misuse> {

@@ -40,6 +40,12 @@ pub enum MisuseKind {
     /// Debug mode: the block's guard header no longer checks out against the heap's secret
     /// (overwritten by a stray write), while the heap below says a block starts there.
     CorruptedHeader,
+    /// Hardened heaps ([`TlsfHeap::hardened`](crate::TlsfHeap::hardened)): the links or size tags
+    /// that a free block keeps inside its own memory were overwritten (a write after free, or
+    /// past the end of the block before it). `ptr` is the damaged free block, `layout` that of
+    /// the call that found it; the heap did not follow the damaged links, left the caller's
+    /// block as it was and set the damaged block aside.
+    CorruptedFreeBlock,
 }
 
 impl MisuseKind {
@@ -56,6 +62,9 @@ impl MisuseKind {
             MisuseKind::Overrun => "the red zone around the block was overwritten (overrun)",
             MisuseKind::UseAfterFree => "a freed block was written to while in quarantine (use after free)",
             MisuseKind::CorruptedHeader => "the block's guard header was overwritten",
+            MisuseKind::CorruptedFreeBlock => {
+                "a free block's links or size tags were overwritten (write after free or overrun)"
+            }
         }
     }
 
@@ -73,6 +82,7 @@ impl MisuseKind {
             MisuseKind::UseAfterFree => "freed, in quarantine",
             MisuseKind::Bookkeeping => "bookkeeping",
             MisuseKind::CorruptedHeader => "unknown (header overwritten)",
+            MisuseKind::CorruptedFreeBlock => "free, damaged",
         }
     }
 }
@@ -146,6 +156,17 @@ impl Misuse {
 
 impl fmt::Display for Misuse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.kind == MisuseKind::CorruptedFreeBlock {
+            // Found by some call, not caused by it: name the damaged block first.
+            return write!(
+                f,
+                "kheap: the free block at {:p} is damaged: {}; found serving a call with size {}, align {}",
+                self.ptr,
+                self.kind.describe(),
+                self.layout.size(),
+                self.layout.align()
+            );
+        }
         write!(
             f,
             "kheap: deallocate({:p}, size {}, align {}): {}",

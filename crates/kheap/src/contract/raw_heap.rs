@@ -193,6 +193,15 @@ pub unsafe trait RawHeap {
     /// refuses a request. The default does nothing (the algorithms cache nothing).
     fn trim(&mut self) {}
 
+    /// Damage to the heap's own records that a call found but could not report (an
+    /// `allocate`, which can only refuse): a hardened heap
+    /// ([`TlsfHeap::hardened`](crate::TlsfHeap::hardened)) keeps the first such finding until
+    /// it is taken here; a front takes it after a refused allocate and hands it to its misuse
+    /// hook. The default finds nothing.
+    fn take_corruption(&mut self) -> Option<Misuse> {
+        None
+    }
+
     /// Total, free and largest free bytes, read in O(1).
     fn usage(&self) -> HeapUsage;
 

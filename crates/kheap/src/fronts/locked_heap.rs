@@ -243,6 +243,14 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
         mut heap: MutexGuard<'a, R, Counted<H>>,
         layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
+        // A hardened heap may have refused because it found its own records damaged: the
+        // report goes to the hook with the lock released, then growth goes on as for any
+        // refusal (the damaged block is never used again).
+        if let Some(corruption) = heap.take_corruption() {
+            drop(heap);
+            self.report(&corruption);
+            heap = self.heap.lock();
+        }
         // Waits for other CPUs' growths to land: bounded, so a CPU interrupted in the middle of
         // its own growth (whose handler allocates) cannot hang here.
         let mut waits = 0;

@@ -204,6 +204,10 @@ unsafe impl<H: RawHeap> RawHeap for Counted<H> {
         self.heap.trim()
     }
 
+    fn take_corruption(&mut self) -> Option<Misuse> {
+        self.heap.take_corruption()
+    }
+
     fn remove_region(&mut self, region: NonNull<[u8]>) -> Result<usize, RegionError> {
         self.heap.remove_region(region)
     }

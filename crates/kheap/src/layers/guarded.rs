@@ -541,12 +541,8 @@ unsafe impl<H: BlockLookup> RawHeap for Guarded<H> {
         let usable = unsafe { self.heap.add_region(region) }?;
         let start = region.cast::<u8>().as_ptr().addr();
         if self.high == 0 {
-            // SplitMix64's finaliser over the seed and the first region's address: a secret
-            // that differs between heaps and boots (with a seed from the kernel).
-            let mut z = self.seed ^ start as u64;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            self.secret = (z ^ (z >> 31)) as usize;
+            // Differs between heaps and boots (with a seed from the kernel).
+            self.secret = crate::secret::draw(self.seed, start);
         }
         self.low = self.low.min(start);
         self.high = self.high.max(start.saturating_add(region.len()));
@@ -624,6 +620,10 @@ unsafe impl<H: BlockLookup> RawHeap for Guarded<H> {
     /// every block).
     fn trim(&mut self) {
         self.heap.trim()
+    }
+
+    fn take_corruption(&mut self) -> Option<Misuse> {
+        self.heap.take_corruption()
     }
 
     /// The heap below's figures: guard bytes and quarantined blocks count as allocated.

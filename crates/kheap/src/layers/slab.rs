@@ -66,22 +66,11 @@ const fn tag_for(base: usize, class: usize, secret: usize) -> usize {
     base.rotate_left(23) ^ TAG_KEY ^ secret ^ class
 }
 
-/// Heaps made so far in this program, mixed into each heap's secret: a new heap over memory an
-/// earlier one used (an arena reused, a nested heap inside a block) does not take the earlier
-/// heap's stale headers for its own.
-#[cfg(target_has_atomic = "ptr")]
-static HEAPS_MADE: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
-
 /// A secret for a heap whose first region starts at `start`.
 fn new_secret(start: usize) -> usize {
-    #[cfg(target_has_atomic = "ptr")]
-    let count = HEAPS_MADE.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-    #[cfg(not(target_has_atomic = "ptr"))]
-    let count = 0;
-    // An odd multiplier spreads the count over every bit; the shift keeps the class bits clear.
-    // Never zero: zero means "not chosen yet".
-    ((count.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as usize) ^ start.rotate_left(41)) & !0xff)
-        | 0x100
+    // The low byte clear, so tags keep the class bits to themselves; never zero, since zero
+    // means "not chosen yet".
+    (crate::secret::draw(TAG_KEY as u64, start) & !0xff) | 0x100
 }
 
 /// The class a tag read at `base` names, if it is a slab tag at all.
@@ -936,6 +925,10 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
     fn trim(&mut self) {
         self.release_spares();
         self.backing.trim();
+    }
+
+    fn take_corruption(&mut self) -> Option<Misuse> {
+        self.backing.take_corruption()
     }
 
     fn region_layout_for(&self, layout: Layout) -> Option<Layout> {

@@ -351,13 +351,15 @@ fn a_corrupted_link_is_reported_not_followed() {
     free(&mut heap, b, granules(4));
     let outside = core::ptr::without_provenance_mut::<FreeHead>(0x10);
     // SAFETY: `b` is free memory of the heap; the test corrupts its link on purpose.
-    unsafe { b.cast::<FreeHead>().as_ptr().write(FreeHead { next: NonNull::new(outside), prev: None }) };
+    unsafe { b.cast::<FreeHead>().as_ptr().write(FreeHead { next: outside, prev: core::ptr::null_mut() }) };
     let error = heap.check_invariants().expect_err("a corrupted link passed the check");
     assert_eq!(error.at.addr(), 0x10);
     // Corrupt the size tag instead.
     // SAFETY: as above; the link is restored, the size tag broken.
     unsafe {
-        b.cast::<FreeHead>().as_ptr().write(FreeHead { next: None, prev: None });
+        b.cast::<FreeHead>()
+            .as_ptr()
+            .write(FreeHead { next: core::ptr::null_mut(), prev: core::ptr::null_mut() });
         offset(b, G).cast::<usize>().write(1 << 20);
     }
     assert!(heap.check_invariants().is_err(), "a corrupted size tag passed the check");
@@ -400,7 +402,7 @@ fn touching_regions_join_and_lose_nothing_to_the_seam() {
 #[test]
 fn regions_of_any_start_and_length_are_used_whole() {
     let memory = Memory::new(16 * 1024);
-    for (from, len) in [(1, 4095), (3, 8190), (G - 1, TlsfHeap::MIN_REGION + G)] {
+    for (from, len) in [(1, 4095), (3, 8190), (G - 1, <TlsfHeap>::MIN_REGION + G)] {
         let mut heap = TlsfHeap::new();
         // SAFETY: the memory outlives the heap and only the heap uses it.
         let usable = unsafe { heap.add_region(memory.region(from, len)) }.unwrap();
