@@ -385,38 +385,34 @@ fn a_double_free_after_the_memory_went_to_a_larger_block() {
     });
 }
 
+/// Frees the second of four 48-byte blocks in a row with a layout of `size` bytes: the
+/// outcome, and whether the heap checks out after it.
+fn free_a_middle_block_as(heap: &mut dyn Probe, size: usize) -> (Outcome, bool) {
+    let l = layout(48, 16);
+    let _x = heap.alloc(l);
+    let a = heap.alloc(l);
+    let _b = heap.alloc(l);
+    let _c = heap.alloc(l);
+    // SAFETY: the misuse under test.
+    (outcome(unsafe { heap.free(a, layout(size, 16)) }), heap.check().is_ok())
+}
+
 #[test]
 fn a_free_with_a_larger_size_over_live_memory() {
-    let mut expected = [Refused(MisuseKind::WrongLayout); 7];
-    expected[2] = Accepted;
-    row(expected, |_, heap| {
-        let l = layout(48, 16);
-        let _x = heap.alloc(l);
-        let a = heap.alloc(l);
-        let _b = heap.alloc(l);
-        let _c = heap.alloc(l);
-        // SAFETY: the misuse under test.
-        outcome(unsafe { heap.free(a, layout(100, 16)) })
-    });
+    let mut expected = [(Refused(MisuseKind::WrongLayout), true); 7];
+    expected[2] = (Accepted, true);
+    row(expected, |_, heap| free_a_middle_block_as(heap, 100));
 }
 
 #[test]
 fn a_free_with_a_larger_size_ending_where_the_next_block_ends() {
     // TLSF reads only the marks at the two ends of the block the layout names: here they are
-    // those of `a`'s start and `b`'s end, so the free takes both blocks, `b` still in use.
+    // those of `a`'s start and `b`'s end, so the free takes both blocks, `b` still in use. The
+    // heap is then inconsistent, and its walker says so.
     let mut expected = [(Refused(MisuseKind::WrongLayout), true); 7];
-    // The heap is then inconsistent, and its walker says so.
     expected[1] = (Accepted, false);
     expected[2] = (Accepted, true);
-    row(expected, |_, heap| {
-        let l = layout(48, 16);
-        let _x = heap.alloc(l);
-        let a = heap.alloc(l);
-        let _b = heap.alloc(l);
-        let _c = heap.alloc(l);
-        // SAFETY: the misuse under test.
-        (outcome(unsafe { heap.free(a, layout(96, 16)) }), heap.check().is_ok())
-    });
+    row(expected, |_, heap| free_a_middle_block_as(heap, 96));
 }
 
 #[test]
