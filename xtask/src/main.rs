@@ -8,6 +8,8 @@
 //! - `cargo xtask miri`: the library's tests under Miri.
 //! - `cargo xtask fuzz [--time S] [--target NAME]`: the cargo-fuzz targets in `fuzz/`.
 //! - `cargo xtask loom`: the loom models of the locks and the locked front.
+//! - `cargo xtask stress [--time S] [--seed N]`: the host stress test (threads with
+//!   cross-thread frees over the default heap) in release, for as long as asked.
 //!
 //! Each command installs what it needs and is missing (rustup targets and components, QEMU).
 
@@ -61,6 +63,19 @@ enum Task {
         #[arg(long)]
         target: Option<String>,
     },
+    /// The host stress test (`crates/kheap-testkit/tests/stress.rs`) in release: four threads
+    /// with cross-thread frees over the default heap behind one lock, then behind the per-CPU
+    /// front, each for `--time` seconds, ending with the heap whole (`cargo test` runs it for
+    /// 2 seconds each).
+    Stress {
+        /// Seconds per front.
+        #[arg(long, default_value_t = 60)]
+        time: u64,
+        /// Base seed of the threads' operations (each thread adds its index); drawn from the
+        /// clock and printed when not given.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -74,6 +89,7 @@ fn main() -> ExitCode {
         Task::Miri => miri(),
         Task::Loom => loom(),
         Task::Fuzz { time, target } => fuzz::main(fuzz::Budget::Seconds(time), target.as_deref()),
+        Task::Stress { time, seed } => stress(time, seed),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -184,6 +200,22 @@ fn loom() -> Result<(), String> {
         .current_dir(root())
         .env("RUSTFLAGS", "--cfg loom")
         .args(["test", "--release", "-p", "kheap", "--test", "loom", "--target-dir", "target/loom"])
+        .args(["--", "--nocapture", "--test-threads", "1"]))
+}
+
+/// The stress test in release (minutes of it in a debug build would be mostly overhead), its
+/// two fronts one after the other so that each has the four threads to itself.
+fn stress(seconds: u64, seed: Option<u64>) -> Result<(), String> {
+    let seed = seed.unwrap_or_else(|| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        now.as_secs() ^ u64::from(now.subsec_nanos())
+    });
+    eprintln!("xtask stress: {seconds} s per front, seed {seed} (replay with --seed {seed})");
+    run(cargo()
+        .current_dir(root())
+        .env("KHEAP_STRESS_SECONDS", seconds.to_string())
+        .env("KHEAP_STRESS_SEED", seed.to_string())
+        .args(["test", "--release", "-p", "kheap-testkit", "--test", "stress"])
         .args(["--", "--nocapture", "--test-threads", "1"]))
 }
 

@@ -9,12 +9,15 @@
 //!   after every step, for the `fuzz/` targets and their seeded stable-Rust twin.
 //! - [`Rng`]: a seeded generator; [`SeedReport`] prints the seed when a test fails.
 //! - [`ThreadCpu`]: host threads standing for CPUs, for [`kheap::PerCpu`].
+//! - [`stress`]: threads with cross-thread frees over a shared front, for a number of
+//!   operations or a time budget.
 
 mod arena;
 pub mod conformance;
 pub mod fuzz_script;
 mod rng;
 mod shadow;
+pub mod stress;
 mod thread_cpu;
 
 pub use arena::Arena;
