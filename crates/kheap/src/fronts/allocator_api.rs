@@ -54,10 +54,12 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
             return Ok(NonNull::slice_from_raw_parts(block.cast::<u8>(), new.size()));
         }
         let moved = Front::allocate(self, new).map_err(|_| AllocError)?.cast::<u8>();
+        // `copy`, not `copy_nonoverlapping`: a realloc of a freed block (a misuse, reported by the
+        // free below) may be handed its own memory back, and the copy must stay defined then.
         // SAFETY: both blocks are live and distinct and hold at least `min(old, new)` bytes;
         // then the old block goes back with its layout (1).
         unsafe {
-            ptr::copy_nonoverlapping(ptr.as_ptr(), moved.as_ptr(), old.size().min(new.size()));
+            ptr::copy(ptr.as_ptr(), moved.as_ptr(), old.size().min(new.size()));
             Front::deallocate(self, ptr, old);
         }
         Ok(NonNull::slice_from_raw_parts(moved, new.size()))

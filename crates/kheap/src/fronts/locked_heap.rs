@@ -543,11 +543,13 @@ unsafe impl<R: RawMutex, H: RawHeap> Front for LockedHeap<R, H> {
         }
         let new = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
         let moved = self.allocate_or_grow(new)?;
+        // `copy`, not `copy_nonoverlapping`: a realloc of a freed block (a misuse, reported by the
+        // free below) may be handed its own memory back, and the copy must stay defined then.
         // SAFETY: both blocks are live and distinct (the heap's promise 1) and hold at least
         // `min(old, new)` bytes; the copy runs with no lock held. Then the old block, with its
         // layout (1, 2), goes back.
         unsafe {
-            ptr::copy_nonoverlapping(ptr.as_ptr(), moved.cast::<u8>().as_ptr(), old.size().min(new_size));
+            ptr::copy(ptr.as_ptr(), moved.cast::<u8>().as_ptr(), old.size().min(new_size));
             Front::deallocate(self, ptr, old);
         }
         Ok(moved)

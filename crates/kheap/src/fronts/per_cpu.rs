@@ -441,14 +441,13 @@ unsafe impl<F: Front, C: CpuId, const CPUS: usize> Front for PerCpu<F, C, CPUS> 
             }
             _ => {
                 let moved = self.allocate(new)?;
+                // `copy`, not `copy_nonoverlapping`: a realloc of a freed block (a misuse,
+                // reported by the free below) may be handed its own memory back, and the copy
+                // must stay defined then.
                 // SAFETY: both blocks are live and distinct and hold at least `min(old, new)`
                 // bytes; then the old block goes back with its layout (1, 2).
                 unsafe {
-                    ptr::copy_nonoverlapping(
-                        ptr.as_ptr(),
-                        moved.cast::<u8>().as_ptr(),
-                        old.size().min(new_size),
-                    );
+                    ptr::copy(ptr.as_ptr(), moved.cast::<u8>().as_ptr(), old.size().min(new_size));
                     self.deallocate(ptr, old);
                 }
                 Ok(moved)
