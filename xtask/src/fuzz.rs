@@ -7,7 +7,7 @@ use crate::{install, root, run};
 
 /// The targets in `fuzz/fuzz_targets/`, one per algorithm, one for the default `Heap` and one for
 /// the locked front.
-pub const TARGETS: &[&str] = &["buddy", "first_fit", "tlsf", "heap", "locked"];
+pub const TARGETS: &[&str] = &["buddy", "first_fit", "tlsf", "hardened", "heap", "locked"];
 
 /// How long each target runs.
 pub enum Budget {

@@ -59,7 +59,7 @@ enum Task {
         /// Seconds per target.
         #[arg(long, default_value_t = 60)]
         time: u64,
-        /// Only this target (`buddy`, `first_fit`, `tlsf`, `heap`, `locked`); all by default.
+        /// Only this target (`buddy`, `first_fit`, `tlsf`, `hardened`, `heap`, `locked`); all by default.
         #[arg(long)]
         target: Option<String>,
     },

@@ -24,6 +24,19 @@ const SUBCLASS_SHIFT: u32 = 3;
 /// The number of evenly spaced classes.
 const LINEAR_CLASSES: usize = LINEAR_LIMIT / LINEAR_STEP;
 
+/// The class index of every size up to [`SizeClass::MAX_SIZE`] by eighths: entry `i` serves the
+/// sizes `8i - 7 ..= 8i` (entry 0 the empty size). Class sizes are multiples of 8, so the sizes
+/// of one eighth share a class.
+const BY_EIGHTHS: [u8; SizeClass::MAX_SIZE / LINEAR_STEP + 1] = {
+    let mut table = [0; SizeClass::MAX_SIZE / LINEAR_STEP + 1];
+    let mut i = 0;
+    while i < table.len() {
+        table[i] = SizeClass::computed_index(i * LINEAR_STEP);
+        i += 1;
+    }
+    table
+};
+
 /// One size class: an index into the table of class sizes.
 ///
 /// ```
@@ -51,12 +64,19 @@ impl SizeClass {
     pub const COUNT: usize =
         LINEAR_CLASSES + ((Self::MAX_SIZE.trailing_zeros() - LINEAR_LIMIT_SHIFT) << SUBCLASS_SHIFT) as usize;
 
-    /// The class of a request of `size` bytes (alignment already folded into the size).
+    /// The class of a request of `size` bytes (alignment already folded into the size): one
+    /// table read, since every class boundary is a multiple of 8 bytes.
     #[inline]
     const fn for_size(size: usize) -> Option<Self> {
         if size > Self::MAX_SIZE {
             return None;
         }
+        Some(SizeClass { index: BY_EIGHTHS[size.div_ceil(LINEAR_STEP)] })
+    }
+
+    /// The class index of a request of `size` bytes, computed: what [`BY_EIGHTHS`] is built
+    /// from. `size <= MAX_SIZE`.
+    const fn computed_index(size: usize) -> u8 {
         // Zero-sized requests share the smallest class.
         let last = if size == 0 { 0 } else { size - 1 };
         let index = if last < LINEAR_LIMIT {
@@ -67,7 +87,7 @@ impl SizeClass {
             let sub = (last >> (k - SUBCLASS_SHIFT)) & ((1 << SUBCLASS_SHIFT) - 1);
             LINEAR_CLASSES + (((k - LINEAR_LIMIT_SHIFT) as usize) << SUBCLASS_SHIFT) + sub
         };
-        Some(SizeClass { index: index as u8 })
+        index as u8
     }
 
     /// The class that serves `layout`, or `None` when it is larger than [`MAX_SIZE`](Self::MAX_SIZE)
@@ -159,6 +179,7 @@ mod tests {
     fn every_size_lands_in_the_smallest_class_that_holds_it_within_the_waste_bound() {
         for size in 1..=SizeClass::MAX_SIZE {
             let class = SizeClass::for_size(size).unwrap();
+            assert_eq!(class.index(), usize::from(SizeClass::computed_index(size)), "size {size}: table");
             assert!(class.size() >= size, "size {size}");
             if class.index() > 0 {
                 let below = SizeClass::from_index(class.index() - 1).unwrap();
