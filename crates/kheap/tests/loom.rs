@@ -1,4 +1,4 @@
-//! loom models of the locks and of the locked front: every interleaving of two threads (up to
+//! loom models of the locks, of the locked front and of the per-CPU caches: every interleaving of two threads (up to
 //! a preemption bound) and every outcome the memory orderings allow, with the locks' own
 //! atomics swapped for loom's (`src/sync.rs`).
 //!
@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kheap::lock_api::RawMutex;
 use kheap::{
-    AllocError, BuddyHeap, CpuInterruptNesting, Front, HeapUsage, InterruptControl, InvariantError,
-    LockedHeap, Misuse, Part, RawHeap, RawIrqSpinlock, RawSpinlock, RegionError, TlsfHeap,
+    AllocError, BuddyHeap, CpuId, CpuInterruptNesting, Front, HeapUsage, InterruptControl, InvariantError,
+    LockedHeap, Misuse, NoInterrupts, Part, PerCpu, RawHeap, RawIrqSpinlock, RawSpinlock, RegionError,
+    TlsfHeap,
 };
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
@@ -275,6 +276,102 @@ fn misuse_is_reported_with_the_lock_released() {
         assert_eq!(front.stats().live_allocations, 0);
         // The heap is leaked (a `'static` front); its memory must stay valid with it.
         core::mem::forget(memory);
+    });
+}
+
+// ---- the per-CPU caches --------------------------------------------------------------------
+
+loom::thread_local! {
+    /// The model CPU a loom thread stands for.
+    static CPU_INDEX: Cell<usize> = Cell::new(0);
+}
+
+/// CPU ids for loom threads: each thread says which CPU it is.
+struct LoomCpu;
+
+impl CpuId for LoomCpu {
+    type Interrupts = NoInterrupts;
+    fn current() -> usize {
+        CPU_INDEX.with(Cell::get)
+    }
+}
+
+/// A block handed from one model CPU to the other.
+struct InFlight(NonNull<u8>);
+
+// SAFETY: a block of the shared heap is plain memory; whoever holds it may free it.
+unsafe impl Send for InFlight {}
+
+/// Allocates a block of `layout` through the caches and fills it with `pattern`.
+fn filled(front: &CachedFront, layout: Layout, pattern: u8) -> NonNull<u8> {
+    let block = front.allocate(layout).expect("the heap has room for both CPUs").cast::<u8>();
+    // SAFETY: the block is live and `layout.size()` bytes long.
+    unsafe { block.as_ptr().write_bytes(pattern, layout.size()) };
+    block
+}
+
+/// Checks that `block` still holds `pattern` (no other owner had it), then frees it.
+fn checked_free(front: &CachedFront, block: NonNull<u8>, layout: Layout, pattern: u8) {
+    // SAFETY: live and `layout.size()` bytes long, filled by its allocator.
+    let bytes = unsafe { core::slice::from_raw_parts(block.as_ptr(), layout.size()) };
+    assert!(bytes.iter().all(|&b| b == pattern), "a block was handed out twice");
+    // SAFETY: live with `layout`, freed once.
+    unsafe { front.deallocate(block, layout) };
+}
+
+type CachedFront = PerCpu<ModelFront<TlsfHeap>, LoomCpu, 2>;
+
+/// Two CPUs allocate through their caches (each first allocation refills a magazine from the
+/// shared heap in a batch), CPU 0 hands a block to CPU 1, which frees it into its own cache
+/// (a cross-CPU free) when it finds it, and each CPU flushes its cache back (`drain`) while
+/// the other works. loom checks every interleaving: no block is handed out twice (patterns),
+/// every shared-heap call is ordered by its lock (`Tracked`), and once the caches are drained
+/// the shared heap is whole: nothing lost, nothing stranded.
+#[test]
+fn per_cpu_caches_refill_flush_and_free_across_cpus() {
+    explore("per-CPU caches: refill, flush, cross-CPU free", || {
+        let layout = Layout::from_size_align(48, 16).unwrap();
+        let mut memory = Memory::new(16 * 1024);
+        let front: Arc<CachedFront> =
+            Arc::new(PerCpu::new(LockedHeap::<RawSpinlock, _>::new(Tracked::new(TlsfHeap::new()))));
+        memory.give(front.shared());
+        // Touches every cache's lock before the threads share them (see `src/sync.rs`).
+        front.drain_all();
+        let initial = front.shared().stats();
+        let mailbox = Arc::new(loom::sync::Mutex::new(None::<InFlight>));
+        let (other_front, other_mailbox) = (front.clone(), mailbox.clone());
+        let cpu1 = thread::Builder::new()
+            .stack_size(4 << 20)
+            .spawn(move || {
+                CPU_INDEX.with(|c| c.set(1));
+                let mine = filled(&other_front, layout, 0x5E);
+                if let Some(InFlight(block)) = other_mailbox.lock().unwrap().take() {
+                    checked_free(&other_front, block, layout, 0xA1);
+                }
+                checked_free(&other_front, mine, layout, 0x5E);
+                other_front.drain(1);
+            })
+            .unwrap();
+        CPU_INDEX.with(|c| c.set(0));
+        let sent = filled(&front, layout, 0xA1);
+        *mailbox.lock().unwrap() = Some(InFlight(sent));
+        let mine = filled(&front, layout, 0x3C);
+        checked_free(&front, mine, layout, 0x3C);
+        front.drain(0);
+        cpu1.join().unwrap();
+        if let Some(InFlight(block)) = mailbox.lock().unwrap().take() {
+            checked_free(&front, block, layout, 0xA1);
+        }
+        front.drain_all();
+        front.shared().check_invariants().unwrap();
+        let end = front.shared().stats();
+        assert_eq!((end.live_allocations, end.requested_bytes), (0, 0), "a block was lost: {end:?}");
+        assert_eq!(
+            (end.free_bytes, end.largest_free_block),
+            (initial.free_bytes, initial.largest_free_block)
+        );
+        drop(front);
+        drop(memory);
     });
 }
 
