@@ -12,7 +12,8 @@ use crate::config::MEMORY_END;
 /// Page size; every chunk starts and ends on a page boundary.
 pub const PAGE_SIZE: usize = 4096;
 
-/// Hands out `[start, end)` front to back, never taking a chunk back.
+/// Hands out `[start, end)` front to back; takes a chunk back when it is the last one handed
+/// out (the heap gives back its most recent growth first), like a stack.
 pub struct FrameSource {
     /// Address of the next free page; 0 until [`init`](Self::init).
     next: AtomicUsize,
@@ -30,13 +31,16 @@ impl FrameSource {
         FrameSource { next: AtomicUsize::new(0), end: AtomicUsize::new(0), start: AtomicUsize::new(0) }
     }
 
-    /// Gives the source the RAM between the end of the kernel image and [`MEMORY_END`], or the
+    /// Gives the source the RAM from a page after the end of the kernel image to [`MEMORY_END`], or the
     /// device tree OpenSBI placed in RAM, whichever comes first (the tree stays untouched).
     pub fn init(&self, device_tree: usize) {
         extern "C" {
             fn ekernel();
         }
-        let start = (ekernel as *const () as usize).next_multiple_of(PAGE_SIZE);
+        // One page left out after the image: the static heap ends the image, and kheap joins
+        // a region that touches one it has into one region, which it can never give back
+        // whole; with the gap, each growth stays a region of its own and can go back.
+        let start = (ekernel as *const () as usize).next_multiple_of(PAGE_SIZE) + PAGE_SIZE;
         self.start.store(start, Ordering::Relaxed);
         let end = if (start..MEMORY_END).contains(&device_tree) {
             device_tree & !(PAGE_SIZE - 1)
@@ -46,6 +50,12 @@ impl FrameSource {
         self.end.store(end, Ordering::Relaxed);
         // Release: a hart that sees `next` set also sees `end`.
         self.next.store(start, Ordering::Release);
+    }
+
+    /// Takes the chunk `[start, start + len)` back if it is the last one handed out; `false`
+    /// (the caller keeps it) otherwise.
+    fn give_back(&self, start: usize, len: usize) -> bool {
+        self.next.compare_exchange(start + len, start, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
     /// `(start, handed out, end)` addresses, for the console.
@@ -83,8 +93,9 @@ impl FrameSource {
 // SAFETY: each chunk is RAM of QEMU virt between the kernel image and the end of RAM (or the
 // device tree, which `init` keeps out of the range), which nothing else in this kernel uses and
 // which stays mapped for ever (paging is off), so it is valid for ever (1); the
-// compare-exchange on `next` hands every byte out at most once (2). `release` keeps its
-// default: a bump allocator never takes memory back.
+// compare-exchange on `next` hands every byte out at most once (2), and `release` takes a
+// chunk back only by moving `next` down over exactly that chunk when it is the last one out,
+// so no byte is handed out twice.
 unsafe impl MemorySource for FrameSource {
     fn acquire(&self, layout: Layout) -> Option<NonNull<[u8]>> {
         // Whole pages only: the start on a page boundary at least (or the heap's alignment,
@@ -96,5 +107,10 @@ unsafe impl MemorySource for FrameSource {
         // pointer takes exposed provenance.
         let start = NonNull::new(core::ptr::with_exposed_provenance_mut::<u8>(start))?;
         Some(NonNull::slice_from_raw_parts(start, len))
+    }
+
+    unsafe fn release(&self, region: NonNull<[u8]>) -> bool {
+        // The caller hands back exactly a chunk `acquire` returned (`MemorySource`'s obligation).
+        self.give_back(region.cast::<u8>().as_ptr().addr(), region.len())
     }
 }

@@ -44,6 +44,9 @@ pub const IRQ_SAFE: bool = false;
 /// The tutorial's allocator has no memory source: the kernel adds memory itself.
 pub const GROWS_BY_ITSELF: bool = false;
 
+/// Nor does it give memory back.
+pub const GIVES_BACK: bool = false;
+
 /// Whether the global heap's lock is held now.
 pub fn is_locked() -> bool {
     tutorial::allocator().is_locked()
@@ -62,6 +65,11 @@ pub fn settled_stats() -> HeapStats {
 /// Runs the global heap's invariant walker.
 pub fn check_invariants() -> Result<(), InvariantError> {
     tutorial::allocator().check_invariants()
+}
+
+/// The tutorial's allocator gives nothing back.
+pub fn regions_given_back() -> usize {
+    0
 }
 
 /// Runs `f` on the locked heap; `f` must not allocate (the lock is held).

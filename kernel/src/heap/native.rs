@@ -33,11 +33,19 @@ pub const IRQ_SAFE: bool = true;
 /// The heap asks [`FRAMES`] for more memory when an allocation would fail.
 pub const GROWS_BY_ITSELF: bool = true;
 
+/// A grown region that a free leaves wholly free goes back to [`FRAMES`] while the heap keeps
+/// more than [`GIVE_BACK_WATERMARK`] bytes free without it.
+pub const GIVES_BACK: bool = true;
+
+/// Free bytes the heap keeps before it gives grown frames back: a quarter of the static heap,
+/// so that an allocate/free pair near the edge does not take and return frames each time.
+const GIVE_BACK_WATERMARK: usize = KERNEL_HEAP_SIZE / 4;
+
 /// The global allocator: kheap's default heap behind an interrupt-masking spinlock.
 #[cfg(not(feature = "debug-demo"))]
 #[global_allocator]
 static HEAP_ALLOCATOR: LockedHeap<RawIrqSpinlock<RiscvSupervisorInterrupts>, Algorithm> =
-    LockedHeap::new(kheap::Heap::new()).with_source(&FRAMES);
+    LockedHeap::new(kheap::Heap::new()).with_source(&FRAMES).give_back_above(GIVE_BACK_WATERMARK);
 
 /// The global allocator of the debug demo: the same, in debug mode, reporting misuse on the
 /// console (after the heap's lock is released) instead of panicking.
@@ -46,6 +54,7 @@ static HEAP_ALLOCATOR: LockedHeap<RawIrqSpinlock<RiscvSupervisorInterrupts>, Alg
 static HEAP_ALLOCATOR: LockedHeap<RawIrqSpinlock<RiscvSupervisorInterrupts>, Algorithm> =
     LockedHeap::new(kheap::Guarded::new(kheap::Heap::new(), kheap::GuardLevel::Poison))
         .with_source(&FRAMES)
+        .give_back_above(GIVE_BACK_WATERMARK)
         .on_misuse(crate::debug_demo::print_misuse);
 
 /// The static heap: a zeroed array, so it lands in `.bss` (`heap_test` checks).
@@ -115,6 +124,11 @@ pub fn settled_stats() -> HeapStats {
 /// Runs the global heap's invariant walker.
 pub fn check_invariants() -> Result<(), InvariantError> {
     HEAP_ALLOCATOR.check_invariants()
+}
+
+/// How many grown regions went back to [`FRAMES`] so far.
+pub fn regions_given_back() -> usize {
+    HEAP_ALLOCATOR.regions_given_back()
 }
 
 /// Runs `f` on the locked heap; `f` must not allocate (the lock is held).

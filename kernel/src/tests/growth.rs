@@ -14,7 +14,8 @@ use kheap::{MemorySource, RawHeap};
 const BIG: usize = KERNEL_HEAP_SIZE + KERNEL_HEAP_SIZE / 2;
 
 pub fn heap_grows() -> TestResult {
-    let before = heap::stats();
+    // Settled (spare slabs handed back), so that what a give-back leaves compares with it.
+    let before = heap::settled_stats();
     let (_, frames_before, _) = FRAMES.usage();
     let mut big: Vec<u64> = Vec::new();
     let words = BIG / 8;
@@ -54,6 +55,9 @@ pub fn heap_grows() -> TestResult {
     );
     drop(big);
     let after = heap::stats();
+    if heap::GIVES_BACK {
+        return frames_go_back_and_come_again(before, during, frames_before, frames_after);
+    }
     ensure!(during.total_bytes > before.total_bytes, "total bytes did not grow");
     ensure!(during.total_bytes >= before.total_bytes + BIG, "grew by less than the request");
     // Every frame taken went to the heap: the region it asked for (its block aligned to its
@@ -66,5 +70,51 @@ pub fn heap_grows() -> TestResult {
     ensure_eq!(after.total_bytes, during.total_bytes);
     ensure_eq!(after.live_allocations, before.live_allocations);
     ensure_eq!(after.allocated_bytes, before.allocated_bytes);
+    Ok(())
+}
+
+/// With give-back (the native front): the frames the big vector grew the heap by went back to
+/// the frame allocator when it was freed (the region was wholly free and the heap keeps more
+/// than its watermark without it); a second vector of the same size takes them again, and
+/// they go back again.
+fn frames_go_back_and_come_again(
+    before: kheap::HeapStats,
+    during: kheap::HeapStats,
+    frames_before: usize,
+    frames_grown: usize,
+) -> TestResult {
+    ensure!(during.total_bytes >= before.total_bytes + BIG, "grew by less than the request");
+    let given_back = heap::regions_given_back();
+    let (_, frames_now, _) = FRAMES.usage();
+    let now = heap::stats();
+    ensure!(
+        frames_now == frames_before,
+        "the frames did not go back: {given_back} regions given back; heap total {} free {} live {} (before: total {} free {})",
+        now.total_bytes, now.free_bytes, now.live_allocations, before.total_bytes, before.free_bytes
+    );
+    ensure_eq!(heap::settled_stats().total_bytes, before.total_bytes);
+    println!(
+        "    freed: {} KiB of frames went back to the frame allocator, heap back to {} bytes",
+        (frames_grown - frames_before) / 1024,
+        before.total_bytes
+    );
+    let mut again: Vec<u64> = Vec::new();
+    again
+        .try_reserve_exact(BIG / 8)
+        .map_err(|e| alloc::format!("reserving {BIG} bytes again failed: {e}"))?;
+    let (_, frames_again, _) = FRAMES.usage();
+    ensure_eq!(frames_again, frames_grown);
+    drop(again);
+    let (_, frames_end, _) = FRAMES.usage();
+    ensure_eq!(frames_end, frames_before);
+    ensure_eq!(heap::regions_given_back(), given_back + 1);
+    println!(
+        "    needed again: the same {} KiB came back and went back once more ({} regions given back)",
+        (frames_again - frames_before) / 1024,
+        heap::regions_given_back()
+    );
+    let after = heap::settled_stats();
+    ensure_eq!(after.total_bytes, before.total_bytes);
+    ensure_eq!(after.live_allocations, before.live_allocations);
     Ok(())
 }

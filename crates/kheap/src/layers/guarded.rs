@@ -626,6 +626,12 @@ unsafe impl<H: BlockLookup> RawHeap for Guarded<H> {
         self.heap.take_corruption()
     }
 
+    /// The heap below's removal: it succeeds only when no block in the region is allocated,
+    /// quarantined blocks included (they stay allocated below until they leave quarantine).
+    fn remove_region(&mut self, region: NonNull<[u8]>) -> Result<usize, RegionError> {
+        self.heap.remove_region(region)
+    }
+
     /// The heap below's figures: guard bytes and quarantined blocks count as allocated.
     fn usage(&self) -> HeapUsage {
         self.heap.usage()

@@ -389,6 +389,34 @@ impl<B: BlockLookup> SlabHeap<B> {
         }
     }
 
+    /// Takes `[start, end)`, a region just removed, out of the spans: the span holding it is
+    /// dropped, cut at one end, or split in two (with no slot left for the second piece, the
+    /// fast check is turned off, as when regions overflow the spans).
+    fn forget_span(&mut self, start: usize, end: usize) {
+        let Some(index) = self.spans[..self.span_count].iter().position(|&(s, e)| s <= start && end <= e)
+        else {
+            return;
+        };
+        let (s, e) = self.spans[index];
+        match (s == start, e == end) {
+            (true, true) => {
+                self.span_count -= 1;
+                self.spans[index] = self.spans[self.span_count];
+            }
+            (true, false) => self.spans[index].0 = end,
+            (false, true) => self.spans[index].1 = start,
+            (false, false) => {
+                self.spans[index].1 = start;
+                if self.span_count < MAX_SPANS {
+                    self.spans[self.span_count] = (end, e);
+                    self.span_count += 1;
+                } else {
+                    self.spans_overflowed = true;
+                }
+            }
+        }
+    }
+
     /// The fast identity check: the header of the slab of size `slab` at `base` if its tag
     /// matches, read only when the whole slab lies in a region (so the read cannot fault) and
     /// no direct small block is live (so, in correct use, `base` starts one of our slabs and
@@ -929,6 +957,17 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
 
     fn take_corruption(&mut self) -> Option<Misuse> {
         self.backing.take_corruption()
+    }
+
+    /// The backing heap's removal: it succeeds only when nothing in the region is allocated,
+    /// so no slab lives there (a front trims the spares first); the region then leaves the
+    /// spans the fast free check may read in.
+    fn remove_region(&mut self, region: NonNull<[u8]>) -> Result<usize, RegionError> {
+        let removed = self.backing.remove_region(region)?;
+        let start = region.cast::<u8>().as_ptr().addr();
+        // Accepted when it was added, so it does not wrap the address space.
+        self.forget_span(start, start + region.len());
+        Ok(removed)
     }
 
     fn region_layout_for(&self, layout: Layout) -> Option<Layout> {
