@@ -120,11 +120,11 @@ struct FreeHead {
 /// A free block found for a request: its start, its size and its list.
 type Found = (NonNull<u8>, usize, (usize, usize));
 
-/// Hardened: a free block found damaged, and the list it was found on (when a list led to it).
+/// Hardened: where a check failed: a free block (or a size tag's place inside one) whose
+/// records are damaged, or whose neighbour on its list is.
 #[derive(Clone, Copy)]
 struct Damaged {
     at: NonNull<u8>,
-    list: Option<(usize, usize)>,
 }
 
 /// The size class `(first level, second level)` that a block of `n` granules belongs to.
@@ -398,17 +398,25 @@ struct Located {
 /// theirs: every link is stored XORed with a per-heap secret (a stray value decodes to an
 /// address that is no free block), and before the heap follows a link or trusts a size it
 /// checks them against the bit map, which lives outside the blocks: the block a link names
-/// must start a free stretch there and link back; a size must end at an allocated block's
-/// start, agree with the block's other tag and with its list's class. A damaged block is
-/// never followed, and its list is set aside (emptied: its blocks are not used again, so the
-/// calls that follow, a report's own allocations among them, do not meet it). A free that
-/// would merge with it is refused as [`CorruptedFreeBlock`](MisuseKind::CorruptedFreeBlock),
-/// the caller's block staying allocated; an allocate or resize that meets it refuses and keeps
-/// the finding for [`RawHeap::take_corruption`], which the front hands to its misuse hook. The checks cost a few loads per list operation; the plain `TlsfHeap`
-/// (`TlsfHeap<false>`, the default) compiles without them. Not covered: a write into the
-/// middle of a free block (no record lives there: use [`Guarded`](crate::Guarded) with
-/// [`GuardLevel::Poison`](crate::GuardLevel::Poison) to catch it), and a damaged block that
-/// no call touches (`check_invariants()` finds it).
+/// must start a free stretch there and link back; a size must end where an allocated block
+/// starts, agree with the block's other tag and with its list's class. A damaged block is
+/// never followed: the heap rebuilds its free lists from the bit map (O(granules / 32), a
+/// cold path) with fresh links and tags, and sets the damaged free stretch aside for good
+/// (marked allocated: whatever wrote there may write again). A free that would merge with it
+/// is refused as [`CorruptedFreeBlock`](MisuseKind::CorruptedFreeBlock), the caller's block
+/// staying allocated; an allocate or resize that meets it refuses and keeps the finding for
+/// [`RawHeap::take_corruption`], which the front hands to its misuse hook (and then tries the
+/// allocation again). A region joining a touching one rebuilds the lists the same way,
+/// rather than merging through the links at the seam.
+///
+/// The checks cost a few dozen instructions per list operation (figures in the README); the
+/// plain `TlsfHeap` (`TlsfHeap<false>`, the default) compiles without them (it keeps the
+/// unused secret and finding fields). Not covered: a write into the middle of a free block (no
+/// record lives there: use [`Guarded`](crate::Guarded) with
+/// [`GuardLevel::Poison`](crate::GuardLevel::Poison) to catch it), and a damaged block that no
+/// call touches (`check_invariants()` finds it). The const parameter has a default, so
+/// `TlsfHeap` alone names the plain heap in types; in expressions, name it in angle brackets
+/// for associated items (`<TlsfHeap>::MIN_REGION`).
 ///
 /// ```
 /// use core::alloc::Layout;
@@ -474,7 +482,8 @@ impl TlsfHeap {
 
 impl TlsfHeap<true> {
     /// An empty hardened heap (see [Hardened](TlsfHeap#hardened)); its secret is drawn from
-    /// the address of its first region and the number of heaps made before. `const`.
+    /// the address of its first region and the number of secrets drawn before it (by any
+    /// kheap heap or layer). `const`.
     ///
     /// ```
     /// use core::alloc::Layout;
@@ -862,13 +871,13 @@ impl<const HARDENED: bool> TlsfHeap<HARDENED> {
         self.free += len;
     }
 
-    /// Hardened: whether a link read from a free block names a place the heap could have
-    /// written one: granule-aligned, inside a region. Reading there cannot fault; what is read
-    /// is then checked to link back.
+    /// Hardened: whether a link read from a free block names a place the heap wrote one: the
+    /// start of a free stretch by the bit map (so reading its links reads free memory the heap
+    /// owns); what is read there is then checked to link back.
     #[inline(always)]
     fn plausible(&self, link: NonNull<FreeHead>) -> bool {
         let addr = link.as_ptr().addr();
-        addr % GRANULE == 0 && self.record_of(addr).is_some()
+        self.record_of(addr).is_some_and(|record| self.record(record).starts_free_block(addr))
     }
 
     /// Hardened: whether `next`, read from `node`'s next link, may be followed: none, or a
@@ -911,8 +920,9 @@ impl<const HARDENED: bool> TlsfHeap<HARDENED> {
             && size % GRANULE == 0
             && size <= r.span.end_addr() - addr
             && class_of(size >> GRANULE_SHIFT) == list
-            // SAFETY: `addr + size` is a boundary of the span (checked just before).
-            && unsafe { r.marks(r.boundary(addr + size)) } & STARTS != 0;
+            // SAFETY: `addr + size` is a boundary of the span (checked just before). A free
+            // block ends where an allocated block (or the sentinel) starts and none ends.
+            && unsafe { r.marks(r.boundary(addr + size)) } & (STARTS | ENDS) == STARTS;
         if !extent_ok {
             return false;
         }
@@ -937,8 +947,8 @@ impl<const HARDENED: bool> TlsfHeap<HARDENED> {
         tags_ok && prev_ok && self.follows(node, next)
     }
 
-    /// Hardened: a search's result, with the block found checked ([`block_sound`]); a damaged
-    /// block sets its list aside and refuses.
+    /// Hardened: a search's result, with the block found checked ([`block_sound`]); damage
+    /// is repaired and the call refuses.
     ///
     /// [`block_sound`]: Self::block_sound
     #[inline]
@@ -949,7 +959,7 @@ impl<const HARDENED: bool> TlsfHeap<HARDENED> {
     ) -> Result<Option<Found>, AllocError> {
         match found {
             Ok(Some((block, size, list))) if HARDENED && !self.block_sound(block.cast(), size, list) => {
-                Err(self.set_aside(Damaged { at: block, list: Some(list) }, layout))
+                Err(self.set_aside(Damaged { at: block }, layout))
             }
             Ok(found) => Ok(found),
             Err(damaged) => Err(self.set_aside(damaged, layout)),
@@ -957,36 +967,70 @@ impl<const HARDENED: bool> TlsfHeap<HARDENED> {
     }
 
     /// Hardened: keeps the first damage found (for [`RawHeap::take_corruption`], naming the
-    /// layout of the call that found it) and sets the damaged block's list aside.
+    /// layout of the call that found it) and [repairs](Self::repair) the heap.
     #[cold]
     #[inline(never)]
     fn set_aside(&mut self, damaged: Damaged, layout: Layout) -> AllocError {
         if self.damage.is_none() {
             self.damage = Some(Misuse::new(MisuseKind::CorruptedFreeBlock, damaged.at.as_ptr(), layout));
         }
-        self.set_list_aside(damaged);
+        self.repair(Some(damaged.at));
         AllocError
     }
 
-    /// Hardened: empties the list that holds the damaged block, so that no call follows its
-    /// links again (its blocks stay out of use; their bytes stay counted as free). The list is
-    /// the one the block was found on or, when a neighbour led to it, the class of the free
-    /// stretch holding `damaged.at` by the bit map (O(its length): a cold path).
+    /// Hardened: rebuilds every free list from the bit maps, which live outside the blocks, so
+    /// no stray write into a block reaches them: each free stretch gets fresh links and tags,
+    /// and no link written in a block is read. The stretch holding `damaged` (if it is free
+    /// memory) is set aside instead: marked allocated for ever, its bytes out of the free count,
+    /// since whatever wrote there may write again. O(granules / 32) over every region: a cold
+    /// path, taken after damage and when regions join.
     #[cold]
     #[inline(never)]
-    fn set_list_aside(&mut self, damaged: Damaged) {
-        let addr = damaged.at.as_ptr().addr();
-        let list = damaged.list.or_else(|| {
-            let record = self.record_of(addr)?;
-            match self.record(record).containing(addr) {
-                Some((false, _, len)) => Some(class_of(len >> GRANULE_SHIFT)),
-                _ => None,
+    fn repair(&mut self, damaged: Option<NonNull<u8>>) {
+        self.fl_bitmap = 0;
+        self.sl_bitmaps = [0; FL_COUNT];
+        self.heads = [[None; SL_COUNT]; FL_COUNT];
+        self.free = 0;
+        let damaged = damaged.map(|at| at.as_ptr().addr());
+        let mut cursor = self.regions;
+        while let Some(record) = cursor {
+            let (span, bits, last) = {
+                let r = self.record(record);
+                (r.span, r.bits, r.granules())
+            };
+            cursor = self.record(record).next;
+            let mut fence = None;
+            let mut free_from = None;
+            // The same walk as `check_invariants`: a free stretch runs from an `ENDS` mark
+            // (boundary 0's is the sentinel) to the next `STARTS` mark.
+            bits.for_each_nonzero_pair(0..last + 1, &mut |b, marks| {
+                if marks & ENDS != 0 {
+                    free_from = Some(b);
+                }
+                if marks & STARTS != 0 {
+                    if let Some(from) = free_from.take().filter(|&from| from < b) {
+                        let start = offset(span.start, from << GRANULE_SHIFT);
+                        let len = (b - from) << GRANULE_SHIFT;
+                        if damaged.is_some_and(|at| at.wrapping_sub(start.as_ptr().addr()) < len) {
+                            fence = Some((from, b));
+                        } else {
+                            // SAFETY: a whole stretch of unmarked granules inside the span,
+                            // outside the bookkeeping (which is marked): free memory the heap
+                            // owns, touching no other free stretch (stretches are maximal).
+                            unsafe { self.link(start, len) };
+                            self.free += len;
+                        }
+                    }
+                }
+            });
+            if let Some((from, to)) = fence {
+                let r = self.record_mut(record);
+                // SAFETY: both are boundaries of the span (a stretch inside it).
+                unsafe {
+                    r.set_mark(from, STARTS, true);
+                    r.set_mark(to, ENDS, true);
+                }
             }
-        });
-        if let Some((fl, sl)) = list {
-            // SAFETY: a list the heap searched, or the class of a free stretch inside a
-            // region, so in range; emptying it breaks no link the heap will follow again.
-            unsafe { self.pop_head(fl, sl, None) };
         }
     }
 
@@ -1055,7 +1099,7 @@ impl<const HARDENED: bool> TlsfHeap<HARDENED> {
                 // before it is read, when hardened).
                 cursor = unsafe { self.next_of(node) };
                 if HARDENED && !self.follows(node, cursor) {
-                    return Err(Damaged { at: node.cast(), list: Some((fl, sl)) });
+                    return Err(Damaged { at: node.cast() });
                 }
             }
             class = if sl + 1 < SL_COUNT { (fl, sl + 1) } else { (fl + 1, 0) };
@@ -1210,8 +1254,8 @@ impl<const HARDENED: bool> TlsfHeap<HARDENED> {
         if HARDENED && head & (tail >> 1) & 1 == 0 {
             // A free neighbour is followed: checked while the bit map still shows the block.
             if let Err(damaged) = self.neighbours_sound(record, ptr, size, head, tail) {
-                // The caller's block stays allocated; the damaged block is never met again.
-                self.set_list_aside(damaged);
+                // Refused: the caller's block stays allocated; the damaged one is set aside.
+                self.repair(Some(damaged.at));
                 return Err(Misuse::new(MisuseKind::CorruptedFreeBlock, damaged.at.as_ptr(), layout));
             }
         }
@@ -1256,7 +1300,7 @@ impl<const HARDENED: bool> TlsfHeap<HARDENED> {
             // SAFETY: as above.
             let after_size = unsafe { self.free_size_at(record, after, last) };
             if !self.block_sound_in(record, after.cast(), after_size, class_of(after_size >> GRANULE_SHIFT)) {
-                return Err(Damaged { at: after, list: None });
+                return Err(Damaged { at: after });
             }
         }
         if head & ENDS == 0 {
@@ -1265,7 +1309,7 @@ impl<const HARDENED: bool> TlsfHeap<HARDENED> {
             let before_size = unsafe { self.free_size_before(record, ptr, first) };
             if before_size == 0 || before_size % GRANULE != 0 || before_size > addr - r.span.start_addr() {
                 // The tag names no start inside the region: report the tag's own place.
-                return Err(Damaged { at: with_addr(ptr, addr - WORD), list: None });
+                return Err(Damaged { at: with_addr(ptr, addr - WORD) });
             }
             // SAFETY: inside the span (checked just above).
             let before = unsafe { offset_back_within(ptr, before_size) };
@@ -1278,7 +1322,7 @@ impl<const HARDENED: bool> TlsfHeap<HARDENED> {
                     class_of(before_size >> GRANULE_SHIFT),
                 )
             {
-                return Err(Damaged { at: before, list: None });
+                return Err(Damaged { at: before });
             }
         }
         Ok(())
@@ -1468,9 +1512,16 @@ impl<const HARDENED: bool> TlsfHeap<HARDENED> {
             unsafe {
                 r.set_mark(first, STARTS, false);
                 r.set_mark(last, ENDS, false);
-                self.release(new, piece.start, piece.len);
+                if !HARDENED {
+                    self.release(new, piece.start, piece.len);
+                }
             }
             self.total += piece.len;
+        }
+        if HARDENED {
+            // Merging the pieces would follow the links of the free blocks at the seams
+            // unchecked: the lists are rebuilt from the bit map instead.
+            self.repair(None);
         }
         true
     }
@@ -1574,7 +1625,7 @@ unsafe impl<const HARDENED: bool> RawHeap for TlsfHeap<HARDENED> {
         // SAFETY: `head` heads list `(fl, sl)`: it holds a `FreeHead` and its size.
         let (block_size, next) = unsafe { (Self::listed_size(head, fl, sl), self.next_of(head)) };
         if HARDENED && !self.block_sound(head, block_size, (fl, sl)) {
-            return Err(self.set_aside(Damaged { at: head.cast(), list: Some((fl, sl)) }, layout));
+            return Err(self.set_aside(Damaged { at: head.cast() }, layout));
         }
         // SAFETY: the class is in range and `next` follows the head.
         unsafe { self.pop_head(fl, sl, next) };
@@ -1633,7 +1684,7 @@ unsafe impl<const HARDENED: bool> RawHeap for TlsfHeap<HARDENED> {
             return Err(AllocError);
         }
         if HARDENED && !self.block_sound(after.cast(), after_size, class_of(after_size >> GRANULE_SHIFT)) {
-            return Err(self.set_aside(Damaged { at: after, list: None }, old));
+            return Err(self.set_aside(Damaged { at: after }, old));
         }
         // SAFETY: the free block after is on its list; the grown block lies inside the span
         // (it ends inside that free block); the rest of the free block, if any, lies between the
@@ -1732,7 +1783,7 @@ unsafe impl<const HARDENED: bool> RawHeap for TlsfHeap<HARDENED> {
                 && !self.block_sound(piece.start.cast(), piece.len, class_of(piece.len >> GRANULE_SHIFT))
         });
         if let Some(piece) = damaged {
-            self.set_aside(Damaged { at: piece.start, list: None }, Layout::new::<u8>());
+            self.set_aside(Damaged { at: piece.start }, Layout::new::<u8>());
             return Err(RegionError::NotRemovable);
         }
         for piece in [before, after] {

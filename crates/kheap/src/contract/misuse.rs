@@ -42,9 +42,10 @@ pub enum MisuseKind {
     CorruptedHeader,
     /// Hardened heaps ([`TlsfHeap::hardened`](crate::TlsfHeap::hardened)): the links or size tags
     /// that a free block keeps inside its own memory were overwritten (a write after free, or
-    /// past the end of the block before it). `ptr` is the damaged free block, `layout` that of
-    /// the call that found it; the heap did not follow the damaged links, left the caller's
-    /// block as it was and set the damaged block aside.
+    /// past the end of the block before it). `ptr` is where the check failed (the damaged free
+    /// block, or the one whose list neighbour is), `layout` that of the call that found it; the
+    /// heap did not follow the damaged records, left the caller's block as it was, rebuilt its
+    /// free lists from its bit map and set the damaged free memory aside.
     CorruptedFreeBlock,
 }
 

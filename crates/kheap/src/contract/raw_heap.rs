@@ -23,11 +23,15 @@ use crate::{AllocError, HeapUsage, InvariantError, Misuse, Part, RegionError};
 /// 2. The heap never reads or writes the bytes of a *live allocation*.
 /// 3. A successful `grow_in_place` / `shrink_in_place` keeps the pointer and the first
 ///    `min(old, new)` bytes, and leaves promise 1 true for the new layout.
-/// 4. A refused call (`Err`) changes nothing, with one exception: before refusing an
+/// 4. A refused call (`Err`) changes nothing, with two exceptions: before refusing an
 ///    `allocate`, a layer may hand memory it keeps cached (a slab layer's empty spare slabs)
-///    back to the heap below, so that no request is refused while that memory could serve it.
-///    No block changes and nothing is lost: `usage()`'s allocated bytes (`total - free`) stay
-///    the same, and its total and free bytes grow by what came back.
+///    back to the heap below, so that no request is refused while that memory could serve it
+///    (no block changes and nothing is lost: `usage()`'s allocated bytes, `total - free`, stay
+///    the same, and its total and free bytes grow by what came back); and a hardened heap that
+///    refuses because it found its own records damaged
+///    ([`CorruptedFreeBlock`](crate::MisuseKind::CorruptedFreeBlock)) repairs them first,
+///    setting the damaged free memory aside (its bytes leave the free count). The caller's
+///    blocks stay as they were either way.
 /// 5. No method panics or unwinds on any input a caller can give it within the `# Safety`
 ///    obligations of the method; refused requests and detected misuse are `Err` values.
 /// 6. After `remove_region(region)` returns `Ok`, no live allocation lies in the region and

@@ -56,8 +56,9 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
         let moved = Front::allocate(self, new).map_err(|_| AllocError)?.cast::<u8>();
         // `copy`, not `copy_nonoverlapping`: a realloc of a freed block (a misuse, reported by the
         // free below) may be handed its own memory back, and the copy must stay defined then.
-        // SAFETY: both blocks are live and distinct and hold at least `min(old, new)` bytes;
-        // then the old block goes back with its layout (1).
+        // SAFETY: both blocks hold at least `min(old, new)` bytes; in correct use they are live
+        // and distinct, and `copy` allows them to overlap in the misuse above; then the old
+        // block goes back with its layout (1).
         unsafe {
             ptr::copy(ptr.as_ptr(), moved.as_ptr(), old.size().min(new.size()));
             Front::deallocate(self, ptr, old);

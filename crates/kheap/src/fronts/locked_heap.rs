@@ -250,6 +250,10 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
             drop(heap);
             self.report(&corruption);
             heap = self.heap.lock();
+            // The heap repaired itself before refusing: the request may fit now.
+            if let Ok(block) = heap.allocate_quietly(layout) {
+                return Ok(block);
+            }
         }
         // Waits for other CPUs' growths to land: bounded, so a CPU interrupted in the middle of
         // its own growth (whose handler allocates) cannot hang here.
@@ -356,18 +360,22 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
     #[cold]
     #[inline(never)]
     unsafe fn deallocate_giving_back(&self, ptr: NonNull<u8>, layout: Layout) {
-        let (result, surplus) = {
+        let (result, surplus, damage) = {
             let mut heap = self.heap.lock();
             // SAFETY: (1) and (2) are the heap's obligations 1 and 2.
             let result = unsafe { heap.deallocate(ptr, layout) };
             let surplus = result.ok().and_then(|()| self.surplus_region(&mut heap, ptr));
-            (result, surplus)
+            (result, surplus, heap.take_corruption())
         };
         if let Some(region) = surplus {
             self.hand_back(region);
         }
         if let Err(misuse) = result {
             self.report(&misuse);
+        }
+        if let Some(damage) = damage {
+            // Found by a refused region removal (a hardened heap).
+            self.report(&damage);
         }
     }
 
@@ -536,18 +544,27 @@ unsafe impl<R: RawMutex, H: RawHeap> Front for LockedHeap<R, H> {
         old: Layout,
         new_size: usize,
     ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: (1)-(3) are `resize_in_place`'s obligations 1-3.
-        let in_place = unsafe { self.heap.lock().resize_in_place(ptr, old, new_size) };
+        let (in_place, damage) = {
+            let mut heap = self.heap.lock();
+            // SAFETY: (1)-(3) are `resize_in_place`'s obligations 1-3.
+            let in_place = unsafe { heap.resize_in_place(ptr, old, new_size) };
+            (in_place, in_place.err().and_then(|_| heap.take_corruption()))
+        };
         if in_place.is_ok() {
             return Ok(NonNull::slice_from_raw_parts(ptr, new_size));
+        }
+        if let Some(damage) = damage {
+            // Found by the refused resize (a hardened heap): reported with the lock released.
+            self.report(&damage);
         }
         let new = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
         let moved = self.allocate_or_grow(new)?;
         // `copy`, not `copy_nonoverlapping`: a realloc of a freed block (a misuse, reported by the
         // free below) may be handed its own memory back, and the copy must stay defined then.
-        // SAFETY: both blocks are live and distinct (the heap's promise 1) and hold at least
-        // `min(old, new)` bytes; the copy runs with no lock held. Then the old block, with its
-        // layout (1, 2), goes back.
+        // SAFETY: both blocks hold at least `min(old, new)` bytes; in correct use they are live
+        // and distinct (the heap's promise 1), and `copy` allows them to overlap in the misuse
+        // above; the copy runs with no lock held. Then the old block, with its layout (1, 2),
+        // goes back.
         unsafe {
             ptr::copy(ptr.as_ptr(), moved.cast::<u8>().as_ptr(), old.size().min(new_size));
             Front::deallocate(self, ptr, old);

@@ -444,8 +444,9 @@ unsafe impl<F: Front, C: CpuId, const CPUS: usize> Front for PerCpu<F, C, CPUS> 
                 // `copy`, not `copy_nonoverlapping`: a realloc of a freed block (a misuse,
                 // reported by the free below) may be handed its own memory back, and the copy
                 // must stay defined then.
-                // SAFETY: both blocks are live and distinct and hold at least `min(old, new)`
-                // bytes; then the old block goes back with its layout (1, 2).
+                // SAFETY: both blocks hold at least `min(old, new)` bytes; in correct use they
+                // are live and distinct, and `copy` allows them to overlap in the misuse above;
+                // then the old block goes back with its layout (1, 2).
                 unsafe {
                     ptr::copy(ptr.as_ptr(), moved.cast::<u8>().as_ptr(), old.size().min(new_size));
                     self.deallocate(ptr, old);

@@ -142,11 +142,17 @@ fn a_free_that_would_merge_with_a_damaged_block_is_refused_and_keeps_the_block()
             let misuse = unsafe { heap.deallocate(blocks[freed], granules(4)) }
                 .expect_err(&format!("{name} merged with a block whose {place} is damaged"));
             assert_eq!(misuse.kind, MisuseKind::CorruptedFreeBlock, "{place}, {name}");
-            assert_eq!(heap.usage(), before, "{place}, {name}: the refused free changed the usage");
+            // The damaged block is set aside: its bytes leave the free count; nothing else moves.
+            let after = heap.usage();
+            assert_eq!(
+                (after.total_bytes, after.free_bytes, after.largest_free_block),
+                (before.total_bytes, before.free_bytes - 4 * G, before.largest_free_block),
+                "{place}, {name}: the refused free changed more than the damaged block"
+            );
+            heap.check_invariants().unwrap_or_else(|e| panic!("{place}, {name}: {e}"));
             // The refused block is still allocated: the bit map says so.
             assert_eq!(heap.block_layout(blocks[freed]).map(|l| l.size()), Ok(4 * G), "{place}, {name}");
-            // The damaged block is set aside: the next request of its size is served elsewhere,
-            // with nothing more to report.
+            // The next request of its size is served elsewhere, with nothing more to report.
             assert_ne!(alloc(&mut heap, granules(4)), blocks[1], "{place}, {name}");
             assert!(heap.take_corruption().is_none(), "{place}, {name}");
         }
@@ -155,16 +161,71 @@ fn a_free_that_would_merge_with_a_damaged_block_is_refused_and_keeps_the_block()
 
 #[test]
 fn a_resize_meeting_a_damaged_neighbour_refuses() {
+    // Growing `a` would take `b`; shrinking it would merge its tail with `b`: each on a heap
+    // of its own, with `b`'s leading tag damaged.
+    for grow in [true, false] {
+        let memory = Memory::new(LEN);
+        let (mut heap, [a, b, _]) = with_a_free_block_between(&memory);
+        scribble(b, G, 1 << 40);
+        let live = heap.usage().total_bytes - heap.usage().free_bytes;
+        // SAFETY: `a` is live with four granules.
+        let refused = unsafe {
+            if grow {
+                heap.grow_in_place(a, granules(4), 6 * G)
+            } else {
+                heap.shrink_in_place(a, granules(4), 2 * G)
+            }
+        };
+        assert!(refused.is_err(), "grow {grow}: the resize went through a damaged block");
+        assert_eq!(heap.take_corruption().map(|m| m.kind), Some(MisuseKind::CorruptedFreeBlock));
+        // Repaired: `a` unchanged, `b` set aside (allocated for ever), the rest consistent.
+        assert_eq!(heap.block_layout(a).map(|l| l.size()), Ok(4 * G), "grow {grow}");
+        assert_eq!(heap.usage().total_bytes - heap.usage().free_bytes, live + 4 * G, "grow {grow}");
+        heap.check_invariants().unwrap_or_else(|e| panic!("grow {grow}: {e}"));
+    }
+}
+
+#[test]
+fn after_a_repair_healthy_neighbours_free_and_merge_as_before() {
+    // D's previous link is damaged while A and D share a list; an allocate meets it, and the
+    // heap rebuilds its lists from the bit map. Frees next to A and to blocks freed later must
+    // then merge normally: nothing healthy is reported or set aside.
     let memory = Memory::new(LEN);
-    let (mut heap, [a, b, _]) = with_a_free_block_between(&memory);
-    scribble(b, G, 1 << 40);
-    let before = heap.usage();
-    // SAFETY: `a` is live with four granules; growing would take `b`.
-    assert!(unsafe { heap.grow_in_place(a, granules(4), 6 * G) }.is_err());
-    // SAFETY: as above; shrinking would merge the tail with `b`.
-    assert!(unsafe { heap.shrink_in_place(a, granules(4), 2 * G) }.is_err());
-    assert_eq!(heap.usage(), before);
-    assert_eq!(heap.take_corruption().map(|m| m.kind), Some(MisuseKind::CorruptedFreeBlock));
+    let mut heap = over(&memory, TlsfHeap::hardened());
+    let [a1, aa, _a2, d, _a3, e, a4] = [(); 7].map(|()| alloc(&mut heap, granules(4)));
+    free(&mut heap, d, granules(4));
+    free(&mut heap, aa, granules(4));
+    scribble(d, WORD, 0x5A5A_5A5A);
+    assert!(heap.allocate(granules(4)).is_err());
+    assert!(heap.take_corruption().is_some());
+    heap.check_invariants().unwrap();
+    free(&mut heap, e, granules(4));
+    free(&mut heap, a1, granules(4));
+    free(&mut heap, a4, granules(4));
+    heap.check_invariants().unwrap();
+    assert!(heap.take_corruption().is_none(), "a healthy block was reported");
+}
+
+#[test]
+fn joining_a_region_never_follows_a_link_at_the_seam() {
+    // The free block at the end of the first region gets a sealed next link naming memory
+    // outside every region; a touching region then joins. The heap rebuilds its lists from
+    // the bit map instead of merging through that link, so the outside memory is untouched.
+    let memory = Memory::new(2 * LEN);
+    let mut heap = TlsfHeap::hardened();
+    // SAFETY: the memory outlives the heap and only the heap uses it.
+    unsafe { heap.add_region(memory.region(0, LEN)) }.unwrap();
+    let a = alloc(&mut heap, granules(4));
+    let tail = offset(a, 4 * G);
+    let mut outside = std::boxed::Box::new([7usize; 4]);
+    let forged = NonNull::from(&mut outside[0]).cast::<FreeHead>();
+    scribble(tail, 0, forged.as_ptr().addr() ^ heap.secret);
+    // SAFETY: as above; the second half touches the first region, so it joins.
+    unsafe { heap.add_region(memory.region(LEN, LEN)) }.unwrap();
+    assert_eq!(*outside, [7; 4], "the heap wrote outside its regions");
+    heap.check_invariants().unwrap();
+    free(&mut heap, a, granules(4));
+    assert_eq!(heap.usage().free_bytes, heap.usage().total_bytes);
 }
 
 #[test]
