@@ -48,17 +48,27 @@ fn commit(kind: &str) {
     // memory the heap owns (its own free block), which the hardened heap checks before it
     // follows anything written there.
     unsafe {
-        let before = GLOBAL.alloc(layout);
-        let block = GLOBAL.alloc(layout);
-        let _after = GLOBAL.alloc(layout);
-        GLOBAL.dealloc(block, layout);
-        // A dangling pointer writes a string over the freed block's first bytes: its links.
-        block.copy_from_nonoverlapping(b"dangling write!!".as_ptr(), 16);
         match kind {
             "allocate" => {
+                let _before = GLOBAL.alloc(layout);
+                let block = GLOBAL.alloc(layout);
+                let _after = GLOBAL.alloc(layout);
+                GLOBAL.dealloc(block, layout);
+                // A dangling pointer writes a string over the freed block's first bytes: its
+                // links.
+                block.copy_from_nonoverlapping(b"dangling write!!".as_ptr(), 16);
                 let _ = GLOBAL.alloc(layout);
             }
-            "free" => GLOBAL.dealloc(before, layout),
+            "free" => {
+                // A block shrunk in place: its freed tail is the free block right after it,
+                // wherever the runtime's own allocations put the block.
+                let wide = Layout::from_size_align(3 * 720, 8).unwrap();
+                let block = GLOBAL.alloc(wide);
+                let block = GLOBAL.realloc(block, wide, 1440);
+                // A stale pointer into the old tail writes over the free block's links.
+                block.add(1440).copy_from_nonoverlapping(b"dangling write!!".as_ptr(), 16);
+                GLOBAL.dealloc(block, Layout::from_size_align(1440, 8).unwrap());
+            }
             other => panic!("unknown bug {other}"),
         }
     }
