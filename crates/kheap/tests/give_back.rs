@@ -179,3 +179,34 @@ fn a_buddy_heap_gives_back_too() {
     assert_eq!(HEAP.regions_given_back(), grown - 1);
     HEAP.check_invariants().unwrap();
 }
+
+#[test]
+fn the_default_heap_gives_back_too() {
+    // Small objects (slabs, kept as spares when empty) and larger blocks (TLSF's) in every
+    // grown region: a region goes back once its last slab is a spare, which the front trims.
+    use kheap::Heap;
+    static PAGES: Pages = Pages {
+        acquired: AtomicUsize::new(0),
+        released: AtomicUsize::new(0),
+        accepts: AtomicBool::new(true),
+        heap: std::sync::OnceLock::new(),
+        released_under_lock: AtomicUsize::new(0),
+    };
+    static HEAP: LockedHeap<RawSpinlock, Heap> =
+        LockedHeap::new(Heap::new()).with_source(&PAGES).give_back_above(0);
+    // 64 B objects: their slabs are 4 KiB, the largest alignment this source hands out.
+    let layouts = [Layout::new::<[u8; 64]>(), Layout::new::<[u8; 1024]>()];
+    // SAFETY: non-zero sizes; each freed once below with the same layout.
+    let blocks: Vec<(*mut u8, Layout)> =
+        (0..300).map(|i| layouts[i % 2]).map(|layout| (unsafe { HEAP.alloc(layout) }, layout)).collect();
+    assert!(blocks.iter().all(|(b, _)| !b.is_null()));
+    let grown = PAGES.acquired.load(Ordering::SeqCst);
+    assert!(grown >= 3, "{grown}");
+    for (block, layout) in blocks {
+        // SAFETY: allocated above with `layout`.
+        unsafe { HEAP.dealloc(block, layout) };
+    }
+    assert_eq!(PAGES.released.load(Ordering::SeqCst), grown - 1, "all but the last region go back");
+    assert_eq!(HEAP.regions_given_back(), grown - 1);
+    HEAP.check_invariants().unwrap();
+}
