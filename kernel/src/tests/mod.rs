@@ -12,7 +12,7 @@ mod growth;
 mod harts;
 mod interrupts;
 mod layouts;
-mod per_cpu;
+pub mod per_cpu;
 mod tutorial;
 
 /// What a test returns.

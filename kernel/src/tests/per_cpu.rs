@@ -75,18 +75,28 @@ static POOL: spin::Mutex<Vec<Block>> = spin::Mutex::new(Vec::new());
 static READY: AtomicUsize = AtomicUsize::new(0);
 static EXPECTED: AtomicUsize = AtomicUsize::new(0);
 static CROSS_FREES: AtomicUsize = AtomicUsize::new(0);
+/// Timer-handler allocations through the boot hart's cache, and those that failed.
+static HANDLER_ROUNDS: AtomicUsize = AtomicUsize::new(0);
+static HANDLER_FAILURES: AtomicUsize = AtomicUsize::new(0);
 static CORRUPT: AtomicUsize = AtomicUsize::new(0);
 static WRONG_HART: AtomicUsize = AtomicUsize::new(0);
 
 pub fn harts_share_per_cpu_caches() -> TestResult {
     let others = harts::parked();
     ensure!(others > 0, "no other hart is running (QEMU runs with -smp 4)");
-    for counter in [&READY, &CROSS_FREES, &CORRUPT, &WRONG_HART] {
+    for counter in [&READY, &CROSS_FREES, &CORRUPT, &WRONG_HART, &HANDLER_ROUNDS, &HANDLER_FAILURES] {
         counter.store(0, Ordering::Relaxed);
     }
     EXPECTED.store(others + 1, Ordering::Relaxed);
     let started = harts::run_on_others(stress);
+    // The boot hart's timer interrupt allocates through the same cache its stress uses: the
+    // cache lock masks interrupts, so the handler never finds it held by the code it
+    // interrupted on this hart.
+    crate::timer::THROUGH_CACHES.store(true, Ordering::Relaxed);
+    crate::timer::start();
     stress(crate::tests::boot_hart());
+    crate::timer::stop();
+    crate::timer::THROUGH_CACHES.store(false, Ordering::Relaxed);
     harts::join_others(started);
     let leftovers = core::mem::take(&mut *POOL.lock());
     let in_flight = leftovers.len();
@@ -105,6 +115,12 @@ pub fn harts_share_per_cpu_caches() -> TestResult {
             );
         }
     }
+    println!(
+        "    timer handler on hart {}: {} allocations through its cache during the stress, {} failed",
+        crate::tests::boot_hart(),
+        HANDLER_ROUNDS.load(Ordering::Relaxed),
+        HANDLER_FAILURES.load(Ordering::Relaxed)
+    );
     let drained = CACHES.drain_all();
     let stats = CACHES.stats();
     println!(
@@ -118,6 +134,11 @@ pub fn harts_share_per_cpu_caches() -> TestResult {
     ensure_eq!(CORRUPT.load(Ordering::Relaxed), 0);
     ensure_eq!(WRONG_HART.load(Ordering::Relaxed), 0);
     ensure!(CROSS_FREES.load(Ordering::Relaxed) > 0, "no block was freed by another hart");
+    ensure!(
+        HANDLER_ROUNDS.load(Ordering::Relaxed) > 0,
+        "the timer handler never allocated through the cache"
+    );
+    ensure_eq!(HANDLER_FAILURES.load(Ordering::Relaxed), 0);
     ensure_eq!(stats.live_allocations, 0);
     ensure_eq!(stats.requested_bytes, 0);
     ensure_eq!(stats.free_bytes, stats.total_bytes);
@@ -175,4 +196,29 @@ fn stress(hart: usize) {
             CORRUPT.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// One timer interrupt's allocation through the interrupted hart's cache: allocates, fills,
+/// checks and frees a block; `false` if any step failed. Called by `timer::on_interrupt`
+/// while `THROUGH_CACHES` is set.
+pub fn handler_round(tick: usize) -> bool {
+    let layout = Layout::from_size_align(16 + tick % 240, 8).unwrap();
+    let fine = match Front::allocate(&CACHES, layout) {
+        Ok(block) => {
+            let bytes = block.cast::<u8>().as_ptr();
+            // SAFETY: the block holds at least `layout.size()` writable bytes; freed once below
+            // with `layout`.
+            unsafe {
+                bytes.write_bytes(tick as u8, layout.size());
+                let intact =
+                    core::slice::from_raw_parts(bytes, layout.size()).iter().all(|&b| b == tick as u8);
+                CACHES.dealloc(bytes, layout);
+                intact
+            }
+        }
+        Err(_) => false,
+    };
+    let counter = if fine { &HANDLER_ROUNDS } else { &HANDLER_FAILURES };
+    counter.fetch_add(1, Ordering::Relaxed);
+    fine
 }
