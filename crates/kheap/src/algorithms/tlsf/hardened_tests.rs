@@ -113,7 +113,7 @@ fn an_allocate_meeting_an_overwritten_link_refuses_and_reports_it() {
     let memory = Memory::new(LEN);
     let (mut heap, [a, b, c]) = with_a_free_block_between(&memory);
     // A string written into the freed block: its first bytes hold the next link.
-    scribble(b, 0, usize::from_ne_bytes(*b"kheap!!!"));
+    scribble(b, 0, usize::from_ne_bytes([b'k'; core::mem::size_of::<usize>()]));
     let before = heap.usage();
     assert!(heap.allocate(granules(4)).is_err(), "a damaged block was handed out");
     let misuse = heap.take_corruption().expect("the damage is kept for the front");
@@ -166,7 +166,7 @@ fn a_resize_meeting_a_damaged_neighbour_refuses() {
     for grow in [true, false] {
         let memory = Memory::new(LEN);
         let (mut heap, [a, b, _]) = with_a_free_block_between(&memory);
-        scribble(b, G, 1 << 40);
+        scribble(b, G, usize::MAX / 3);
         let live = heap.usage().total_bytes - heap.usage().free_bytes;
         // SAFETY: `a` is live with four granules.
         let refused = unsafe {
