@@ -198,10 +198,10 @@ pub unsafe trait RawHeap {
     fn trim(&mut self) {}
 
     /// Damage to the heap's own records that a call found but could not report (an
-    /// `allocate`, which can only refuse): a hardened heap
+    /// `allocate`, a resize or a region removal, which can only refuse): a hardened heap
     /// ([`TlsfHeap::hardened`](crate::TlsfHeap::hardened)) keeps the first such finding until
-    /// it is taken here; a front takes it after a refused allocate and hands it to its misuse
-    /// hook. The default finds nothing.
+    /// it is taken here; a front takes it after such a refusal and hands it to its misuse hook.
+    /// The default finds nothing.
     fn take_corruption(&mut self) -> Option<Misuse> {
         None
     }

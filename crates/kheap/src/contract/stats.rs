@@ -25,8 +25,9 @@ pub struct HeapUsage {
     /// The size of the largest free block any request may use: a request larger than this can
     /// succeed only from memory a layer caches for its size class (a free slab object,
     /// [`PartKind::Cached`](crate::PartKind::Cached), at most [`SizeClass::MAX_SIZE`](crate::SizeClass::MAX_SIZE)
-    /// bytes), and a request that a free block of this size could hold wherever it starts is
-    /// not refused.
+    /// bytes), and a request that a free block of this size could hold wherever it starts
+    /// (with the bytes a layer adds to each block, such as the debug mode's guards) is not
+    /// refused.
     pub largest_free_block: usize,
 }
 
