@@ -9,7 +9,7 @@ mod common;
 
 use std::alloc::{GlobalAlloc, Layout};
 
-use kheap::{BuddyHeap, LockedHeap, RawSpinlock};
+use kheap::{BuddyHeap, LockedHeap, RawHeap, RawSpinlock};
 
 /// 256 MiB of page-aligned memory (in `.bss`: only what is touched costs anything), handed to the heap before `main` runs the tests.
 #[repr(C, align(4096))]
@@ -57,6 +57,18 @@ fn commit(kind: &str) {
                 GLOBAL.dealloc(local.as_mut_ptr(), Layout::from_size_align(64, 8).unwrap());
             }
             "null" => GLOBAL.dealloc(std::ptr::null_mut(), layout),
+            "bookkeeping" => {
+                // The first piece of the heap's own bookkeeping, found by its walk (which does
+                // not allocate, so it may run under the lock).
+                let mut at = None;
+                GLOBAL.lock().walk(&mut |part| {
+                    if part.kind == kheap::PartKind::Bookkeeping && at.is_none() {
+                        at = Some(part.start.cast_mut());
+                    }
+                });
+                GLOBAL.dealloc(at.expect("the heap has bookkeeping"), layout);
+            }
+            "impossible" => GLOBAL.dealloc(block, Layout::from_size_align(1 << 60, 8).unwrap()),
             other => panic!("unknown misuse {other}"),
         }
     }
@@ -105,4 +117,16 @@ fn a_foreign_pointer_is_reported() {
 fn a_null_pointer_is_reported() {
     let report = run_child("null");
     assert!(report.contains("the pointer is null"), "{report}");
+}
+
+#[test]
+fn a_pointer_into_the_heaps_bookkeeping_is_reported() {
+    let report = run_child("bookkeeping");
+    assert!(report.contains("the heap's own bookkeeping"), "{report}");
+}
+
+#[test]
+fn a_layout_no_block_can_have_is_reported() {
+    let report = run_child("impossible");
+    assert!(report.contains("no block of this heap has that layout"), "{report}");
 }
