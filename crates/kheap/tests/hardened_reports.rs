@@ -8,37 +8,17 @@
 //! commit) and checks the child's stderr and how it ended, with a time limit.
 
 use std::alloc::{GlobalAlloc, Layout};
-use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use kheap::{LockedHeap, MemorySource, RawSpinlock, TlsfHeap};
+use kheap::{LockedHeap, RawSpinlock, StaticArena, TlsfHeap};
 
 mod common;
 
-/// 64 MiB of page-aligned memory in `.bss` (only what is touched costs anything).
-#[repr(C, align(4096))]
-struct Pages([u8; 64 << 20]);
-
-static mut PAGES: Pages = Pages([0; 64 << 20]);
-
-/// Hands the pages to the heap on its first allocation, once.
-struct OnePageRun;
-
-// SAFETY: the static is valid for ever (1) and handed out once, guarded by the atomic (2).
-unsafe impl MemorySource for OnePageRun {
-    fn acquire(&self, layout: Layout) -> Option<NonNull<[u8]>> {
-        static TAKEN: AtomicBool = AtomicBool::new(false);
-        if layout.size() > 64 << 20 || layout.align() > 4096 || TAKEN.swap(true, Ordering::AcqRel) {
-            return None;
-        }
-        let start = NonNull::new((&raw mut PAGES).cast::<u8>())?;
-        Some(NonNull::slice_from_raw_parts(start, 64 << 20))
-    }
-}
+/// 64 MiB in `.bss` (only what is touched costs anything), claimed on the first allocation.
+static ARENA: StaticArena<{ 64 << 20 }> = StaticArena::new();
 
 #[global_allocator]
 static GLOBAL: LockedHeap<RawSpinlock, TlsfHeap<true>> =
-    LockedHeap::new(TlsfHeap::hardened()).with_source(&OnePageRun);
+    LockedHeap::new(TlsfHeap::hardened()).with_source(&ARENA);
 
 /// Commits the bug `kind` through the global allocator, as a buggy program would.
 fn commit(kind: &str) {

@@ -9,33 +9,13 @@ mod common;
 
 use std::alloc::{GlobalAlloc, Layout};
 
-use kheap::{BuddyHeap, LockedHeap, RawHeap, RawSpinlock};
+use kheap::{BuddyHeap, LockedHeap, RawHeap, RawSpinlock, StaticArena};
 
-/// 256 MiB of page-aligned memory (in `.bss`: only what is touched costs anything), handed to the heap before `main` runs the tests.
-#[repr(C, align(4096))]
-struct Pages([u8; 256 << 20]);
-
-static mut ARENA: Pages = Pages([0; 256 << 20]);
-
-struct Arena;
-
-// SAFETY: the static is valid for ever (1) and handed out once, guarded by the atomic (2).
-unsafe impl kheap::MemorySource for Arena {
-    fn acquire(&self, layout: Layout) -> Option<std::ptr::NonNull<[u8]>> {
-        static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-        if layout.size() > 256 << 20
-            || layout.align() > 4096
-            || TAKEN.swap(true, std::sync::atomic::Ordering::AcqRel)
-        {
-            return None;
-        }
-        let start = std::ptr::NonNull::new((&raw mut ARENA).cast::<u8>())?;
-        Some(std::ptr::NonNull::slice_from_raw_parts(start, 256 << 20))
-    }
-}
+/// 256 MiB in `.bss` (only what is touched costs anything), claimed on the first allocation.
+static ARENA: StaticArena<{ 256 << 20 }> = StaticArena::new();
 
 #[global_allocator]
-static GLOBAL: LockedHeap<RawSpinlock, BuddyHeap> = LockedHeap::new(BuddyHeap::new()).with_source(&Arena);
+static GLOBAL: LockedHeap<RawSpinlock, BuddyHeap> = LockedHeap::new(BuddyHeap::new()).with_source(&ARENA);
 
 /// Commits the misuse `kind` through the global allocator, as a buggy program would.
 fn commit(kind: &str) {
