@@ -19,6 +19,19 @@ struct Pages {
     released_under_lock: AtomicUsize,
 }
 
+impl Pages {
+    /// None handed out yet; takes regions back if `accepts`.
+    const fn new(accepts: bool) -> Pages {
+        Pages {
+            acquired: AtomicUsize::new(0),
+            released: AtomicUsize::new(0),
+            accepts: AtomicBool::new(accepts),
+            heap: std::sync::OnceLock::new(),
+            released_under_lock: AtomicUsize::new(0),
+        }
+    }
+}
+
 fn host_layout() -> Layout {
     Layout::from_size_align(2 * REGION, 4096).unwrap()
 }
@@ -52,13 +65,7 @@ unsafe impl MemorySource for Pages {
 }
 
 fn setup(accepts: bool, watermark: usize) -> (&'static Pages, &'static LockedHeap<RawSpinlock, TlsfHeap>) {
-    let pages: &'static Pages = Box::leak(Box::new(Pages {
-        acquired: AtomicUsize::new(0),
-        released: AtomicUsize::new(0),
-        accepts: AtomicBool::new(accepts),
-        heap: std::sync::OnceLock::new(),
-        released_under_lock: AtomicUsize::new(0),
-    }));
+    let pages: &'static Pages = Box::leak(Box::new(Pages::new(accepts)));
     let heap = Box::leak(Box::new(
         LockedHeap::<RawSpinlock, _>::new(TlsfHeap::new()).with_source(pages).give_back_above(watermark),
     ));
@@ -156,13 +163,7 @@ fn batches_give_back_too() {
 #[test]
 fn a_buddy_heap_gives_back_too() {
     use kheap::BuddyHeap;
-    static PAGES: Pages = Pages {
-        acquired: AtomicUsize::new(0),
-        released: AtomicUsize::new(0),
-        accepts: AtomicBool::new(true),
-        heap: std::sync::OnceLock::new(),
-        released_under_lock: AtomicUsize::new(0),
-    };
+    static PAGES: Pages = Pages::new(true);
     static HEAP: LockedHeap<RawSpinlock, BuddyHeap> =
         LockedHeap::new(BuddyHeap::new()).with_source(&PAGES).give_back_above(0);
     let layout = Layout::new::<[u8; 1024]>();
@@ -185,13 +186,7 @@ fn the_default_heap_gives_back_too() {
     // Small objects (slabs, kept as spares when empty) and larger blocks (TLSF's) in every
     // grown region: a region goes back once its last slab is a spare, which the front trims.
     use kheap::Heap;
-    static PAGES: Pages = Pages {
-        acquired: AtomicUsize::new(0),
-        released: AtomicUsize::new(0),
-        accepts: AtomicBool::new(true),
-        heap: std::sync::OnceLock::new(),
-        released_under_lock: AtomicUsize::new(0),
-    };
+    static PAGES: Pages = Pages::new(true);
     static HEAP: LockedHeap<RawSpinlock, Heap> =
         LockedHeap::new(Heap::new()).with_source(&PAGES).give_back_above(0);
     // 64 B objects: their slabs are 4 KiB, the largest alignment this source hands out.
