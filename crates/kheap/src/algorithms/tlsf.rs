@@ -959,10 +959,10 @@ impl<const HARDENED: bool> TlsfHeap<HARDENED> {
     ) -> Result<Option<Found>, AllocError> {
         match found {
             Ok(Some((block, size, list))) if HARDENED && !self.block_sound(block.cast(), size, list) => {
-                Err(self.set_aside(Damaged { at: block }, layout))
+                Err(self.keep_and_repair(Damaged { at: block }, layout))
             }
             Ok(found) => Ok(found),
-            Err(damaged) => Err(self.set_aside(damaged, layout)),
+            Err(damaged) => Err(self.keep_and_repair(damaged, layout)),
         }
     }
 
@@ -970,7 +970,7 @@ impl<const HARDENED: bool> TlsfHeap<HARDENED> {
     /// layout of the call that found it) and [repairs](Self::repair) the heap.
     #[cold]
     #[inline(never)]
-    fn set_aside(&mut self, damaged: Damaged, layout: Layout) -> AllocError {
+    fn keep_and_repair(&mut self, damaged: Damaged, layout: Layout) -> AllocError {
         if self.damage.is_none() {
             self.damage = Some(Misuse::new(MisuseKind::CorruptedFreeBlock, damaged.at.as_ptr(), layout));
         }
@@ -1625,7 +1625,7 @@ unsafe impl<const HARDENED: bool> RawHeap for TlsfHeap<HARDENED> {
         // SAFETY: `head` heads list `(fl, sl)`: it holds a `FreeHead` and its size.
         let (block_size, next) = unsafe { (Self::listed_size(head, fl, sl), self.next_of(head)) };
         if HARDENED && !self.block_sound(head, block_size, (fl, sl)) {
-            return Err(self.set_aside(Damaged { at: head.cast() }, layout));
+            return Err(self.keep_and_repair(Damaged { at: head.cast() }, layout));
         }
         // SAFETY: the class is in range and `next` follows the head.
         unsafe { self.pop_head(fl, sl, next) };
@@ -1684,7 +1684,7 @@ unsafe impl<const HARDENED: bool> RawHeap for TlsfHeap<HARDENED> {
             return Err(AllocError);
         }
         if HARDENED && !self.block_sound(after.cast(), after_size, class_of(after_size >> GRANULE_SHIFT)) {
-            return Err(self.set_aside(Damaged { at: after }, old));
+            return Err(self.keep_and_repair(Damaged { at: after }, old));
         }
         // SAFETY: the free block after is on its list; the grown block lies inside the span
         // (it ends inside that free block); the rest of the free block, if any, lies between the
@@ -1717,7 +1717,7 @@ unsafe impl<const HARDENED: bool> RawHeap for TlsfHeap<HARDENED> {
             // The tail merges with the free block after: checked while the marks are intact
             // (`ENDS` for the head: the block before is not merged with).
             if let Err(damaged) = self.neighbours_sound(record, ptr, old_bytes, ENDS, tail) {
-                return Err(self.set_aside(damaged, old));
+                return Err(self.keep_and_repair(damaged, old));
             }
         }
         // SAFETY: both boundaries lie inside the block, inside the span; the tail, unmarked, is
@@ -1783,7 +1783,7 @@ unsafe impl<const HARDENED: bool> RawHeap for TlsfHeap<HARDENED> {
                 && !self.block_sound(piece.start.cast(), piece.len, class_of(piece.len >> GRANULE_SHIFT))
         });
         if let Some(piece) = damaged {
-            self.set_aside(Damaged { at: piece.start }, Layout::new::<u8>());
+            self.keep_and_repair(Damaged { at: piece.start }, Layout::new::<u8>());
             return Err(RegionError::NotRemovable);
         }
         for piece in [before, after] {
