@@ -49,24 +49,40 @@ unsafe impl RawMutex for RawSpinlock {
     const INIT: Self = RawSpinlock::new();
     type GuardMarker = GuardSend;
 
+    #[inline]
     fn lock(&self) {
+        if !self.try_lock() {
+            self.lock_contended();
+        }
+    }
+
+    #[inline]
+    fn try_lock(&self) -> bool {
+        self.locked.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok()
+    }
+
+    #[inline]
+    unsafe fn unlock(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+
+    #[inline]
+    fn is_locked(&self) -> bool {
+        self.locked.load(Ordering::Relaxed)
+    }
+}
+
+impl RawSpinlock {
+    /// The wait of [`lock`](RawMutex::lock) when the first try failed, out of line so every
+    /// uncontended acquisition is one inlined compare-and-swap.
+    #[cold]
+    #[inline(never)]
+    fn lock_contended(&self) {
         while !self.try_lock() {
             while self.locked.load(Ordering::Relaxed) {
                 spin_loop();
             }
         }
-    }
-
-    fn try_lock(&self) -> bool {
-        self.locked.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok()
-    }
-
-    unsafe fn unlock(&self) {
-        self.locked.store(false, Ordering::Release);
-    }
-
-    fn is_locked(&self) -> bool {
-        self.locked.load(Ordering::Relaxed)
     }
 }
 
@@ -305,6 +321,7 @@ pub struct RawIrqSpinlock<I: InterruptControl> {
 
 impl<I: InterruptControl> RawIrqSpinlock<I> {
     /// Records, as the new holder, the interrupt state found before disabling.
+    #[inline]
     fn held(&self, were_enabled: bool) {
         match I::this_cpu() {
             Some(cpu) => cpu.enter(were_enabled),
@@ -326,12 +343,14 @@ unsafe impl<I: InterruptControl> RawMutex for RawIrqSpinlock<I> {
     // The guard must be dropped on the CPU whose interrupts it disabled.
     type GuardMarker = GuardNoSend;
 
+    #[inline]
     fn lock(&self) {
         let were_enabled = I::disable();
         self.lock.lock();
         self.held(were_enabled);
     }
 
+    #[inline]
     fn try_lock(&self) -> bool {
         let were_enabled = I::disable();
         if self.lock.try_lock() {
@@ -343,6 +362,7 @@ unsafe impl<I: InterruptControl> RawMutex for RawIrqSpinlock<I> {
         }
     }
 
+    #[inline]
     unsafe fn unlock(&self) {
         let restore = match I::this_cpu() {
             Some(cpu) => cpu.leave(),
