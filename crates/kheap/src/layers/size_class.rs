@@ -37,6 +37,18 @@ const BY_EIGHTHS: [u8; SizeClass::MAX_SIZE / LINEAR_STEP + 1] = {
     table
 };
 
+/// The size of every class, by index: read on every allocate and free, so a table rather than
+/// the shifts of [`SizeClass::computed_size`].
+const SIZES: [u16; SizeClass::COUNT] = {
+    let mut table = [0; SizeClass::COUNT];
+    let mut i = 0;
+    while i < table.len() {
+        table[i] = SizeClass::computed_size(i) as u16;
+        i += 1;
+    }
+    table
+};
+
 /// One size class: an index into the table of class sizes.
 ///
 /// ```
@@ -66,7 +78,7 @@ impl SizeClass {
 
     /// The class of a request of `size` bytes (alignment already folded into the size): one
     /// table read, since every class boundary is a multiple of 8 bytes.
-    #[inline]
+    #[inline(always)]
     const fn for_size(size: usize) -> Option<Self> {
         if size > Self::MAX_SIZE {
             return None;
@@ -96,9 +108,14 @@ impl SizeClass {
     /// The class's size is a multiple of `layout.align()`: rounding the size up to the alignment
     /// first makes it a multiple of it, and a class step that is smaller than the alignment
     /// divides it, so the class size is that rounded size itself.
-    #[inline]
+    #[inline(always)]
     pub const fn for_layout(layout: Layout) -> Option<Self> {
         let align = layout.align();
+        if align <= LINEAR_STEP {
+            // Every class size is a multiple of 8, so of `align`: the size alone decides, and
+            // the empty size already reads the smallest class.
+            return Self::for_size(layout.size());
+        }
         if align > Self::MAX_SIZE {
             return None;
         }
@@ -119,7 +136,7 @@ impl SizeClass {
     }
 
     /// The position of the class in the table, `0..COUNT`, smallest first.
-    #[inline]
+    #[inline(always)]
     pub const fn index(self) -> usize {
         self.index as usize
     }
@@ -127,9 +144,14 @@ impl SizeClass {
     /// The class's object size in bytes. Every request of the class is at most this size and,
     /// for a request of `n` bytes, more than `n - 8` when `n <= 128` and more than `7n / 8`
     /// above.
-    #[inline]
+    #[inline(always)]
     pub const fn size(self) -> usize {
-        let index = self.index as usize;
+        SIZES[self.index as usize] as usize
+    }
+
+    /// The size of the class with index `index < COUNT`, computed: what [`SIZES`] is built
+    /// from.
+    const fn computed_size(index: usize) -> usize {
         if index < LINEAR_CLASSES {
             (index + 1) * LINEAR_STEP
         } else {
@@ -171,6 +193,7 @@ mod tests {
         assert_eq!(SizeClass::COUNT, 40);
         assert!(sizes.windows(2).all(|w| w[0] < w[1]), "{sizes:?}");
         assert_eq!(sizes[0], 8);
+        assert!((0..SizeClass::COUNT).all(|i| sizes[i] == SizeClass::computed_size(i)), "table");
         assert_eq!(*sizes.last().unwrap(), SizeClass::MAX_SIZE);
         assert!(SizeClass::from_index(SizeClass::COUNT).is_none());
     }
