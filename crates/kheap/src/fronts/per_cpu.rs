@@ -63,10 +63,12 @@ use magazine::{capacity, max_cached_bytes_per_cpu, Magazine};
 ///
 /// A free of a pointer that is not aligned for its layout's class, or of an object still in
 /// the calling CPU's magazine (a double free), goes to the front's [`MisuseHook`] (after the
-/// magazine's lock is released) and changes nothing. A double free found when a magazine is
-/// flushed is reported by the shared front's hook. Other misuse (a wrong layout, a foreign
-/// pointer, a double free of an object cached by another CPU) is not detected here: as for any
-/// heap, undetected misuse is undefined behaviour.
+/// magazine's lock is released) and changes nothing; a small filter per magazine keeps that
+/// check from scanning the magazine on almost every free, and nothing is written into cached
+/// objects. A double free found when a magazine is flushed is reported by the shared front's
+/// hook. Other misuse (a wrong layout, a foreign pointer, a double free of an object cached by
+/// another CPU) is not detected here: as for any heap, undetected misuse is undefined
+/// behaviour.
 ///
 /// ```
 /// use core::alloc::{GlobalAlloc, Layout};
@@ -122,10 +124,6 @@ struct Cache {
     /// Invariant: `magazines[i]` holds objects of `SizeClass::from_index(i)`, at most its
     /// `capacity`.
     magazines: [Magazine; SizeClass::COUNT],
-    /// Invariant: the number of objects in `magazines`.
-    cached_objects: usize,
-    /// Invariant: the sum of their class sizes.
-    cached_bytes: usize,
     /// Wrapping sum of `requested − class size` over the small allocations this cache served,
     /// minus the same over the frees it took: what turns the shared front's count of class
     /// sizes into the callers' requested bytes.
@@ -157,10 +155,23 @@ pub struct CpuCacheStats {
 }
 
 impl Cache {
+    /// The objects in the magazines: counted when asked, not kept up to date by every
+    /// allocate and free.
+    fn cached_objects(&self) -> usize {
+        self.magazines.iter().map(Magazine::len).sum()
+    }
+
+    /// Their bytes (class sizes).
+    fn cached_bytes(&self) -> usize {
+        self.magazines
+            .iter()
+            .enumerate()
+            .filter_map(|(index, magazine)| Some(magazine.len() * SizeClass::from_index(index)?.size()))
+            .sum()
+    }
+
     const EMPTY: Cache = Cache {
         magazines: [Magazine::EMPTY; SizeClass::COUNT],
-        cached_objects: 0,
-        cached_bytes: 0,
         requested_adjust: 0,
         counters: CpuCacheStats {
             cached_objects: 0,
@@ -239,16 +250,13 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
             Some(block) => block,
             None => {
                 let wanted = capacity(class) / 2;
+                self.wait_for_shared();
                 let got = self.shared.allocate_batch(class.layout(), magazine.room(wanted));
                 magazine.filled(got);
-                cache.cached_objects += got;
-                cache.cached_bytes += got * class.size();
                 cache.counters.refills += 1;
                 magazine.pop().ok_or(AllocError)?
             }
         };
-        cache.cached_objects -= 1;
-        cache.cached_bytes -= class.size();
         cache.requested_adjust = cache.requested_adjust.wrapping_add(adjustment(layout, class));
         cache.counters.allocations += 1;
         Ok(NonNull::slice_from_raw_parts(block, class.size()))
@@ -258,10 +266,10 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
     /// front, with the class layout so the object can join any magazine later.
     #[cold]
     fn allocate_bypassing(&self, layout: Layout, class: SizeClass) -> Result<NonNull<[u8]>, AllocError> {
-        let block = self.shared.allocate(class.layout())?;
+        let block = self.shared.allocate(class.layout())?.cast::<u8>();
         self.bypasses.fetch_add(1, Ordering::Relaxed);
         self.bypass_adjust.fetch_add(adjustment(layout, class), Ordering::Relaxed);
-        Ok(NonNull::slice_from_raw_parts(block.cast(), class.size()))
+        Ok(NonNull::slice_from_raw_parts(block, class.size()))
     }
 
     /// A small free: onto the calling CPU's magazine, whose oldest half is flushed when full.
@@ -288,17 +296,14 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
         let capacity = capacity(class);
         if magazine.len() >= capacity {
             let half = capacity / 2;
+            self.wait_for_shared();
             // SAFETY: the magazine's objects are distinct blocks of the shared front with the
             // class layout, held by no caller (the `Cache` invariant).
             unsafe { self.shared.deallocate_batch(magazine.oldest(half), class.layout()) };
             magazine.forget_oldest(half);
-            cache.cached_objects -= half;
-            cache.cached_bytes -= half * class.size();
             cache.counters.flushes += 1;
         }
         magazine.push(ptr);
-        cache.cached_objects += 1;
-        cache.cached_bytes += class.size();
         cache.requested_adjust = cache.requested_adjust.wrapping_sub(adjustment(layout, class));
         cache.counters.frees += 1;
     }
@@ -314,6 +319,17 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
         unsafe { self.shared.deallocate(ptr, class.layout()) };
         self.bypasses.fetch_add(1, Ordering::Relaxed);
         self.bypass_adjust.fetch_sub(adjustment(layout, class), Ordering::Relaxed);
+    }
+
+    /// Waits, the kernel's way ([`CpuId::relax`]), while the shared front is busy, so a CPU
+    /// about to refill or flush does not spin inside the front's lock while its holder waits
+    /// for a core (host threads outnumbering cores). A hint: the front may be taken again
+    /// before the caller gets to it, and then its own lock waits.
+    #[inline]
+    fn wait_for_shared(&self) {
+        while self.shared.is_busy() {
+            C::relax();
+        }
     }
 
     /// Hands a misuse to the hook; no magazine lock is held.
@@ -345,8 +361,6 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
             cache.counters.flushes += 1;
             returned += count;
         }
-        cache.cached_objects = 0;
-        cache.cached_bytes = 0;
         returned
     }
 
@@ -360,8 +374,8 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
     pub fn cpu_stats(&self, cpu: usize) -> Option<CpuCacheStats> {
         let cache = self.slots.get(cpu)?.cache.lock();
         Some(CpuCacheStats {
-            cached_objects: cache.cached_objects,
-            cached_bytes: cache.cached_bytes,
+            cached_objects: cache.cached_objects(),
+            cached_bytes: cache.cached_bytes(),
             ..cache.counters
         })
     }
@@ -369,7 +383,7 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
     /// The bytes all CPUs' caches hold now (class sizes): memory the shared front counts as
     /// allocated that no caller holds. At most `CPUS ×` [`MAX_CACHED_BYTES_PER_CPU`](Self::MAX_CACHED_BYTES_PER_CPU).
     pub fn cached_bytes(&self) -> usize {
-        self.slots.iter().map(|slot| slot.cache.lock().cached_bytes).sum()
+        self.slots.iter().map(|slot| slot.cache.lock().cached_bytes()).sum()
     }
 
     /// How many small allocations and frees found their CPU's cache busy and went to the
@@ -387,8 +401,8 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
         let mut adjust = self.bypass_adjust.load(Ordering::Relaxed);
         for slot in &self.slots {
             let cache = slot.cache.lock();
-            cached_objects += cache.cached_objects;
-            cached_bytes += cache.cached_bytes;
+            cached_objects += cache.cached_objects();
+            cached_bytes += cache.cached_bytes();
             adjust = adjust.wrapping_add(cache.requested_adjust);
         }
         let mut stats = self.shared.stats();
@@ -410,7 +424,10 @@ unsafe impl<F: Front, C: CpuId, const CPUS: usize> Front for PerCpu<F, C, CPUS> 
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         match SizeClass::for_layout(layout) {
             Some(class) => self.allocate_small(layout, class),
-            None => self.shared.allocate(layout),
+            None => {
+                self.wait_for_shared();
+                self.shared.allocate(layout)
+            }
         }
     }
 
@@ -419,8 +436,11 @@ unsafe impl<F: Front, C: CpuId, const CPUS: usize> Front for PerCpu<F, C, CPUS> 
         match SizeClass::for_layout(layout) {
             // SAFETY: (1), (2): a live allocation of this front with `layout`.
             Some(class) => unsafe { self.deallocate_small(ptr, layout, class) },
-            // SAFETY: (1), (2): large blocks are the shared front's, with `layout`.
-            None => unsafe { self.shared.deallocate(ptr, layout) },
+            None => {
+                self.wait_for_shared();
+                // SAFETY: (1), (2): large blocks are the shared front's, with `layout`.
+                unsafe { self.shared.deallocate(ptr, layout) }
+            }
         }
     }
 
@@ -467,16 +487,14 @@ unsafe impl<F: Front, C: CpuId, const CPUS: usize> Front for PerCpu<F, C, CPUS> 
         if let Some(mut guard) = self.this_cpu() {
             let cache = &mut *guard;
             if let Some(block) = cache.magazines[class.index()].pop() {
-                cache.cached_objects -= 1;
-                cache.cached_bytes -= class.size();
                 cache.requested_adjust = cache.requested_adjust.wrapping_add(adjustment(layout, class));
                 cache.counters.allocations += 1;
                 return Ok(NonNull::slice_from_raw_parts(block, class.size()));
             }
         }
-        let block = self.shared.try_allocate(class.layout())?;
+        let block = self.shared.try_allocate(class.layout())?.cast::<u8>();
         self.bypass_adjust.fetch_add(adjustment(layout, class), Ordering::Relaxed);
-        Ok(NonNull::slice_from_raw_parts(block.cast(), class.size()))
+        Ok(NonNull::slice_from_raw_parts(block, class.size()))
     }
 
     /// The shared front's largest free block, or the largest class some CPU has cached if
