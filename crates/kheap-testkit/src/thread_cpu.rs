@@ -44,4 +44,10 @@ impl CpuId for ThreadCpu {
             })
             .unwrap_or(0)
     }
+
+    /// Yields: the thread holding the shared front's lock may be waiting for a core (more
+    /// threads than cores), and spinning would only delay it.
+    fn relax() {
+        std::thread::yield_now();
+    }
 }

@@ -38,4 +38,14 @@ pub trait CpuId {
     /// The index of the CPU the caller runs on now, from `0`; a front takes it modulo its CPU
     /// count. Must not allocate.
     fn current() -> usize;
+
+    /// What the caller does while it waits for the shared front (its lock held by another
+    /// CPU): called in a loop until the front is free. The default spins, right for a kernel,
+    /// where the holder runs with interrupts masked and cannot be preempted. Where the holder
+    /// *can* be preempted (host threads, more threads than cores) spinning burns the waiter's
+    /// time slice while the holder waits for a core; yield there instead. Must not allocate.
+    #[inline]
+    fn relax() {
+        core::hint::spin_loop();
+    }
 }

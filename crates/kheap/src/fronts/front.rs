@@ -92,6 +92,14 @@ pub unsafe trait Front {
         self.stats().largest_free_block
     }
 
+    /// Whether a call now would wait for another CPU (the front's lock is held): a hint, which
+    /// may change at once, for a caller with a better way to wait than the front's own
+    /// ([`PerCpu`](crate::PerCpu) waits with [`CpuId::relax`](crate::CpuId::relax)). The
+    /// default, for fronts without a lock, is never.
+    fn is_busy(&self) -> bool {
+        false
+    }
+
     /// Allocates up to `out.len()` blocks of one `layout` (of non-zero size), writing them to
     /// the start of `out`; returns how many. A front over a lock takes it once for the whole
     /// batch (what a per-CPU cache refilling a magazine wants). It grows the heap like
@@ -159,6 +167,10 @@ unsafe impl<T: Front + ?Sized> Front for &T {
 
     fn largest_free_block(&self) -> usize {
         (**self).largest_free_block()
+    }
+
+    fn is_busy(&self) -> bool {
+        (**self).is_busy()
     }
 
     fn allocate_batch(&self, layout: Layout, out: &mut [NonNull<u8>]) -> usize {

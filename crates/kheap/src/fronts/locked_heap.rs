@@ -608,6 +608,11 @@ unsafe impl<R: RawMutex, H: RawHeap> Front for LockedHeap<R, H> {
     /// Takes the lock once for the whole batch; reports the first misuse (if any) to the hook
     /// after releasing it. The heap refuses a misused block without change and the rest of
     /// the batch still goes back.
+    #[inline]
+    fn is_busy(&self) -> bool {
+        self.heap.is_locked()
+    }
+
     unsafe fn deallocate_batch(&self, blocks: &[NonNull<u8>], layout: Layout) {
         let mut first_misuse = None;
         let mut surplus = [None; MAX_GROWN];
