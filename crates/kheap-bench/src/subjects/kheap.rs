@@ -79,6 +79,17 @@ fn per_cpu(arena: &Arena) -> Result<Heap, String> {
     Ok(heap)
 }
 
+/// Per-CPU magazines in front of the default heap behind the shared lock.
+fn per_cpu_heap(arena: &Arena) -> Result<Heap, String> {
+    let heap = Box::new(PerCpu::<_, ThreadCpu, PER_CPU_CPUS>::new(LockedHeap::<RawSpinlock, _>::new(
+        DefaultHeap::new(),
+    )));
+    // SAFETY: as in `over_arena`: the arena is this heap's alone while the job runs.
+    unsafe { heap.shared().add_region_raw(arena.start, arena.len) }
+        .map_err(|e| format!("arena refused: {e:?}"))?;
+    Ok(heap)
+}
+
 pub fn subjects() -> Vec<Subject> {
     let kheap = |name, config, build| Subject { name, family: Family::Kheap, config, build, in_arena: true };
     vec![
@@ -111,6 +122,11 @@ pub fn subjects() -> Vec<Subject> {
             "kheap-percpu",
             "kheap PerCpu<LockedHeap<RawSpinlock, TlsfHeap>, ThreadCpu, 8>: per-CPU magazines (thread i = CPU i)",
             per_cpu,
+        ),
+        kheap(
+            "kheap-percpu-heap",
+            "kheap PerCpu<LockedHeap<RawSpinlock, Heap>, ThreadCpu, 8>: per-CPU magazines over the default heap",
+            per_cpu_heap,
         ),
     ]
 }
