@@ -46,6 +46,6 @@ pub trait CpuId {
     /// time slice while the holder waits for a core; yield there instead. Must not allocate.
     #[inline]
     fn relax() {
-        core::hint::spin_loop();
+        crate::sync::spin_loop();
     }
 }

@@ -1,5 +1,6 @@
 //! `PerCpu`: per-CPU magazines of small objects in front of a shared front.
 
+mod depot;
 mod magazine;
 #[cfg(test)]
 mod tests;
@@ -14,6 +15,7 @@ use crate::{
     panic_on_misuse, AllocError, CpuId, Front, HeapStats, Misuse, MisuseHook, MisuseKind, RawIrqSpinlock,
     SizeClass,
 };
+use depot::{max_depot_bytes, Depot};
 use magazine::{capacity, max_cached_bytes_per_cpu, Magazine};
 
 /// Per-CPU caches of small objects in front of a shared front `F` (such as a
@@ -29,6 +31,14 @@ use magazine::{capacity, max_cached_bytes_per_cpu, Magazine};
 /// flushes its oldest half to the shared front, again under one lock
 /// ([`Front::deallocate_batch`]). After a refill or a flush the magazine is half full, so an
 /// allocate/free pair at either edge never moves objects back and forth (hysteresis).
+///
+/// Between the magazines and the shared front sits a *depot* of up to 32 batches (each half
+/// a magazine): a flush stores its half there while a slot is free, and a refill takes a batch
+/// of its class from there before it asks the shared front. When one CPU allocates what another
+/// frees, objects then travel from the freeing CPU to the allocating one as a copy of at most
+/// 16 pointers under the depot's short-held lock, not as one free and one allocate per object
+/// under the shared front's. A CPU that finds the depot or the shared front busy spins briefly,
+/// then waits the kernel's way ([`CpuId::relax`]).
 ///
 /// Every object of a class is a block the shared front handed out with the class's
 /// [`layout`](SizeClass::layout), so any two are interchangeable: a block freed on another CPU
@@ -50,14 +60,15 @@ use magazine::{capacity, max_cached_bytes_per_cpu, Magazine};
 /// # Memory held, statistics
 ///
 /// The caches hold at most [`PerCpu::MAX_CACHED_BYTES_PER_CPU`] bytes per CPU (the sum over
-/// the 40 classes of capacity × class size: 128,464 bytes), all of it blocks the shared front
+/// the 40 classes of capacity × class size: 128,464 bytes) and the depot at most
+/// [`PerCpu::MAX_DEPOT_BYTES`] (65,536 bytes) in all, every byte of it blocks the shared front
 /// counts as allocated. [`drain`](PerCpu::drain) returns one CPU's objects (before the CPU goes
-/// offline: nothing stays stranded), [`drain_all`](PerCpu::drain_all) every CPU's.
-/// [`stats`](Front::stats) counts callers exactly (`live_allocations`, `requested_bytes`);
-/// `free_bytes` and `allocated_bytes` are the shared front's, in which cached objects count as
-/// allocated ([`cached_bytes`](PerCpu::cached_bytes) says how many), so they are exact after a
-/// `drain_all`; `peak_requested_bytes` is the shared front's (class sizes and cached objects
-/// included: an upper bound).
+/// offline: nothing stays stranded), [`drain_all`](PerCpu::drain_all) every CPU's and the
+/// depot's. [`stats`](Front::stats) counts callers exactly (`live_allocations`,
+/// `requested_bytes`); `free_bytes` and `allocated_bytes` are the shared front's, in which
+/// cached objects count as allocated ([`cached_bytes`](PerCpu::cached_bytes) says how many),
+/// so they are exact after a `drain_all`; `peak_requested_bytes` is the shared front's (class
+/// sizes and cached objects included: an upper bound).
 ///
 /// # Misuse
 ///
@@ -103,6 +114,8 @@ pub struct PerCpu<F, C: CpuId, const CPUS: usize> {
     /// Invariant: slot `i` holds the caches of CPU `i`; every object in them is a block of
     /// `shared` allocated with its class layout and held by no caller.
     slots: [Slot<C>; CPUS],
+    /// Full batches on their way from CPUs that free to CPUs that allocate.
+    depot: DepotSlot<C>,
     /// Called with no magazine lock held when a free is detected as misuse.
     on_misuse: MisuseHook,
     /// Wrapping sum of `requested − class size` over the small allocations that bypassed a busy
@@ -117,6 +130,14 @@ pub struct PerCpu<F, C: CpuId, const CPUS: usize> {
 #[repr(align(128))]
 struct Slot<C: CpuId> {
     cache: Mutex<RawIrqSpinlock<C::Interrupts>, Cache>,
+}
+
+/// The depot, alone on its cache lines. Its lock masks interrupts like a CPU's: it is taken
+/// with a CPU's cache held (interrupts already masked) and also without (`drain_all`, the
+/// statistics), where an interrupt handler that allocates must not find it held.
+#[repr(align(128))]
+struct DepotSlot<C: CpuId> {
+    depot: Mutex<RawIrqSpinlock<C::Interrupts>, Depot>,
 }
 
 /// One CPU's magazines and counters.
@@ -196,6 +217,24 @@ impl<C: CpuId> Slot<C> {
     }
 }
 
+/// Spins a CPU does on a busy lock before it waits its kernel's way ([`CpuId::relax`]): about
+/// what a holder of the depot or of the shared front needs for a batch, so a holder that is
+/// running is waited for cheaply, and only one that is not (preempted) costs a yield.
+const SPINS_BEFORE_RELAX: u32 = 128;
+
+/// One round of waiting for a busy lock, the `waited`-th: a spin, or `relax` once the spins are
+/// spent. Returns the next round's count.
+#[inline]
+fn wait(waited: u32, relax: fn()) -> u32 {
+    if waited < SPINS_BEFORE_RELAX {
+        crate::sync::spin_loop();
+        waited + 1
+    } else {
+        relax();
+        waited
+    }
+}
+
 /// `requested − class size`, as a wrapping difference.
 #[inline(always)]
 fn adjustment(layout: Layout, class: SizeClass) -> usize {
@@ -207,12 +246,22 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
     /// (128,464 bytes with 64-bit or 32-bit pointers alike).
     pub const MAX_CACHED_BYTES_PER_CPU: usize = max_cached_bytes_per_cpu();
 
+    /// The most bytes the depot holds, whatever the CPU count: 32 batches of half a magazine
+    /// (at most 2 KiB each), 65,536 bytes.
+    pub const MAX_DEPOT_BYTES: usize = max_depot_bytes();
+
     /// Caches in front of `shared`, all empty; misuse reported with [`panic_on_misuse`].
     /// `const`, so it can initialise a `static`.
     pub const fn new(shared: F) -> Self {
         PerCpu {
             shared,
             slots: [const { Slot::new() }; CPUS],
+            depot: DepotSlot {
+                depot: Mutex::const_new(
+                    <RawIrqSpinlock<C::Interrupts> as lock_api::RawMutex>::INIT,
+                    Depot::EMPTY,
+                ),
+            },
             on_misuse: panic_on_misuse,
             bypass_adjust: AtomicUsize::new(0),
             bypasses: AtomicUsize::new(0),
@@ -248,18 +297,73 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
         let magazine = &mut cache.magazines[class.index()];
         let block = match magazine.pop() {
             Some(block) => block,
-            None => {
-                let wanted = capacity(class) / 2;
-                self.wait_for_shared();
-                let got = self.shared.allocate_batch(class.layout(), magazine.room(wanted));
-                magazine.filled(got);
-                cache.counters.refills += 1;
-                magazine.pop().ok_or(AllocError)?
-            }
+            None => self.refill(cache, class).ok_or(AllocError)?,
         };
         cache.requested_adjust = cache.requested_adjust.wrapping_add(adjustment(layout, class));
         cache.counters.allocations += 1;
         Ok(NonNull::slice_from_raw_parts(block, class.size()))
+    }
+
+    /// Refills the calling CPU's empty magazine of `class` with half its capacity, from the
+    /// depot if it has a batch of the class, else from the shared front; returns one object.
+    #[cold]
+    #[inline(never)]
+    fn refill(&self, cache: &mut Cache, class: SizeClass) -> Option<NonNull<u8>> {
+        let magazine = &mut cache.magazines[class.index()];
+        // The depot's guard is a temporary: released before the shared front is called.
+        if self.lock_depot().refill(class, magazine) == 0 {
+            let wanted = capacity(class) / 2;
+            self.wait_for_shared();
+            let got = self.shared.allocate_batch(class.layout(), magazine.room(wanted));
+            magazine.filled(got);
+        }
+        cache.counters.refills += 1;
+        magazine.pop()
+    }
+
+    /// Makes room in the calling CPU's full magazine of `class`: its oldest half goes to the
+    /// depot if it has a free slot, else back to the shared front.
+    #[cold]
+    #[inline(never)]
+    fn flush(&self, cache: &mut Cache, class: SizeClass) {
+        let magazine = &mut cache.magazines[class.index()];
+        // The depot's guard is a temporary: released before the shared front is called.
+        if !self.lock_depot().store(class, magazine) {
+            let half = capacity(class) / 2;
+            self.wait_for_shared();
+            // SAFETY: the magazine's objects are distinct blocks of the shared front with the
+            // class layout, held by no caller (the `Cache` invariant).
+            unsafe { self.shared.deallocate_batch(magazine.oldest(half), class.layout()) };
+            magazine.forget_oldest(half);
+        }
+        cache.counters.flushes += 1;
+    }
+
+    /// The depot, locked; waits the kernel's way ([`CpuId::relax`]) while another CPU has it.
+    #[inline]
+    fn lock_depot(&self) -> MutexGuard<'_, RawIrqSpinlock<C::Interrupts>, Depot> {
+        let mut waited = 0;
+        loop {
+            if let Some(depot) = self.depot.depot.try_lock() {
+                return depot;
+            }
+            waited = wait(waited, C::relax);
+        }
+    }
+
+    /// Returns every batch in the depot to the shared front; returns how many objects went.
+    fn empty_depot(&self) -> usize {
+        let mut returned = 0;
+        for class in (0..SizeClass::COUNT).filter_map(SizeClass::from_index) {
+            // The depot's guard is a temporary: released before the shared front is called.
+            while let Some((objects, len)) = self.lock_depot().take(class) {
+                // SAFETY: a batch's objects are distinct blocks of the shared front with the
+                // class layout, held by no caller (the `Depot` invariant), now taken out.
+                unsafe { self.shared.deallocate_batch(&objects[..len], class.layout()) };
+                returned += len;
+            }
+        }
+        returned
     }
 
     /// A small allocation while the calling CPU's cache is busy: straight from the shared
@@ -293,17 +397,10 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
             drop(guard);
             return self.report(&Misuse::new(MisuseKind::DoubleFree, ptr.as_ptr(), layout));
         }
-        let capacity = capacity(class);
-        if magazine.len() >= capacity {
-            let half = capacity / 2;
-            self.wait_for_shared();
-            // SAFETY: the magazine's objects are distinct blocks of the shared front with the
-            // class layout, held by no caller (the `Cache` invariant).
-            unsafe { self.shared.deallocate_batch(magazine.oldest(half), class.layout()) };
-            magazine.forget_oldest(half);
-            cache.counters.flushes += 1;
+        if magazine.len() >= capacity(class) {
+            self.flush(cache, class);
         }
-        magazine.push(ptr);
+        cache.magazines[class.index()].push(ptr);
         cache.requested_adjust = cache.requested_adjust.wrapping_sub(adjustment(layout, class));
         cache.counters.frees += 1;
     }
@@ -327,8 +424,9 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
     /// before the caller gets to it, and then its own lock waits.
     #[inline]
     fn wait_for_shared(&self) {
+        let mut waited = 0;
         while self.shared.is_busy() {
-            C::relax();
+            waited = wait(waited, C::relax);
         }
     }
 
@@ -364,9 +462,10 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
         returned
     }
 
-    /// [`drain`](Self::drain)s every CPU; returns how many objects went back.
+    /// [`drain`](Self::drain)s every CPU and empties the depot; returns how many objects went
+    /// back.
     pub fn drain_all(&self) -> usize {
-        (0..CPUS).map(|cpu| self.drain(cpu)).sum()
+        (0..CPUS).map(|cpu| self.drain(cpu)).sum::<usize>() + self.empty_depot()
     }
 
     /// What CPU `cpu`'s cache did and holds (`None` beyond the CPU count). Waits if that CPU is
@@ -380,10 +479,13 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
         })
     }
 
-    /// The bytes all CPUs' caches hold now (class sizes): memory the shared front counts as
-    /// allocated that no caller holds. At most `CPUS ×` [`MAX_CACHED_BYTES_PER_CPU`](Self::MAX_CACHED_BYTES_PER_CPU).
+    /// The bytes all CPUs' caches and the depot hold now (class sizes): memory the shared front
+    /// counts as allocated that no caller holds. At most `CPUS ×`
+    /// [`MAX_CACHED_BYTES_PER_CPU`](Self::MAX_CACHED_BYTES_PER_CPU) `+`
+    /// [`MAX_DEPOT_BYTES`](Self::MAX_DEPOT_BYTES).
     pub fn cached_bytes(&self) -> usize {
-        self.slots.iter().map(|slot| slot.cache.lock().cached_bytes()).sum()
+        self.slots.iter().map(|slot| slot.cache.lock().cached_bytes()).sum::<usize>()
+            + self.lock_depot().held().1
     }
 
     /// How many small allocations and frees found their CPU's cache busy and went to the
@@ -405,6 +507,9 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
             cached_bytes += cache.cached_bytes();
             adjust = adjust.wrapping_add(cache.requested_adjust);
         }
+        let (depot_objects, depot_bytes) = self.lock_depot().held();
+        cached_objects += depot_objects;
+        cached_bytes += depot_bytes;
         let mut stats = self.shared.stats();
         stats.live_allocations = stats.live_allocations.wrapping_sub(cached_objects);
         stats.requested_bytes = stats.requested_bytes.wrapping_sub(cached_bytes).wrapping_add(adjust);
@@ -508,6 +613,7 @@ unsafe impl<F: Front, C: CpuId, const CPUS: usize> Front for PerCpu<F, C, CPUS> 
                 let index = cache.magazines.iter().rposition(|magazine| magazine.len() > 0)?;
                 SizeClass::from_index(index).map(SizeClass::size)
             })
+            .chain(self.lock_depot().largest_class().map(SizeClass::size))
             .max()
             .unwrap_or(0);
         self.shared.largest_free_block().max(cached)

@@ -88,14 +88,17 @@ fn the_memory_bound_is_the_sum_of_capacity_times_size_and_full_caches_reach_it()
         }
         held.extend(blocks.into_iter().map(|block| (block, class.layout())));
     }
-    assert_eq!(heap.cached_bytes(), Caches::MAX_CACHED_BYTES_PER_CPU);
     assert_eq!(heap.cpu_stats(1).unwrap().cached_bytes, Caches::MAX_CACHED_BYTES_PER_CPU);
-    // More frees of full magazines cannot raise it: each flushes half first.
+    // More frees of full magazines cannot raise it: each flushes half first (into the depot,
+    // itself bounded, or to the shared heap).
+    assert_eq!(Caches::MAX_DEPOT_BYTES, 65_536, "the figure the documentation states");
     for (block, l) in held {
         // SAFETY: allocated above with `l`, freed once.
         unsafe { Front::deallocate(&heap, block.cast(), l) };
-        assert!(heap.cached_bytes() <= Caches::MAX_CACHED_BYTES_PER_CPU);
+        assert!(heap.cpu_stats(1).unwrap().cached_bytes <= Caches::MAX_CACHED_BYTES_PER_CPU);
     }
+    assert!(heap.cached_bytes() <= Caches::MAX_CACHED_BYTES_PER_CPU + Caches::MAX_DEPOT_BYTES);
+    assert!(heap.depot.depot.lock().held().1 > 0, "the flushes went through the depot");
     assert_whole_after_drain(&heap);
 }
 
@@ -393,4 +396,51 @@ fn the_magazine_filter_finds_every_held_object_and_none_it_gave_back() {
         assert!(magazine.filter_is_exact(), "round {round}: counts left behind");
         assert!(batch.iter().all(|&gone| !magazine.holds(gone)), "round {round}: a stale filter entry");
     }
+}
+
+#[test]
+fn objects_one_cpu_frees_reach_another_through_the_depot_which_is_bounded_and_drained() {
+    let memory = Memory::new(1 << 20);
+    let heap = caches(&memory);
+    let l = layout(64, 8);
+    let class = class_of(l);
+    let half = capacity(class) / 2;
+    // CPU 0 allocates, CPU 1 frees: CPU 1's magazine fills and flushes half into the depot.
+    let blocks: Vec<_> = (0..4 * half).map(|_| Front::allocate(&heap, l).unwrap()).collect();
+    on_cpu(1);
+    for block in &blocks {
+        // SAFETY: allocated above with `l`, freed once.
+        unsafe { Front::deallocate(&heap, block.cast(), l) };
+    }
+    let depot_batches = heap.depot.depot.lock().batches_of(class);
+    assert!(depot_batches >= 1, "a flush went to the depot");
+    // CPU 0's refills now come from the depot: the shared heap hands out nothing more.
+    on_cpu(0);
+    let shared_live = heap.shared().stats().live_allocations;
+    let again: Vec<_> = (0..depot_batches * half).map(|_| Front::allocate(&heap, l).unwrap()).collect();
+    assert_eq!(heap.shared().stats().live_allocations, shared_live, "refilled from the depot");
+    assert_eq!(heap.depot.depot.lock().batches_of(class), 0);
+    // SAFETY: allocated above with `l`, freed once each.
+    unsafe {
+        for block in again {
+            Front::deallocate(&heap, block.cast(), l);
+        }
+    }
+    // Flushes beyond the depot's slots go to the shared heap: the depot never holds more than
+    // its bound, whatever flows through it.
+    let many: Vec<_> =
+        (0..(depot::DEPOT_BATCHES + 4) * half).map(|_| Front::allocate(&heap, l).unwrap()).collect();
+    on_cpu(1);
+    for block in many {
+        // SAFETY: allocated above with `l`, freed once.
+        unsafe { Front::deallocate(&heap, block.cast(), l) };
+    }
+    assert!(heap.depot.depot.lock().held().1 <= Caches::MAX_DEPOT_BYTES);
+    assert_eq!(
+        heap.depot.depot.lock().batches_of(class),
+        depot::DEPOT_BATCHES,
+        "every slot used, then the shared heap"
+    );
+    assert_whole_after_drain(&heap);
+    assert_eq!(heap.depot.depot.lock().held(), (0, 0), "drain_all empties the depot");
 }
