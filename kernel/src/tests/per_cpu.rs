@@ -1,5 +1,5 @@
 //! All harts allocate and free through kheap's per-CPU front (`PerCpu`, hart id from `tp`) over
-//! one shared TLSF heap, freeing each other's blocks; afterwards, once every hart's cache is
+//! one shared default heap, freeing each other's blocks; afterwards, once every hart's cache is
 //! drained, every byte must be back. Prints what each hart's cache did.
 
 use alloc::vec::Vec;
@@ -7,9 +7,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use kheap::{
-    CpuId, Front, LockedHeap, PerCpu, RawIrqSpinlock, RiscvSupervisorInterrupts, StaticArena, TlsfHeap,
-};
+use kheap::{CpuId, Front, Heap, LockedHeap, PerCpu, RawIrqSpinlock, RiscvSupervisorInterrupts, StaticArena};
 
 use super::{ensure, ensure_eq, TestResult};
 use crate::config::SEED;
@@ -38,10 +36,10 @@ impl CpuId for Hart {
 }
 
 static ARENA: StaticArena<{ 1 << 20 }> = StaticArena::new();
-type Shared = LockedHeap<RawIrqSpinlock<RiscvSupervisorInterrupts>, TlsfHeap>;
-/// Per-hart magazines in front of a TLSF heap over its own 1 MiB arena.
+type Shared = LockedHeap<RawIrqSpinlock<RiscvSupervisorInterrupts>, Heap>;
+/// Per-hart magazines in front of the default heap over its own 1 MiB arena.
 static CACHES: PerCpu<Shared, Hart, MAX_HARTS> =
-    PerCpu::new(LockedHeap::new(TlsfHeap::new()).with_source(&ARENA));
+    PerCpu::new(LockedHeap::new(Heap::new()).with_source(&ARENA));
 
 /// A block of `CACHES` on its way between harts, every byte holding its tag.
 struct Block {
@@ -125,11 +123,18 @@ pub fn harts_share_per_cpu_caches() -> TestResult {
     let stats = CACHES.stats();
     println!(
         "    {} harts x {STEPS} steps: {} cross-hart frees, {in_flight} left in the pool, {} bypasses; \
-         {cached} B cached (bound {} B per hart), {drained} objects drained",
+         {cached} B cached (bound {} B per hart + {} B depot), {drained} objects drained",
         started + 1,
         CROSS_FREES.load(Ordering::Relaxed),
         CACHES.bypasses(),
         PerCpu::<Shared, Hart, MAX_HARTS>::MAX_CACHED_BYTES_PER_CPU,
+        PerCpu::<Shared, Hart, MAX_HARTS>::MAX_DEPOT_BYTES,
+    );
+    ensure!(
+        cached
+            <= MAX_HARTS * PerCpu::<Shared, Hart, MAX_HARTS>::MAX_CACHED_BYTES_PER_CPU
+                + PerCpu::<Shared, Hart, MAX_HARTS>::MAX_DEPOT_BYTES,
+        "the caches held more than their stated bound"
     );
     ensure_eq!(CORRUPT.load(Ordering::Relaxed), 0);
     ensure_eq!(WRONG_HART.load(Ordering::Relaxed), 0);
