@@ -68,19 +68,9 @@ fn guarded_poison(arena: &Arena) -> Result<Heap, String> {
 /// CPUs of the per-CPU subject: one per thread of the largest thread workload.
 const PER_CPU_CPUS: usize = 8;
 
-/// Per-CPU magazines (thread `i` stands for CPU `i`) in front of TLSF behind the shared lock.
+/// Per-CPU magazines (thread `i` stands for CPU `i`) in front of the default heap behind the
+/// shared lock.
 fn per_cpu(arena: &Arena) -> Result<Heap, String> {
-    let heap = Box::new(PerCpu::<_, ThreadCpu, PER_CPU_CPUS>::new(LockedHeap::<RawSpinlock, _>::new(
-        TlsfHeap::new(),
-    )));
-    // SAFETY: as in `over_arena`: the arena is this heap's alone while the job runs.
-    unsafe { heap.shared().add_region_raw(arena.start, arena.len) }
-        .map_err(|e| format!("arena refused: {e:?}"))?;
-    Ok(heap)
-}
-
-/// Per-CPU magazines in front of the default heap behind the shared lock.
-fn per_cpu_heap(arena: &Arena) -> Result<Heap, String> {
     let heap = Box::new(PerCpu::<_, ThreadCpu, PER_CPU_CPUS>::new(LockedHeap::<RawSpinlock, _>::new(
         DefaultHeap::new(),
     )));
@@ -120,13 +110,8 @@ pub fn subjects() -> Vec<Subject> {
         ),
         kheap(
             "kheap-percpu",
-            "kheap PerCpu<LockedHeap<RawSpinlock, TlsfHeap>, ThreadCpu, 8>: per-CPU magazines (thread i = CPU i)",
+            "kheap PerCpu<LockedHeap<RawSpinlock, Heap>, ThreadCpu, 8>: per-CPU magazines and a depot over the default heap (thread i = CPU i)",
             per_cpu,
-        ),
-        kheap(
-            "kheap-percpu-heap",
-            "kheap PerCpu<LockedHeap<RawSpinlock, Heap>, ThreadCpu, 8>: per-CPU magazines over the default heap",
-            per_cpu_heap,
         ),
     ]
 }
