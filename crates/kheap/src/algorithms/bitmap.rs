@@ -72,6 +72,24 @@ impl Bitmap {
         }
     }
 
+    /// Flips the bits of `pattern` (0..=3) in the pair at `bit`: one read and one write for a
+    /// change of state whose old value the caller knows.
+    ///
+    /// # Safety
+    ///
+    /// 1. `bit` is even and `bit + 1 < len_words * usize::BITS`.
+    #[inline]
+    pub(crate) unsafe fn flip_pair(&mut self, bit: usize, pattern: usize) {
+        debug_assert!(pattern <= 0b11 && bit % 2 == 0);
+        // SAFETY: (1) the index is in range and an even `bit` and `bit + 1` share a word; the
+        // type invariant makes the word valid and ours, and `&mut self` means no other access
+        // is in progress.
+        unsafe {
+            let word = self.word(bit);
+            word.write(word.read() ^ pattern << (bit % WORD_BITS));
+        }
+    }
+
     /// Sets `bit`.
     ///
     /// # Safety

@@ -155,6 +155,19 @@ impl<const MAX_ORDER: usize> RegionRecord<MAX_ORDER> {
         unsafe { self.bits.set(bit, value) };
     }
 
+    /// Turns the order-`k` block at `addr` from free to allocated or back (both state bits
+    /// flip), with one read and one write of the bitmap.
+    ///
+    /// # Safety
+    ///
+    /// 1. The block lies inside the span, and its state is `FREE` or `TAKEN` (not both).
+    #[inline]
+    unsafe fn flip_free_taken(&mut self, addr: usize, k: usize) {
+        debug_assert!(matches!(self.state(addr, k), FREE | TAKEN));
+        // SAFETY: (1) a block inside the span has its pair in the bitmap.
+        unsafe { self.bits.flip_pair(self.state_bit(addr, k), FREE | TAKEN) };
+    }
+
     /// The order of the allocated block starting at `addr`, if one does.
     fn taken_order(&self, addr: usize) -> Option<usize> {
         (0..MAX_ORDER).find(|&k| addr % (GRANULE << k) == 0 && self.state(addr, k) & TAKEN != 0)
@@ -348,6 +361,20 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
     /// 2. Its buddy is not free at order `k` (or it has no buddy in the span).
     #[inline]
     unsafe fn push(&mut self, record: NonNull<RegionRecord<MAX_ORDER>>, block: NonNull<u8>, k: usize) {
+        // SAFETY: (1) passed on.
+        unsafe { self.link(block, k) };
+        // SAFETY: (1) the block lies inside the span.
+        unsafe { self.record_mut(record).set_state(block.as_ptr().addr(), k, FREE, true) };
+    }
+
+    /// Puts the block of order `k` at `block` on free list `k`, leaving its state bits to the
+    /// caller.
+    ///
+    /// # Safety
+    ///
+    /// 1. The block is owned heap memory of order `k` that belongs to nobody.
+    #[inline]
+    unsafe fn link(&mut self, block: NonNull<u8>, k: usize) {
         let node = block.cast::<FreeBlock>();
         let head = self.free_lists[k];
         // SAFETY: (1) the block is at least one granule of owned memory that nobody else uses,
@@ -359,8 +386,6 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
         }
         self.free_lists[k] = Some(node);
         self.nonempty |= 1 << k;
-        // SAFETY: (1) the block lies inside the span.
-        unsafe { self.record_mut(record).set_state(block.as_ptr().addr(), k, FREE, true) };
     }
 
     /// Takes the block of order `k` at `block` off free list `k`.
@@ -370,6 +395,20 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
     /// 1. The block is on free list `k` and lies in `record`'s span.
     #[inline]
     unsafe fn unlink(&mut self, record: NonNull<RegionRecord<MAX_ORDER>>, block: NonNull<u8>, k: usize) {
+        // SAFETY: (1) passed on.
+        unsafe { self.detach(block, k) };
+        // SAFETY: (1) the block lies inside the span.
+        unsafe { self.record_mut(record).set_state(block.as_ptr().addr(), k, FREE, false) };
+    }
+
+    /// Takes the block of order `k` at `block` off free list `k`, leaving its state bits to
+    /// the caller.
+    ///
+    /// # Safety
+    ///
+    /// 1. The block is on free list `k`.
+    #[inline]
+    unsafe fn detach(&mut self, block: NonNull<u8>, k: usize) {
         let node = block.cast::<FreeBlock>();
         // SAFETY: (1) the block is on a free list, so it holds a `FreeBlock`.
         let FreeBlock { next, prev } = unsafe { node.read() };
@@ -385,8 +424,6 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
         if self.free_lists[k].is_none() {
             self.nonempty &= !(1 << k);
         }
-        // SAFETY: (1) the block lies inside the span.
-        unsafe { self.record_mut(record).set_state(block.as_ptr().addr(), k, FREE, false) };
     }
 
     /// Frees the block of order `k` at `block`, merging it with its buddies as far as they go.
@@ -628,16 +665,25 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
             debug_assert!(false, "free block outside every region");
             return Err(AllocError);
         };
-        // SAFETY: the block heads free list `j` and lies in `record`'s span.
-        unsafe { self.unlink(record, block, j) };
-        while j > k {
-            j -= 1;
-            // SAFETY: the upper half of a block just taken off the lists is owned by nobody;
-            // its buddy, the lower half, is not free.
-            unsafe { self.push(record, offset(block, GRANULE << j), j) };
+        if j == k {
+            // An exact fit, the common case: free to allocated in one bitmap write.
+            // SAFETY: the block heads free list `k`, lies in `record`'s span, and is free.
+            unsafe {
+                self.detach(block, k);
+                self.record_mut(record).flip_free_taken(block.as_ptr().addr(), k);
+            }
+        } else {
+            // SAFETY: the block heads free list `j` and lies in `record`'s span.
+            unsafe { self.unlink(record, block, j) };
+            while j > k {
+                j -= 1;
+                // SAFETY: the upper half of a block just taken off the lists is owned by
+                // nobody; its buddy, the lower half, is not free.
+                unsafe { self.push(record, offset(block, GRANULE << j), j) };
+            }
+            // SAFETY: the block lies inside the span.
+            unsafe { self.record_mut(record).set_state(block.as_ptr().addr(), k, TAKEN, true) };
         }
-        // SAFETY: the block lies inside the span.
-        unsafe { self.record_mut(record).set_state(block.as_ptr().addr(), k, TAKEN, true) };
         self.free -= GRANULE << k;
         Ok(NonNull::slice_from_raw_parts(block, GRANULE << k))
     }
@@ -653,11 +699,21 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
         let Some(record) = record.filter(|_| allocated && addr % (GRANULE << k) == 0) else {
             return Err(self.diagnose(ptr, layout, k));
         };
-        // SAFETY: the block lies inside the span (its state bit is set).
-        unsafe { self.record_mut(record).set_state(addr, k, TAKEN, false) };
-        // SAFETY: the block was allocated at order `k` (its bit said so), so it lies in the span
-        // outside the bookkeeping, and it is now neither free nor marked allocated.
-        unsafe { self.free_block(record, ptr, k) };
+        if k + 1 == MAX_ORDER || !self.record(record).is_free(addr ^ (GRANULE << k), k) {
+            // No merge, the common case: allocated to free in one bitmap write.
+            // SAFETY: the block was allocated at order `k` (its bit said so): it lies in the
+            // span outside the bookkeeping, belongs to the heap again, and its state is TAKEN.
+            unsafe {
+                self.link(ptr, k);
+                self.record_mut(record).flip_free_taken(addr, k);
+            }
+        } else {
+            // SAFETY: the block lies inside the span (its state bit is set).
+            unsafe { self.record_mut(record).set_state(addr, k, TAKEN, false) };
+            // SAFETY: the block was allocated at order `k` (its bit said so), so it lies in
+            // the span outside the bookkeeping, and it is now neither free nor marked allocated.
+            unsafe { self.free_block(record, ptr, k) };
+        }
         self.free += GRANULE << k;
         Ok(())
     }
