@@ -39,8 +39,9 @@ pub trait CpuId {
     /// count. Must not allocate.
     fn current() -> usize;
 
-    /// What the caller does while it waits for the shared front (its lock held by another
-    /// CPU): called in a loop until the front is free. The default spins, right for a kernel,
+    /// What the caller does while it waits for a lock another CPU holds (the per-CPU front's
+    /// depot, or the shared front), after a short spin: called in a loop until the lock is
+    /// free. The default spins, right for a kernel,
     /// where the holder runs with interrupts masked and cannot be preempted. Where the holder
     /// *can* be preempted (host threads, more threads than cores) spinning burns the waiter's
     /// time slice while the holder waits for a core; yield there instead. Must not allocate.
