@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kheap::lock_api::RawMutex;
 use kheap::{
-    AllocError, BuddyHeap, CpuId, CpuInterruptNesting, Front, HeapUsage, InterruptControl, InvariantError,
-    LockedHeap, Misuse, NoInterrupts, Part, PerCpu, RawHeap, RawIrqSpinlock, RawSpinlock, RegionError,
-    TlsfHeap,
+    AllocError, BuddyHeap, CpuId, CpuInterruptNesting, Front, HeapStats, HeapUsage, InterruptControl,
+    InvariantError, LockedHeap, Misuse, NoInterrupts, Part, PerCpu, RawHeap, RawIrqSpinlock, RawSpinlock,
+    RegionError, TlsfHeap,
 };
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
@@ -321,6 +321,31 @@ fn checked_free(front: &CachedFront, block: NonNull<u8>, layout: Layout, pattern
 
 type CachedFront = PerCpu<ModelFront<TlsfHeap>, LoomCpu, 2>;
 
+/// Per-CPU caches over a TLSF heap of `len` bytes, every lock (caches and depot) touched
+/// before the threads share them (see `src/sync.rs`); with the memory and the heap's figures
+/// when whole.
+fn cached_front(len: usize) -> (Arc<CachedFront>, Memory, HeapStats) {
+    let mut memory = Memory::new(len);
+    let front: Arc<CachedFront> =
+        Arc::new(PerCpu::new(LockedHeap::<RawSpinlock, _>::new(Tracked::new(TlsfHeap::new()))));
+    memory.give(front.shared());
+    front.drain_all();
+    let initial = front.shared().stats();
+    (front, memory, initial)
+}
+
+/// Drains every cache and the depot, then checks the shared heap is whole again: nothing
+/// lost, nothing stranded. Drops the front before its memory.
+fn assert_whole_after_drain(front: Arc<CachedFront>, memory: Memory, initial: HeapStats) {
+    front.drain_all();
+    front.shared().check_invariants().unwrap();
+    let end = front.shared().stats();
+    assert_eq!((end.live_allocations, end.requested_bytes), (0, 0), "a block was lost: {end:?}");
+    assert_eq!((end.free_bytes, end.largest_free_block), (initial.free_bytes, initial.largest_free_block));
+    drop(front);
+    drop(memory);
+}
+
 /// Two CPUs allocate through their caches (each first allocation refills a magazine from the
 /// shared heap in a batch), CPU 0 hands a block to CPU 1, which frees it into its own cache
 /// (a cross-CPU free) when it finds it, and each CPU flushes its cache back (`drain`) while
@@ -331,13 +356,7 @@ type CachedFront = PerCpu<ModelFront<TlsfHeap>, LoomCpu, 2>;
 fn per_cpu_caches_refill_flush_and_free_across_cpus() {
     explore("per-CPU caches: refill, flush, cross-CPU free", || {
         let layout = Layout::from_size_align(48, 16).unwrap();
-        let mut memory = Memory::new(16 * 1024);
-        let front: Arc<CachedFront> =
-            Arc::new(PerCpu::new(LockedHeap::<RawSpinlock, _>::new(Tracked::new(TlsfHeap::new()))));
-        memory.give(front.shared());
-        // Touches every cache's lock before the threads share them (see `src/sync.rs`).
-        front.drain_all();
-        let initial = front.shared().stats();
+        let (front, memory, initial) = cached_front(16 * 1024);
         let mailbox = Arc::new(loom::sync::Mutex::new(None::<InFlight>));
         let (other_front, other_mailbox) = (front.clone(), mailbox.clone());
         let cpu1 = thread::Builder::new()
@@ -362,16 +381,7 @@ fn per_cpu_caches_refill_flush_and_free_across_cpus() {
         if let Some(InFlight(block)) = mailbox.lock().unwrap().take() {
             checked_free(&front, block, layout, 0xA1);
         }
-        front.drain_all();
-        front.shared().check_invariants().unwrap();
-        let end = front.shared().stats();
-        assert_eq!((end.live_allocations, end.requested_bytes), (0, 0), "a block was lost: {end:?}");
-        assert_eq!(
-            (end.free_bytes, end.largest_free_block),
-            (initial.free_bytes, initial.largest_free_block)
-        );
-        drop(front);
-        drop(memory);
+        assert_whole_after_drain(front, memory, initial);
     });
 }
 
@@ -385,13 +395,7 @@ fn per_cpu_caches_refill_flush_and_free_across_cpus() {
 fn per_cpu_depot_passes_batches_between_cpus() {
     explore("per-CPU caches: a batch through the depot", || {
         let layout = Layout::from_size_align(1024, 8).unwrap();
-        let mut memory = Memory::new(64 * 1024);
-        let front: Arc<CachedFront> =
-            Arc::new(PerCpu::new(LockedHeap::<RawSpinlock, _>::new(Tracked::new(TlsfHeap::new()))));
-        memory.give(front.shared());
-        // Touches every lock (caches and depot) before the threads share them.
-        front.drain_all();
-        let initial = front.shared().stats();
+        let (front, memory, initial) = cached_front(64 * 1024);
         CPU_INDEX.with(|c| c.set(0));
         let sent: Vec<InFlight> = (0..5).map(|_| InFlight(filled(&front, layout, 0xA1))).collect();
         let other_front = front.clone();
@@ -410,16 +414,7 @@ fn per_cpu_depot_passes_batches_between_cpus() {
         for block in later {
             checked_free(&front, block, layout, 0x3C);
         }
-        front.drain_all();
-        front.shared().check_invariants().unwrap();
-        let end = front.shared().stats();
-        assert_eq!((end.live_allocations, end.requested_bytes), (0, 0), "a block was lost: {end:?}");
-        assert_eq!(
-            (end.free_bytes, end.largest_free_block),
-            (initial.free_bytes, initial.largest_free_block)
-        );
-        drop(front);
-        drop(memory);
+        assert_whole_after_drain(front, memory, initial);
     });
 }
 
