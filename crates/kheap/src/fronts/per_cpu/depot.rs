@@ -86,18 +86,14 @@ impl Depot {
     /// Moves one batch of `class` into `magazine`, which must be empty; returns how many
     /// objects it moved (none when the depot has no batch of the class).
     pub(crate) fn refill(&mut self, class: SizeClass, magazine: &mut Magazine) -> usize {
-        let head = self.heads[class.index()];
-        let Some(batch) = self.batches.get(usize::from(head)) else { return 0 };
-        let (next, len) = (batch.next, batch_len(class));
         if magazine.len() != 0 {
             // Not called so; refusing keeps every object somewhere.
             return 0;
         }
-        magazine.room(len).copy_from_slice(&batch.objects[..len]);
+        let Some(objects) = self.pop(class) else { return 0 };
+        let len = batch_len(class);
+        magazine.room(len).copy_from_slice(&objects[..len]);
         magazine.filled(len);
-        self.heads[class.index()] = next;
-        self.batches[usize::from(head)].next = self.free;
-        self.free = head;
         len
     }
 
@@ -121,12 +117,18 @@ impl Depot {
 
     /// Takes one batch of `class` out, for its objects to go back to the shared front.
     pub(crate) fn take(&mut self, class: SizeClass) -> Option<([NonNull<u8>; BATCH_OBJECTS], usize)> {
+        Some((self.pop(class)?, batch_len(class)))
+    }
+
+    /// Unlinks the first batch of `class` and puts its slot on the free list; returns its
+    /// objects (the first `batch_len(class)` of them are the batch's).
+    fn pop(&mut self, class: SizeClass) -> Option<[NonNull<u8>; BATCH_OBJECTS]> {
         let head = self.heads[class.index()];
-        let batch = *self.batches.get(usize::from(head))?;
-        self.heads[class.index()] = batch.next;
+        let Batch { next, objects } = *self.batches.get(usize::from(head))?;
+        self.heads[class.index()] = next;
         self.batches[usize::from(head)].next = self.free;
         self.free = head;
-        Some((batch.objects, batch_len(class)))
+        Some(objects)
     }
 
     /// How many batches of `class` the depot holds.
