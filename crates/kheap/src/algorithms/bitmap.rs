@@ -90,6 +90,30 @@ impl Bitmap {
         }
     }
 
+    /// The whole word holding `bit`: for a caller that tests several pairs of one word and
+    /// then writes it back once with [`store_word`](Self::store_word).
+    ///
+    /// # Safety
+    ///
+    /// 1. `bit < len_words * usize::BITS`.
+    #[inline]
+    pub(crate) unsafe fn load_word(&self, bit: usize) -> usize {
+        // SAFETY: (1) the index is in range; the type invariant makes the word valid and ours.
+        unsafe { self.word(bit).read() }
+    }
+
+    /// Replaces the word holding `bit` (see [`load_word`](Self::load_word)).
+    ///
+    /// # Safety
+    ///
+    /// 1. `bit < len_words * usize::BITS`.
+    #[inline]
+    pub(crate) unsafe fn store_word(&mut self, bit: usize, value: usize) {
+        // SAFETY: (1) the index is in range; the type invariant makes the word valid and ours,
+        // and `&mut self` means no other access is in progress.
+        unsafe { self.word(bit).write(value) }
+    }
+
     /// Sets `bit`.
     ///
     /// # Safety

@@ -50,6 +50,9 @@ const TAKEN: usize = 0b10;
 /// - for slot `s = slot(addr, k) + bias[k]` (wrapping, `slot(addr, k)` being
 ///   `addr >> (GRANULE_SHIFT + k)`), bit `2s` of `bits` is set iff the block of order `k` at
 ///   `addr` is on free list `k`, and bit `2s + 1` iff it is allocated as one block of order `k`.
+/// - every `bias[k]` is even, and each order's slots run from an even slot number to an odd
+///   one: a block and its buddy (slot numbers `n` and `n ^ 1`) have their four state bits in
+///   one aligned nibble of one word, whether the buddy lies inside the span or not.
 /// - every granule of `span` outside `meta` lies in exactly one free or allocated block.
 /// - spans of different records never overlap; `left` / `right` make a treap by span start
 ///   and `priority` (see `region_tree`).
@@ -67,9 +70,12 @@ struct RegionRecord<const MAX_ORDER: usize> {
 }
 
 impl<const MAX_ORDER: usize> RegionRecord<MAX_ORDER> {
-    /// First slot number of order `k` blocks in `span` (slots are counted from address 0).
-    fn first_slot(span: &Span, k: usize) -> usize {
-        span.start_addr() >> (GRANULE_SHIFT as usize + k)
+    /// The slot numbers of order `k` that have state bits for `span` (slots are counted from
+    /// address 0): those of the blocks starting in the span, widened to whole buddy pairs, so
+    /// the buddy of every block in the span has its bits too (see the invariants).
+    fn slots(span: &Span, k: usize) -> core::ops::RangeInclusive<usize> {
+        let shift = GRANULE_SHIFT as usize + k;
+        (span.start_addr() >> shift & !1)..=((span.end_addr() - 1) >> shift | 1)
     }
 
     /// Each order's bias (see the field) and how many slots there are in all, for `span`.
@@ -77,10 +83,10 @@ impl<const MAX_ORDER: usize> RegionRecord<MAX_ORDER> {
         let mut bias = [0; MAX_ORDER];
         let mut slots: usize = 0;
         for (k, bias) in bias.iter_mut().enumerate() {
-            let first = Self::first_slot(span, k);
-            *bias = slots.wrapping_sub(first);
-            let last = (span.end_addr() - 1) >> (GRANULE_SHIFT as usize + k);
-            slots += last - first + 1;
+            let range = Self::slots(span, k);
+            // `slots` is even (every order adds an even count) and so is the first slot number.
+            *bias = slots.wrapping_sub(*range.start());
+            slots += range.end() - range.start() + 1;
         }
         (bias, slots)
     }
@@ -142,6 +148,20 @@ impl<const MAX_ORDER: usize> RegionRecord<MAX_ORDER> {
         self.state(addr, k) & FREE != 0
     }
 
+    /// Whether the buddy of the order-`k` block at `addr` is free at order `k`, without asking
+    /// whether the buddy lies in the span: its bits exist either way (the invariants), and are
+    /// clear when it does not.
+    ///
+    /// # Safety
+    ///
+    /// 1. The block at `addr` (aligned to its size) starts inside the span.
+    #[inline]
+    unsafe fn buddy_is_free(&self, addr: usize, k: usize) -> bool {
+        // SAFETY: (1) the block's slot is in the bitmap, and so is its buddy's: the pair
+        // `state_bit ^ 2`, since the bias is even (the invariants).
+        unsafe { self.bits.get_pair(self.state_bit(addr, k) ^ 2) & FREE != 0 }
+    }
+
     /// Sets or clears one state bit of the order-`k` block at `addr`.
     ///
     /// # Safety
@@ -168,6 +188,34 @@ impl<const MAX_ORDER: usize> RegionRecord<MAX_ORDER> {
         unsafe { self.bits.flip_pair(self.state_bit(addr, k), FREE | TAKEN) };
     }
 
+    /// Marks the order-`k` block at `addr` no longer allocated, if it was allocated at that
+    /// order, reading its buddy's state from the same word (the invariants): with a buddy free
+    /// at order `k` (and `k` not the largest order) both are left neither free nor allocated,
+    /// for the caller to merge, and the answer is `Some(true)`; otherwise the block is marked
+    /// free and the answer is `Some(false)`. `None` means the block was not allocated at order
+    /// `k`, and nothing changed.
+    ///
+    /// # Safety
+    ///
+    /// 1. The block at `addr` (aligned to its size) starts inside the span.
+    #[inline]
+    unsafe fn free_taken(&mut self, addr: usize, k: usize) -> Option<bool> {
+        const WORD_BITS: usize = usize::BITS as usize;
+        let bit = self.state_bit(addr, k);
+        let (own, buddy) = (bit % WORD_BITS, (bit ^ 2) % WORD_BITS);
+        // SAFETY: (1) the block's pair is in the bitmap, and its buddy's shares its word.
+        let word = unsafe { self.bits.load_word(bit) };
+        if word >> own & TAKEN == 0 {
+            return None;
+        }
+        debug_assert_eq!(word >> own & 0b11, TAKEN);
+        let merges = k + 1 < MAX_ORDER && word >> buddy & FREE != 0;
+        let new = if merges { word & !(TAKEN << own | FREE << buddy) } else { word ^ (FREE | TAKEN) << own };
+        // SAFETY: as above.
+        unsafe { self.bits.store_word(bit, new) };
+        Some(merges)
+    }
+
     /// The order of the allocated block starting at `addr`, if one does.
     fn taken_order(&self, addr: usize) -> Option<usize> {
         (0..MAX_ORDER).find(|&k| addr % (GRANULE << k) == 0 && self.state(addr, k) & TAKEN != 0)
@@ -187,8 +235,7 @@ impl<const MAX_ORDER: usize> RegionRecord<MAX_ORDER> {
     fn for_each_block(&self, visit: &mut dyn FnMut(usize, usize, usize)) {
         for k in 0..MAX_ORDER {
             let shift = GRANULE_SHIFT as usize + k;
-            let first = Self::first_slot(&self.span, k);
-            let last = (self.span.end_addr() - 1) >> shift;
+            let (first, last) = Self::slots(&self.span, k).into_inner();
             let start = first.wrapping_add(self.bias[k]);
             self.bits.for_each_nonzero_pair(start..start + (last - first + 1), &mut |pair, state| {
                 visit(pair.wrapping_sub(self.bias[k]) << shift, k, state);
@@ -322,9 +369,14 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
 
     #[inline]
     fn order_for(layout: Layout) -> Option<usize> {
-        let need = layout.size().max(layout.align()).max(GRANULE).checked_next_power_of_two()?;
-        let k = (need.trailing_zeros() - GRANULE_SHIFT) as usize;
-        (k < MAX_ORDER).then_some(k)
+        let need = layout.size().max(layout.align());
+        if need > Self::MAX_BLOCK {
+            return None;
+        }
+        // The smallest `k` with `GRANULE << k >= need` is the bit length of `need - 1` (at
+        // least that of `GRANULE - 1`) less `GRANULE_SHIFT`; `need` is at least the alignment, 1.
+        let bits = usize::BITS - ((need - 1) | (GRANULE - 1)).leading_zeros();
+        Some((bits - GRANULE_SHIFT) as usize)
     }
 
     #[inline]
@@ -401,6 +453,24 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
         unsafe { self.record_mut(record).set_state(block.as_ptr().addr(), k, FREE, false) };
     }
 
+    /// Takes `head`, the first block of free list `k`, off the list, leaving its state bits to
+    /// the caller.
+    ///
+    /// # Safety
+    ///
+    /// 1. `head` is the first block of free list `k`.
+    #[inline]
+    unsafe fn detach_head(&mut self, head: NonNull<FreeBlock>, k: usize) {
+        // SAFETY: (1) the block is on a free list, so it holds a `FreeBlock`.
+        let next = unsafe { head.as_ref().next };
+        self.free_lists[k] = next;
+        match next {
+            // SAFETY: list neighbours are free blocks holding `FreeBlock`s.
+            Some(mut next) => unsafe { next.as_mut().prev = None },
+            None => self.nonempty &= !(1 << k),
+        }
+    }
+
     /// Takes the block of order `k` at `block` off free list `k`, leaving its state bits to
     /// the caller.
     ///
@@ -442,7 +512,8 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
         while k + 1 < MAX_ORDER {
             let addr = block.as_ptr().addr();
             let buddy = addr ^ (GRANULE << k);
-            if !self.record(record).is_free(buddy, k) {
+            // SAFETY: (1) the block lies in the span (and so does each merged block: it holds it).
+            if !unsafe { self.record(record).buddy_is_free(addr, k) } {
                 break;
             }
             // SAFETY: the buddy is free at order `k` inside the span, so on free list `k`.
@@ -656,25 +727,24 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
             return Err(AllocError);
         }
         let mut j = k + larger.trailing_zeros() as usize;
-        let Some(block) = self.free_lists[j] else {
+        let Some(head) = self.free_lists[j] else {
             debug_assert!(false, "non-empty mask bit set for an empty list");
             return Err(AllocError);
         };
-        let block = block.cast::<u8>();
+        let block = head.cast::<u8>();
         let Some(record) = self.record_of(block.as_ptr().addr()) else {
             debug_assert!(false, "free block outside every region");
             return Err(AllocError);
         };
+        // SAFETY: the block heads free list `j`.
+        unsafe { self.detach_head(head, j) };
         if j == k {
             // An exact fit, the common case: free to allocated in one bitmap write.
-            // SAFETY: the block heads free list `k`, lies in `record`'s span, and is free.
-            unsafe {
-                self.detach(block, k);
-                self.record_mut(record).flip_free_taken(block.as_ptr().addr(), k);
-            }
+            // SAFETY: the block lies in `record`'s span and is free.
+            unsafe { self.record_mut(record).flip_free_taken(block.as_ptr().addr(), k) };
         } else {
-            // SAFETY: the block heads free list `j` and lies in `record`'s span.
-            unsafe { self.unlink(record, block, j) };
+            // SAFETY: the block lies in `record`'s span.
+            unsafe { self.record_mut(record).set_state(block.as_ptr().addr(), j, FREE, false) };
             while j > k {
                 j -= 1;
                 // SAFETY: the upper half of a block just taken off the lists is owned by
@@ -694,25 +764,27 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
         let Some(k) = Self::order_for(layout) else {
             return Err(Misuse::new(MisuseKind::ImpossibleLayout, ptr.as_ptr(), layout));
         };
-        let record = self.record_of(addr);
-        let allocated = record.is_some_and(|r| self.record(r).state(addr, k) & TAKEN != 0);
-        let Some(record) = record.filter(|_| allocated && addr % (GRANULE << k) == 0) else {
+        let size = GRANULE << k;
+        let Some(record) = self.record_of(addr).filter(|_| addr % size == 0) else {
             return Err(self.diagnose(ptr, layout, k));
         };
-        if k + 1 == MAX_ORDER || !self.record(record).is_free(addr ^ (GRANULE << k), k) {
-            // No merge, the common case: allocated to free in one bitmap write.
-            // SAFETY: the block was allocated at order `k` (its bit said so): it lies in the
-            // span outside the bookkeeping, belongs to the heap again, and its state is TAKEN.
-            unsafe {
-                self.link(ptr, k);
-                self.record_mut(record).flip_free_taken(addr, k);
+        // SAFETY: the block starts in the record's span (`record_of`) and is aligned.
+        match unsafe { self.record_mut(record).free_taken(addr, k) } {
+            None => return Err(self.diagnose(ptr, layout, k)),
+            // No merge, the common case: the block was allocated at order `k`, so it lies in
+            // the span outside the bookkeeping; it belongs to the heap again, marked free.
+            // SAFETY: as just said.
+            Some(false) => unsafe { self.link(ptr, k) },
+            Some(true) => {
+                let buddy = with_addr(ptr, addr ^ size);
+                // SAFETY: the buddy was free at order `k` (so on free list `k`); both are now
+                // neither free nor allocated, and their union, of order `k + 1`, lies in the
+                // span outside the bookkeeping and belongs to nobody.
+                unsafe {
+                    self.detach(buddy, k);
+                    self.free_block(record, with_addr(ptr, addr & !size), k + 1);
+                }
             }
-        } else {
-            // SAFETY: the block lies inside the span (its state bit is set).
-            unsafe { self.record_mut(record).set_state(addr, k, TAKEN, false) };
-            // SAFETY: the block was allocated at order `k` (its bit said so), so it lies in
-            // the span outside the bookkeeping, and it is now neither free nor marked allocated.
-            unsafe { self.free_block(record, ptr, k) };
         }
         self.free += GRANULE << k;
         Ok(())
@@ -787,11 +859,13 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
         // bookkeeping fits after it. The region may also hold up to `block` bytes before the
         // aligned point (a source's alignment gap), so it spans less than `2 * block + meta`:
         // bookkeeping grows with the span, and that of `2 * block` plus a first bound is enough.
-        // Two granules of slack cover a start that is not aligned (a partial slot per order).
+        // Four granules of slack cover a start that is not aligned: per order, a partial slot
+        // at each end and the widening to whole buddy pairs add at most five slots (ten bits;
+        // 320 bits for 32 orders, under the 512 of four granules).
         let at = NonNull::new(core::ptr::without_provenance_mut::<u8>(block))?;
         let meta_of = |len| RegionRecord::<MAX_ORDER>::meta_bytes(&Span { start: at, len });
         let twice = block.checked_mul(2)?;
-        let meta = meta_of(twice.checked_add(meta_of(twice))?) + 2 * GRANULE;
+        let meta = meta_of(twice.checked_add(meta_of(twice))?) + 4 * GRANULE;
         Layout::from_size_align(block.checked_add(meta)?, block).ok()
     }
 
