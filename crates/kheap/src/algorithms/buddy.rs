@@ -362,21 +362,34 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
     }
 
     /// Orders of a block with layout `old` and of the same block resized to `new_size`.
+    #[inline]
     fn resize_orders(old: Layout, new_size: usize) -> Result<(usize, usize), AllocError> {
-        let new = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
-        Self::order_for(old).zip(Self::order_for(new)).ok_or(AllocError)
+        let k_old = Self::order_of(old.size(), old.align());
+        k_old.zip(Self::order_of(new_size, old.align())).ok_or(AllocError)
     }
 
     #[inline]
     fn order_for(layout: Layout) -> Option<usize> {
-        let need = layout.size().max(layout.align());
-        if need > Self::MAX_BLOCK {
-            return None;
-        }
+        Self::order_of(layout.size(), layout.align())
+    }
+
+    /// The order of the block that holds `size` bytes aligned to `align` (at least 1).
+    #[inline]
+    fn order_of(size: usize, align: usize) -> Option<usize> {
+        let k = Self::order_unbounded(size, align);
+        (k < MAX_ORDER).then_some(k)
+    }
+
+    /// The order a block holding `size` bytes aligned to `align` (at least 1) would have if
+    /// there were no largest order: at most `usize::BITS - GRANULE_SHIFT`, below 64 (a shift
+    /// of `nonempty` by it is defined).
+    #[inline]
+    fn order_unbounded(size: usize, align: usize) -> usize {
         // The smallest `k` with `GRANULE << k >= need` is the bit length of `need - 1` (at
-        // least that of `GRANULE - 1`) less `GRANULE_SHIFT`; `need` is at least the alignment, 1.
+        // least that of `GRANULE - 1`) less `GRANULE_SHIFT`; `need` is at least `align`, 1.
+        let need = size.max(align);
         let bits = usize::BITS - ((need - 1) | (GRANULE - 1)).leading_zeros();
-        Some((bits - GRANULE_SHIFT) as usize)
+        (bits - GRANULE_SHIFT) as usize
     }
 
     #[inline]
@@ -644,6 +657,74 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
         unsafe { self.release(new, old_meta.start, old_meta.len) };
     }
 
+    /// Grows the live block at `ptr` from order `k_old` to `k_new` if the upper halves are free.
+    ///
+    /// # Safety
+    ///
+    /// 1. `ptr` is a live block of order `k_old`, and `k_old < k_new < MAX_ORDER`.
+    #[inline(never)]
+    unsafe fn grow_across_orders(
+        &mut self,
+        ptr: NonNull<u8>,
+        k_old: usize,
+        k_new: usize,
+    ) -> Result<(), AllocError> {
+        let addr = ptr.as_ptr().addr();
+        let record = self.record_of(addr).ok_or(AllocError)?;
+        let mergeable = (k_old..k_new).all(|j| {
+            addr % (GRANULE << (j + 1)) == 0 && self.record(record).is_free(addr + (GRANULE << j), j)
+        });
+        if !mergeable {
+            return Err(AllocError);
+        }
+        for j in k_old..k_new {
+            // SAFETY: each upper half was just seen free at order `j` inside the span.
+            unsafe { self.unlink(record, offset(ptr, GRANULE << j), j) };
+        }
+        // SAFETY: (1) the block is live, so inside the span, and so is the grown block (its
+        // upper halves were inside).
+        unsafe {
+            self.record_mut(record).set_state(addr, k_old, TAKEN, false);
+            self.record_mut(record).set_state(addr, k_new, TAKEN, true);
+        }
+        self.free -= (GRANULE << k_new) - (GRANULE << k_old);
+        Ok(())
+    }
+
+    /// Shrinks the live block at `ptr` from order `k_old` to `k_new`, unless a free block
+    /// could take the smaller size.
+    ///
+    /// # Safety
+    ///
+    /// 1. `ptr` is a live block of order `k_old`, and `k_new < k_old`.
+    #[inline(never)]
+    unsafe fn shrink_across_orders(
+        &mut self,
+        ptr: NonNull<u8>,
+        k_old: usize,
+        k_new: usize,
+    ) -> Result<(), AllocError> {
+        // Splitting in place keeps the large block split while the small one lives. Where a
+        // free block can take the new size, moving is better: the large block merges again.
+        if self.nonempty >> k_new != 0 {
+            return Err(AllocError);
+        }
+        let addr = ptr.as_ptr().addr();
+        let record = self.record_of(addr).ok_or(AllocError)?;
+        // SAFETY: (1) the block is live, so it and its lower part lie inside the span.
+        unsafe {
+            self.record_mut(record).set_state(addr, k_old, TAKEN, false);
+            self.record_mut(record).set_state(addr, k_new, TAKEN, true);
+        }
+        for j in (k_new..k_old).rev() {
+            // SAFETY: the upper halves are part of the live block, now given back; their
+            // buddies are the lower halves, which stay allocated, so none is free.
+            unsafe { self.push(record, offset(ptr, GRANULE << j), j) };
+        }
+        self.free += (GRANULE << k_old) - (GRANULE << k_new);
+        Ok(())
+    }
+
     /// Finds out what is wrong with a free of `ptr` with `layout` (order `k`), which the fast
     /// check refused.
     #[cold]
@@ -721,16 +802,20 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
     // Always inlined: one call site (the front), and the call itself was a tenth of the cost.
     #[inline(always)]
     fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        let k = Self::order_for(layout).ok_or(AllocError)?;
+        // No check against `MAX_ORDER`: a larger `k` finds no non-empty list above it.
+        let k = Self::order_unbounded(layout.size(), layout.align());
         let larger = self.nonempty >> k;
         if larger == 0 {
             return Err(AllocError);
         }
         let mut j = k + larger.trailing_zeros() as usize;
-        let Some(head) = self.free_lists[j] else {
-            debug_assert!(false, "non-empty mask bit set for an empty list");
-            return Err(AllocError);
-        };
+        debug_assert!(
+            j < MAX_ORDER && self.free_lists[j].is_some(),
+            "non-empty mask disagrees with the lists"
+        );
+        // SAFETY: bit `j` of `nonempty` is set, so `j < MAX_ORDER` and list `j` is not empty
+        // (the field's invariant).
+        let head = unsafe { self.free_lists.get_unchecked(j).unwrap_unchecked() };
         let block = head.cast::<u8>();
         let Some(record) = self.record_of(block.as_ptr().addr()) else {
             debug_assert!(false, "free block outside every region");
@@ -790,6 +875,8 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
         Ok(())
     }
 
+    // Inlined for the common case, a size that stays in its block; the rest is out of line.
+    #[inline]
     unsafe fn grow_in_place(
         &mut self,
         ptr: NonNull<u8>,
@@ -800,28 +887,12 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
         if k_new <= k_old {
             return Ok(());
         }
-        let addr = ptr.as_ptr().addr();
-        let record = self.record_of(addr).ok_or(AllocError)?;
-        let mergeable = (k_old..k_new).all(|j| {
-            addr % (GRANULE << (j + 1)) == 0 && self.record(record).is_free(addr + (GRANULE << j), j)
-        });
-        if !mergeable {
-            return Err(AllocError);
-        }
-        for j in k_old..k_new {
-            // SAFETY: each upper half was just seen free at order `j` inside the span.
-            unsafe { self.unlink(record, offset(ptr, GRANULE << j), j) };
-        }
-        // SAFETY: (1) the block is live, so inside the span, and so is the grown block (its
-        // upper halves were inside).
-        unsafe {
-            self.record_mut(record).set_state(addr, k_old, TAKEN, false);
-            self.record_mut(record).set_state(addr, k_new, TAKEN, true);
-        }
-        self.free -= (GRANULE << k_new) - (GRANULE << k_old);
-        Ok(())
+        // SAFETY: (1) passed on; the orders are those of `old` and of the grown block.
+        unsafe { self.grow_across_orders(ptr, k_old, k_new) }
     }
 
+    // Inlined for the common case, a size that stays in its block; the rest is out of line.
+    #[inline]
     unsafe fn shrink_in_place(
         &mut self,
         ptr: NonNull<u8>,
@@ -832,25 +903,8 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
         if k_new >= k_old {
             return Ok(());
         }
-        // Splitting in place keeps the large block split while the small one lives. Where a
-        // free block can take the new size, moving is better: the large block merges again.
-        if self.nonempty >> k_new != 0 {
-            return Err(AllocError);
-        }
-        let addr = ptr.as_ptr().addr();
-        let record = self.record_of(addr).ok_or(AllocError)?;
-        // SAFETY: (1) the block is live, so it and its lower part lie inside the span.
-        unsafe {
-            self.record_mut(record).set_state(addr, k_old, TAKEN, false);
-            self.record_mut(record).set_state(addr, k_new, TAKEN, true);
-        }
-        for j in (k_new..k_old).rev() {
-            // SAFETY: the upper halves are part of the live block, now given back; their
-            // buddies are the lower halves, which stay allocated, so none is free.
-            unsafe { self.push(record, offset(ptr, GRANULE << j), j) };
-        }
-        self.free += (GRANULE << k_old) - (GRANULE << k_new);
-        Ok(())
+        // SAFETY: (1) passed on; the orders are those of `old` and of the shrunk block.
+        unsafe { self.shrink_across_orders(ptr, k_old, k_new) }
     }
 
     fn region_layout_for(&self, layout: Layout) -> Option<Layout> {

@@ -544,21 +544,27 @@ unsafe impl<R: RawMutex, H: RawHeap> Front for LockedHeap<R, H> {
         old: Layout,
         new_size: usize,
     ) -> Result<NonNull<[u8]>, AllocError> {
-        let (in_place, damage) = {
+        let new = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
+        // One lock for the resize and, when it is refused, for the new block too.
+        let (moved, damage) = {
             let mut heap = self.heap.lock();
             // SAFETY: (1)-(3) are `resize_in_place`'s obligations 1-3.
-            let in_place = unsafe { heap.resize_in_place(ptr, old, new_size) };
-            (in_place, in_place.err().and_then(|_| heap.take_corruption()))
+            if unsafe { heap.resize_in_place(ptr, old, new_size) }.is_ok() {
+                return Ok(NonNull::slice_from_raw_parts(ptr, new_size));
+            }
+            match heap.take_corruption() {
+                None => (heap.allocate_quietly(new).ok(), None),
+                damage => (None, damage),
+            }
         };
-        if in_place.is_ok() {
-            return Ok(NonNull::slice_from_raw_parts(ptr, new_size));
-        }
         if let Some(damage) = damage {
             // Found by the refused resize (a hardened heap): reported with the lock released.
             self.report(&damage);
         }
-        let new = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
-        let moved = self.allocate_or_grow(new)?;
+        let moved = match moved {
+            Some(block) => block,
+            None => self.allocate_or_grow(new)?,
+        };
         // `copy`, not `copy_nonoverlapping`: a realloc of a freed block (a misuse, reported by the
         // free below) may be handed its own memory back, and the copy must stay defined then.
         // SAFETY: both blocks hold at least `min(old, new)` bytes; in correct use they are live
