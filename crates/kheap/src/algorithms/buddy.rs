@@ -670,11 +670,15 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
         k_new: usize,
     ) -> Result<(), AllocError> {
         let addr = ptr.as_ptr().addr();
+        // The grown block starts where this one does: at every order up to `k_new`, this block
+        // is the lower half, and the upper halves must be free.
+        if addr % (GRANULE << k_new) != 0 {
+            return Err(AllocError);
+        }
         let record = self.record_of(addr).ok_or(AllocError)?;
-        let mergeable = (k_old..k_new).all(|j| {
-            addr % (GRANULE << (j + 1)) == 0 && self.record(record).is_free(addr + (GRANULE << j), j)
-        });
-        if !mergeable {
+        // SAFETY: (1) the live block starts in the span; so does every larger block starting
+        // at `addr`.
+        if !(k_old..k_new).all(|j| unsafe { self.record(record).buddy_is_free(addr, j) }) {
             return Err(AllocError);
         }
         for j in k_old..k_new {
