@@ -70,12 +70,12 @@ unsafe impl RawHeap for Heap {
         unsafe { self.inner.add_region(region) }
     }
 
-    #[inline]
+    #[inline(always)]
     fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         self.inner.allocate(layout)
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse> {
         // SAFETY: the caller's obligations are passed on unchanged.
         unsafe { self.inner.deallocate(ptr, layout) }

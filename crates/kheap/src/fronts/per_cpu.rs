@@ -1,5 +1,6 @@
 //! `PerCpu`: per-CPU magazines of small objects in front of a shared front.
 
+mod classes;
 mod depot;
 mod magazine;
 #[cfg(test)]
@@ -15,6 +16,7 @@ use crate::{
     panic_on_misuse, AllocError, CpuId, Front, HeapStats, Misuse, MisuseHook, MisuseKind, RawIrqSpinlock,
     SizeClass,
 };
+use classes::{cached_class, object_align, object_layout};
 use depot::{max_depot_bytes, Depot};
 use magazine::{capacity, max_cached_bytes_per_cpu, Magazine};
 
@@ -40,11 +42,15 @@ use magazine::{capacity, max_cached_bytes_per_cpu, Magazine};
 /// under the shared front's. A CPU that finds the depot or the shared front busy spins briefly,
 /// then waits the kernel's way ([`CpuId::relax`]).
 ///
-/// Every object of a class is a block the shared front handed out with the class's
-/// [`layout`](SizeClass::layout), so any two are interchangeable: a block freed on another CPU
-/// serves that CPU's next allocation of the class, and a flush returns it to the shared front
-/// with the layout it was allocated with. Requests above [`SizeClass::MAX_SIZE`] (1 KiB) go to
-/// the shared front directly.
+/// Every object of a class is a block the shared front handed out with one layout, the
+/// class's, so any two are interchangeable: a block freed on another CPU serves that CPU's next
+/// allocation of the class, and a flush returns it to the shared front with the layout it was
+/// allocated with. The class's layout has the class's size ([`SizeClass`]) and, up to
+/// [`SLAB_MAX`](crate::SLAB_MAX) bytes, its alignment ([`SizeClass::align`], which the slab
+/// layer gives for free); larger classes are two-word aligned (an aligned search in the backing
+/// heap on every refill would cost more than the cache saves). Requests above
+/// [`SizeClass::MAX_SIZE`] (1 KiB), and requests above `SLAB_MAX` aligned to more than two
+/// words, go to the shared front directly.
 ///
 /// # Soundness with any CPU numbering
 ///
@@ -314,7 +320,7 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
         if self.lock_depot().refill(class, magazine) == 0 {
             let wanted = capacity(class) / 2;
             self.wait_for_shared();
-            let got = self.shared.allocate_batch(class.layout(), magazine.room(wanted));
+            let got = self.shared.allocate_batch(object_layout(class), magazine.room(wanted));
             magazine.filled(got);
         }
         cache.counters.refills += 1;
@@ -333,7 +339,7 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
             self.wait_for_shared();
             // SAFETY: the magazine's objects are distinct blocks of the shared front with the
             // class layout, held by no caller (the `Cache` invariant).
-            unsafe { self.shared.deallocate_batch(magazine.oldest(half), class.layout()) };
+            unsafe { self.shared.deallocate_batch(magazine.oldest(half), object_layout(class)) };
             magazine.forget_oldest(half);
         }
         cache.counters.flushes += 1;
@@ -359,7 +365,7 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
             while let Some((objects, len)) = self.lock_depot().take(class) {
                 // SAFETY: a batch's objects are distinct blocks of the shared front with the
                 // class layout, held by no caller (the `Depot` invariant), now taken out.
-                unsafe { self.shared.deallocate_batch(&objects[..len], class.layout()) };
+                unsafe { self.shared.deallocate_batch(&objects[..len], object_layout(class)) };
                 returned += len;
             }
         }
@@ -370,7 +376,7 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
     /// front, with the class layout so the object can join any magazine later.
     #[cold]
     fn allocate_bypassing(&self, layout: Layout, class: SizeClass) -> Result<NonNull<[u8]>, AllocError> {
-        let block = self.shared.allocate(class.layout())?.cast::<u8>();
+        let block = self.shared.allocate(object_layout(class))?.cast::<u8>();
         self.bypasses.fetch_add(1, Ordering::Relaxed);
         self.bypass_adjust.fetch_add(adjustment(layout, class), Ordering::Relaxed);
         Ok(NonNull::slice_from_raw_parts(block, class.size()))
@@ -383,7 +389,7 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
     /// 1. `ptr` is a live allocation of this front with `layout`, whose class is `class`.
     #[inline(always)]
     unsafe fn deallocate_small(&self, ptr: NonNull<u8>, layout: Layout, class: SizeClass) {
-        if ptr.addr().get() & (class.align() - 1) != 0 {
+        if ptr.addr().get() & (object_align(class) - 1) != 0 {
             // No block of this class starts there.
             return self.report(&Misuse::new(MisuseKind::NotBlockStart, ptr.as_ptr(), layout));
         }
@@ -409,11 +415,11 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
     ///
     /// # Safety
     ///
-    /// 1. `ptr` is a block of the shared front allocated with `class.layout()`, live.
+    /// 1. `ptr` is a block of the shared front allocated with `object_layout(class)`, live.
     #[cold]
     unsafe fn deallocate_bypassing(&self, ptr: NonNull<u8>, layout: Layout, class: SizeClass) {
         // SAFETY: (1).
-        unsafe { self.shared.deallocate(ptr, class.layout()) };
+        unsafe { self.shared.deallocate(ptr, object_layout(class)) };
         self.bypasses.fetch_add(1, Ordering::Relaxed);
         self.bypass_adjust.fetch_sub(adjustment(layout, class), Ordering::Relaxed);
     }
@@ -454,7 +460,7 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
             }
             // SAFETY: the magazine's objects are distinct blocks of the shared front with the
             // class layout, held by no caller (the `Cache` invariant).
-            unsafe { self.shared.deallocate_batch(magazine.oldest(count), class.layout()) };
+            unsafe { self.shared.deallocate_batch(magazine.oldest(count), object_layout(class)) };
             magazine.forget_oldest(count);
             cache.counters.flushes += 1;
             returned += count;
@@ -519,7 +525,7 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
 
 // SAFETY: small blocks are blocks of the shared front allocated with their class layout, whose
 // size is at least the request's and whose alignment is a multiple of its alignment
-// (`SizeClass::for_layout`), and the front's promises give disjointness; a magazine holds only
+// (`cached_class`, `object_layout`), and the front's promises give disjointness; a magazine holds only
 // blocks no caller holds, each once (taken out before being handed out, pushed only when freed),
 // so no block is handed out twice. Large blocks are the shared front's. `reallocate` copies
 // `min(old, new)` bytes into a live block before freeing the old one. Nothing panics but the
@@ -527,7 +533,7 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
 unsafe impl<F: Front, C: CpuId, const CPUS: usize> Front for PerCpu<F, C, CPUS> {
     #[inline]
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        match SizeClass::for_layout(layout) {
+        match cached_class(layout) {
             Some(class) => self.allocate_small(layout, class),
             None => {
                 self.wait_for_shared();
@@ -538,7 +544,7 @@ unsafe impl<F: Front, C: CpuId, const CPUS: usize> Front for PerCpu<F, C, CPUS> 
 
     #[inline]
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        match SizeClass::for_layout(layout) {
+        match cached_class(layout) {
             // SAFETY: (1), (2): a live allocation of this front with `layout`.
             Some(class) => unsafe { self.deallocate_small(ptr, layout, class) },
             None => {
@@ -556,7 +562,7 @@ unsafe impl<F: Front, C: CpuId, const CPUS: usize> Front for PerCpu<F, C, CPUS> 
         new_size: usize,
     ) -> Result<NonNull<[u8]>, AllocError> {
         let new = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
-        match (SizeClass::for_layout(old), SizeClass::for_layout(new)) {
+        match (cached_class(old), cached_class(new)) {
             // SAFETY: (1)-(3): a large block is the shared front's, with `old`.
             (None, None) => unsafe { self.shared.reallocate(ptr, old, new_size) },
             (Some(from), Some(to)) if from == to => {
@@ -588,7 +594,7 @@ unsafe impl<F: Front, C: CpuId, const CPUS: usize> Front for PerCpu<F, C, CPUS> 
     /// From the calling CPU's magazine if it has an object of the class, otherwise from the
     /// shared front's [`try_allocate`](Front::try_allocate): never grows, never a hook.
     fn try_allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        let Some(class) = SizeClass::for_layout(layout) else { return self.shared.try_allocate(layout) };
+        let Some(class) = cached_class(layout) else { return self.shared.try_allocate(layout) };
         if let Some(mut guard) = self.this_cpu() {
             let cache = &mut *guard;
             if let Some(block) = cache.magazines[class.index()].pop() {
@@ -597,7 +603,7 @@ unsafe impl<F: Front, C: CpuId, const CPUS: usize> Front for PerCpu<F, C, CPUS> 
                 return Ok(NonNull::slice_from_raw_parts(block, class.size()));
             }
         }
-        let block = self.shared.try_allocate(class.layout())?.cast::<u8>();
+        let block = self.shared.try_allocate(object_layout(class))?.cast::<u8>();
         self.bypass_adjust.fetch_add(adjustment(layout, class), Ordering::Relaxed);
         Ok(NonNull::slice_from_raw_parts(block, class.size()))
     }

@@ -223,11 +223,10 @@ fn tag_place_would_hold_kept_bytes(ptr: NonNull<u8>, new_size: usize) -> bool {
 /// The slab class that serves `layout`, if it is small enough for a slab.
 #[inline(always)]
 fn slab_class(layout: Layout) -> Option<usize> {
-    if layout.size() > SLAB_MAX || layout.align() > SLAB_MAX {
-        return None;
-    }
-    // Rounded up to an alignment of at most SLAB_MAX, the size stays within SLAB_MAX.
-    SizeClass::for_layout(layout).map(SizeClass::index)
+    // Classes grow with their index, so the slab classes are the first `SLAB_CLASSES`; a
+    // request aligned to more than `SLAB_MAX` rounds up past them, or has no class at all.
+    let class = SizeClass::for_layout(layout)?.index();
+    (class < SLAB_CLASSES).then_some(class)
 }
 
 /// The heads of one class's three lists.
@@ -424,21 +423,26 @@ impl<B: BlockLookup> SlabHeap<B> {
     /// that may be another block's or free: harmless on hardware, but memory nobody wrote is
     /// uninitialised to Miri, so tests of that misuse give the heap initialised memory.
     #[inline(always)]
-    fn tagged_slab(&self, base: NonNull<u8>, class: usize) -> Option<NonNull<SlabHeader>> {
+    fn tagged_slab(&self, ptr: NonNull<u8>, class: usize) -> Option<NonNull<SlabHeader>> {
         if self.direct_small != 0 || self.spans_overflowed {
             return None;
         }
         let slab = GEOMETRY[class].slab;
-        let start = base.as_ptr().addr();
-        let inside =
-            self.spans[..self.span_count].iter().any(|&(s, e)| s <= start && start < e && slab <= e - start);
-        if !inside {
+        let into = ptr.as_ptr().addr() & (slab - 1);
+        let start = ptr.as_ptr().addr() - into;
+        // SAFETY: `span_count <= MAX_SPANS` (the fields' invariant).
+        let spans = unsafe { self.spans.get_unchecked(..self.span_count) };
+        if !spans.iter().any(|&(s, e)| s <= start && start < e && slab <= e - start) {
             return None;
         }
-        // SAFETY: the slab's span lies inside a region (valid for reads for as long as the
-        // heap is used), and the header's place is aligned (`base` is aligned to `slab`,
-        // `slab - HEADER` is a multiple of the header's alignment).
-        let header = unsafe { base.add(slab - HEADER) }.cast::<SlabHeader>();
+        // SAFETY: the slab, `into` bytes before `ptr`, lies inside a region (valid for reads for
+        // as long as the heap is used), so its header's place `slab - HEADER` bytes further is
+        // not null, and it is aligned (`start` is aligned to `slab`, `slab - HEADER` is a
+        // multiple of the header's alignment).
+        let header = unsafe {
+            NonNull::new_unchecked(ptr.as_ptr().wrapping_sub(into).wrapping_add(slab - HEADER))
+                .cast::<SlabHeader>()
+        };
         // SAFETY: as above; any value is a valid `usize`.
         let tag = unsafe { header.cast::<usize>().read() };
         (tag == tag_for(start, class, self.secret)).then_some(header)
@@ -517,12 +521,38 @@ impl<B: BlockLookup> SlabHeap<B> {
         }
     }
 
+    /// A small free whose slab the tag did not confirm: a slab found by the span walk, a block
+    /// of the backing heap's own, or a mistake.
+    ///
+    /// # Safety
+    ///
+    /// As [`RawHeap::deallocate`], for a layout of class `class`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn deallocate_small_slow(
+        &mut self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        class: usize,
+    ) -> Result<(), Misuse> {
+        if let Some(header) = self.slab_of(ptr, layout, class)? {
+            // SAFETY: `slab_of` found a live slab.
+            return unsafe { self.free_object(header, ptr, layout, class) };
+        }
+        // A small block of the backing heap's own (or a mistake it will report).
+        // SAFETY: the caller's obligations are passed on.
+        unsafe { self.backing.deallocate(ptr, layout) }?;
+        // Saturating: a misuse the backing heap cannot detect must not make it wrap.
+        self.direct_small = self.direct_small.saturating_sub(1);
+        Ok(())
+    }
+
     /// Frees object `ptr` of the slab `header`, freed with a layout of class `class`.
     ///
     /// # Safety
     ///
     /// 1. `header` is the header of a live slab of this layer (`slab_at` said so).
-    #[inline]
+    #[inline(always)]
     unsafe fn free_object(
         &mut self,
         header: NonNull<SlabHeader>,
@@ -544,12 +574,11 @@ impl<B: BlockLookup> SlabHeap<B> {
         let (word, bit) = (index / WORD_BITS, 1usize << (index % WORD_BITS));
         // SAFETY: (1) as above; `word < BITMAP_WORDS` since `index < objects <= MAX_OBJECTS`.
         unsafe {
-            if (*h).used[word] & bit == 0 {
-                return Err(
-                    Misuse::new(MisuseKind::DoubleFree, ptr.as_ptr(), layout).found(geometry_layout(class))
-                );
+            let used = (*h).used.get_unchecked_mut(word);
+            if *used & bit == 0 {
+                return Err(double_free(ptr, layout, class));
             }
-            (*h).used[word] &= !bit;
+            *used &= !bit;
             (*h).hint = (*h).hint.min(word as u16);
             (*h).free_count += 1;
         }
@@ -569,9 +598,17 @@ impl<B: BlockLookup> SlabHeap<B> {
     }
 }
 
+/// A free of object `ptr`, already free, with `layout` (class `class`).
+#[cold]
+#[inline(never)]
+fn double_free(ptr: NonNull<u8>, layout: Layout, class: usize) -> Misuse {
+    Misuse::new(MisuseKind::DoubleFree, ptr.as_ptr(), layout).found(geometry_layout(class))
+}
+
 /// Why a free of `ptr` (at `offset` into a slab of class `own`) with `layout` (class `class`)
 /// was refused.
 #[cold]
+#[inline(never)]
 fn diagnose_free(ptr: NonNull<u8>, layout: Layout, offset: usize, own: usize, class: usize) -> Misuse {
     // A class out of range means a damaged header: bookkeeping either way.
     if offset >= GEOMETRY.get(own).map_or(0, |g| g.slab - HEADER) {
@@ -900,7 +937,7 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
         Ok(usable)
     }
 
-    #[inline]
+    #[inline(always)]
     fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         if let Some(class) = slab_class(layout) {
             if let Some(slab) = self.classes[class].partial {
@@ -912,22 +949,20 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
         self.allocate_direct(layout)
     }
 
-    #[inline]
+    // Always inlined, for the fast path of the common case (an object of a slab whose tag
+    // checks out); every other case is out of line.
+    #[inline(always)]
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse> {
         let Some(class) = slab_class(layout) else {
             // SAFETY: the caller's obligations are passed on.
             return unsafe { self.deallocate_large(ptr, layout) };
         };
-        if let Some(header) = self.slab_of(ptr, layout, class)? {
-            // SAFETY: `slab_of` found a live slab.
+        if let Some(header) = self.tagged_slab(ptr, class) {
+            // SAFETY: the tag says this is a live slab of this class.
             return unsafe { self.free_object(header, ptr, layout, class) };
         }
-        // A small block of the backing heap's own (or a mistake it will report).
         // SAFETY: the caller's obligations are passed on.
-        unsafe { self.backing.deallocate(ptr, layout) }?;
-        // Saturating: a misuse the backing heap cannot detect must not make it wrap.
-        self.direct_small = self.direct_small.saturating_sub(1);
-        Ok(())
+        unsafe { self.deallocate_small_slow(ptr, layout, class) }
     }
 
     unsafe fn grow_in_place(

@@ -79,14 +79,15 @@ fn the_memory_bound_is_the_sum_of_capacity_times_size_and_full_caches_reach_it()
     let mut held = Vec::new();
     for index in 0..SizeClass::COUNT {
         let class = SizeClass::from_index(index).unwrap();
+        let l = object_layout(class);
         let mut blocks: Vec<_> =
-            (0..2 * capacity(class)).map(|_| Front::allocate(&heap, class.layout()).unwrap()).collect();
+            (0..2 * capacity(class)).map(|_| Front::allocate(&heap, l).unwrap()).collect();
         while heap.slots[1].cache.lock().magazines[index].len() < capacity(class) {
             let block = blocks.pop().unwrap();
-            // SAFETY: allocated just above with the class layout, freed once.
-            unsafe { Front::deallocate(&heap, block.cast(), class.layout()) };
+            // SAFETY: allocated just above with the object layout, freed once.
+            unsafe { Front::deallocate(&heap, block.cast(), l) };
         }
-        held.extend(blocks.into_iter().map(|block| (block, class.layout())));
+        held.extend(blocks.into_iter().map(|block| (block, l)));
     }
     assert_eq!(heap.cpu_stats(1).unwrap().cached_bytes, Caches::MAX_CACHED_BYTES_PER_CPU);
     // More frees of full magazines cannot raise it: each flushes half first (into the depot,
@@ -106,8 +107,15 @@ fn the_memory_bound_is_the_sum_of_capacity_times_size_and_full_caches_reach_it()
 fn small_blocks_are_class_sized_aligned_and_counted_as_the_caller_asked() {
     let memory = Memory::new(1 << 20);
     let heap = caches(&memory);
-    let layouts =
-        [layout(1, 1), layout(24, 16), layout(100, 8), layout(0, 64), layout(1000, 8), layout(700, 256)];
+    let layouts = [
+        layout(1, 1),
+        layout(24, 16),
+        layout(100, 8),
+        layout(0, 64),
+        layout(1000, 8),
+        layout(700, 16),
+        layout(300, 256),
+    ];
     let mut blocks = Vec::new();
     for &l in &layouts {
         let block = Front::allocate(&heap, l).unwrap();
@@ -443,4 +451,33 @@ fn objects_one_cpu_frees_reach_another_through_the_depot_which_is_bounded_and_dr
     );
     assert_whole_after_drain(&heap);
     assert_eq!(heap.depot.depot.lock().held(), (0, 0), "drain_all empties the depot");
+}
+
+#[test]
+fn classes_above_the_slab_layer_keep_two_word_objects_and_send_stricter_requests_to_the_shared_front() {
+    // Up to the slab layer's largest class, objects keep the class's own alignment (free there).
+    let small = class_of(layout(384, 8));
+    assert_eq!(object_layout(small), layout(384, 128));
+    assert_eq!(cached_class(layout(384, 128)), Some(small));
+    // Above it, objects are two-word aligned: a 600-byte request at 8 or 16 is cached in the
+    // 640-byte class, one at 32 goes to the shared front.
+    let large = class_of(layout(600, 8));
+    assert_eq!(object_layout(large), layout(640, 2 * core::mem::size_of::<usize>()));
+    assert_eq!(cached_class(layout(600, 16)), Some(large));
+    assert_eq!(cached_class(layout(600, 32)), None);
+    assert_eq!(cached_class(layout(1025, 8)), None);
+
+    let memory = Memory::new(1 << 20);
+    let heap = caches(&memory);
+    on_cpu(1);
+    for (l, cached) in [(layout(600, 8), true), (layout(600, 32), false), (layout(1000, 1024), false)] {
+        let block = Front::allocate(&heap, l).unwrap().cast::<u8>();
+        assert_eq!(block.as_ptr().addr() % l.align(), 0, "{l:?}");
+        // SAFETY: allocated just above with `l`, freed once.
+        unsafe { Front::deallocate(&heap, block, l) };
+        let held = heap.cpu_stats(1).unwrap().cached_bytes;
+        assert_eq!(held > 0, cached, "{l:?}: {held} bytes cached");
+        heap.drain_all();
+    }
+    assert_whole_after_drain(&heap);
 }
