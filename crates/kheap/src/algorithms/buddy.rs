@@ -317,8 +317,10 @@ pub struct BuddyHeap<const MAX_ORDER: usize = DEFAULT_MAX_ORDER> {
     regions: Option<NonNull<RegionRecord<MAX_ORDER>>>,
     /// Invariant: bytes in regions outside their bookkeeping.
     total: usize,
-    /// Invariant: bytes on the free lists.
-    free: usize,
+    /// Invariant: `free_counts[k]` is the length of free list `k` (kept per order so that a
+    /// list operation updates it with one increment or decrement; the free bytes are summed
+    /// when asked).
+    free_counts: [usize; MAX_ORDER],
 }
 
 // SAFETY: the heap exclusively owns its regions (obligation 2 of `add_region`); the pointers it
@@ -353,7 +355,13 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
     pub const fn with_orders() -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::VALID;
-        BuddyHeap { free_lists: [None; MAX_ORDER], nonempty: 0, regions: None, total: 0, free: 0 }
+        BuddyHeap {
+            free_lists: [None; MAX_ORDER],
+            nonempty: 0,
+            regions: None,
+            total: 0,
+            free_counts: [0; MAX_ORDER],
+        }
     }
 
     /// The block size a request for `layout` occupies, or `None` if no block can hold it.
@@ -451,6 +459,7 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
         }
         self.free_lists[k] = Some(node);
         self.nonempty |= 1 << k;
+        self.free_counts[k] += 1;
     }
 
     /// Takes the block of order `k` at `block` off free list `k`.
@@ -477,6 +486,7 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
         // SAFETY: (1) the block is on a free list, so it holds a `FreeBlock`.
         let next = unsafe { head.as_ref().next };
         self.free_lists[k] = next;
+        self.free_counts[k] -= 1;
         match next {
             // SAFETY: list neighbours are free blocks holding `FreeBlock`s.
             Some(mut next) => unsafe { next.as_mut().prev = None },
@@ -507,6 +517,7 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
         if self.free_lists[k].is_none() {
             self.nonempty &= !(1 << k);
         }
+        self.free_counts[k] -= 1;
     }
 
     /// Frees the block of order `k` at `block`, merging it with its buddies as far as they go.
@@ -555,7 +566,6 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
             done += GRANULE << k;
         }
         self.total += len;
-        self.free += len;
     }
 
     /// The order of the largest block that starts at `addr` (granule-aligned), is aligned to
@@ -691,7 +701,6 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
             self.record_mut(record).set_state(addr, k_old, TAKEN, false);
             self.record_mut(record).set_state(addr, k_new, TAKEN, true);
         }
-        self.free -= (GRANULE << k_new) - (GRANULE << k_old);
         Ok(())
     }
 
@@ -725,7 +734,6 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
             // buddies are the lower halves, which stay allocated, so none is free.
             unsafe { self.push(record, offset(ptr, GRANULE << j), j) };
         }
-        self.free += (GRANULE << k_old) - (GRANULE << k_new);
         Ok(())
     }
 
@@ -843,7 +851,6 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
             // SAFETY: the block lies inside the span.
             unsafe { self.record_mut(record).set_state(block.as_ptr().addr(), k, TAKEN, true) };
         }
-        self.free -= GRANULE << k;
         Ok(NonNull::slice_from_raw_parts(block, GRANULE << k))
     }
 
@@ -875,7 +882,6 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
                 }
             }
         }
-        self.free += GRANULE << k;
         Ok(())
     }
 
@@ -956,7 +962,6 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
                 unsafe { self.unlink(record, block, k) };
                 done += GRANULE << k;
             }
-            self.free -= piece.len;
             self.total -= piece.len;
         }
         // SAFETY: the tree holds owned records, `record` among them.
@@ -969,7 +974,8 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
             0 => 0,
             mask => GRANULE << (63 - mask.leading_zeros()),
         };
-        HeapUsage { total_bytes: self.total, free_bytes: self.free, largest_free_block: largest }
+        let free_bytes = self.free_counts.iter().enumerate().map(|(k, &count)| count * (GRANULE << k)).sum();
+        HeapUsage { total_bytes: self.total, free_bytes, largest_free_block: largest }
     }
 
     fn check_invariants(&self) -> Result<(), InvariantError> {
@@ -1011,7 +1017,6 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
         if total != self.total {
             return fail("region bytes disagree with the total", core::ptr::null(), total);
         }
-        let mut free_bytes = 0;
         let mut free_blocks = 0;
         for k in 0..MAX_ORDER {
             let size = GRANULE << k;
@@ -1061,7 +1066,9 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
                 prev = Some(node);
                 cursor = links.next;
             }
-            free_bytes += on_list * size;
+            if on_list != self.free_counts[k] {
+                return fail("free list length disagrees with its count", core::ptr::null(), k);
+            }
             free_blocks += on_list;
         }
         let mut free_bits = 0;
@@ -1070,9 +1077,6 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
         });
         if free_bits != free_blocks {
             return fail("bitmap marks blocks free that no free list holds", core::ptr::null(), free_bits);
-        }
-        if free_bytes != self.free {
-            return fail("free bytes on the lists disagree with the count", core::ptr::null(), free_bytes);
         }
         Ok(())
     }
