@@ -149,6 +149,7 @@ pub unsafe trait RawHeap {
     /// 1. `ptr` is a *live allocation* of this heap.
     /// 2. `old` *fits* it.
     /// 3. `new_size` rounded up to `old.align()` does not exceed `isize::MAX`.
+    #[inline]
     unsafe fn resize_in_place(
         &mut self,
         ptr: NonNull<u8>,

@@ -544,7 +544,8 @@ unsafe impl<R: RawMutex, H: RawHeap> Front for LockedHeap<R, H> {
         old: Layout,
         new_size: usize,
     ) -> Result<NonNull<[u8]>, AllocError> {
-        let new = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
+        // SAFETY: (3) `new_size` rounded up to `old.align()` (a power of two) fits `isize`.
+        let new = unsafe { Layout::from_size_align_unchecked(new_size, old.align()) };
         // One lock for the resize and, when it is refused, for the new block too.
         let (moved, damage) = {
             let mut heap = self.heap.lock();

@@ -70,7 +70,7 @@ impl<H> Counted<H> {
     {
         let block = self.heap.allocate(layout)?;
         self.requested = self.requested.wrapping_add(layout.size());
-        self.peak_requested = self.peak_requested.max(self.requested);
+        self.raise_peak();
         self.live = self.live.wrapping_add(1);
         Ok(block)
     }
@@ -116,7 +116,16 @@ impl<H> Counted<H> {
     /// A live allocation's requested size changed from `old` to `new` bytes.
     pub(crate) fn resized(&mut self, old: usize, new: usize) {
         self.requested = self.requested.wrapping_sub(old).wrapping_add(new);
-        self.peak_requested = self.peak_requested.max(self.requested);
+        self.raise_peak();
+    }
+
+    /// Raises the peak to the requested bytes if they are above it: a test and a branch, the
+    /// store only when the peak moves (rarely, once a program's heap has grown).
+    #[inline(always)]
+    fn raise_peak(&mut self) {
+        if self.requested > self.peak_requested {
+            self.peak_requested = self.requested;
+        }
     }
 }
 
@@ -172,6 +181,7 @@ unsafe impl<H: RawHeap> RawHeap for Counted<H> {
         Ok(())
     }
 
+    #[inline]
     unsafe fn grow_in_place(
         &mut self,
         ptr: NonNull<u8>,
@@ -184,6 +194,7 @@ unsafe impl<H: RawHeap> RawHeap for Counted<H> {
         Ok(())
     }
 
+    #[inline]
     unsafe fn shrink_in_place(
         &mut self,
         ptr: NonNull<u8>,
