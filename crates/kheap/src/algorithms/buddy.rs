@@ -671,7 +671,8 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
     ///
     /// # Safety
     ///
-    /// 1. `ptr` is a live block of order `k_old`, and `k_old < k_new < MAX_ORDER`.
+    /// 1. `ptr` is a live block of order `k_old`, aligned to the size of order `k_new`, and
+    ///    `k_old < k_new < MAX_ORDER`.
     #[inline(never)]
     unsafe fn grow_across_orders(
         &mut self,
@@ -680,11 +681,6 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
         k_new: usize,
     ) -> Result<(), AllocError> {
         let addr = ptr.as_ptr().addr();
-        // The grown block starts where this one does: at every order up to `k_new`, this block
-        // is the lower half, and the upper halves must be free.
-        if addr % (GRANULE << k_new) != 0 {
-            return Err(AllocError);
-        }
         let record = self.record_of(addr).ok_or(AllocError)?;
         // SAFETY: (1) the live block starts in the span; so does every larger block starting
         // at `addr`.
@@ -897,7 +893,14 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
         if k_new <= k_old {
             return Ok(());
         }
-        // SAFETY: (1) passed on; the orders are those of `old` and of the grown block.
+        // The grown block starts where this one does: at every order up to `k_new`, this block
+        // is the lower half (checked here, as it refuses half the requests at once), and the
+        // upper halves must be free (checked out of line).
+        if ptr.as_ptr().addr() % (GRANULE << k_new) != 0 {
+            return Err(AllocError);
+        }
+        // SAFETY: (1) passed on; the orders are those of `old` and of the grown block, which
+        // starts at `ptr`.
         unsafe { self.grow_across_orders(ptr, k_old, k_new) }
     }
 
