@@ -294,8 +294,6 @@ pub struct SlabHeap<B> {
     classes: [ClassLists; SLAB_CLASSES],
     /// Invariant: the sum over all slabs of free objects times their size.
     free_bytes: usize,
-    /// Invariant: the number of objects in use over all slabs.
-    live_objects: usize,
     /// Invariant: the sum over all slabs of what holds no object (header and tail): the
     /// layer's bookkeeping, left out of `usage().total_bytes`.
     overhead: usize,
@@ -312,6 +310,10 @@ pub struct SlabHeap<B> {
     span_count: usize,
     /// More regions than `spans` holds: the fast check is off, every free asks the backing heap.
     spans_overflowed: bool,
+    /// How many spans the fast check may use: `span_count` while no direct small block is
+    /// live and the spans did not overflow, else 0 (the check is off). One field for the
+    /// free's fast path to read. Invariant: kept so by `refresh_fast_check`.
+    fast_spans: usize,
     /// Mixed into every slab tag; chosen when the first slab is made (zero until then).
     secret: usize,
 }
@@ -332,13 +334,13 @@ impl<B> SlabHeap<B> {
             backing,
             classes: [ClassLists::EMPTY; SLAB_CLASSES],
             free_bytes: 0,
-            live_objects: 0,
             overhead: 0,
             spares: 0,
             direct_small: 0,
             spans: [(0, 0); MAX_SPANS],
             span_count: 0,
             spans_overflowed: false,
+            fast_spans: 0,
             secret: 0,
         }
     }
@@ -367,6 +369,14 @@ unsafe fn slab_base(header: NonNull<SlabHeader>, class: usize) -> NonNull<u8> {
     unsafe { header.cast::<u8>().sub(GEOMETRY[class].slab - HEADER) }
 }
 
+impl<B> SlabHeap<B> {
+    /// Recomputes `fast_spans` after a change to the spans or to `direct_small`.
+    fn refresh_fast_check(&mut self) {
+        let on = self.direct_small == 0 && !self.spans_overflowed;
+        self.fast_spans = if on { self.span_count } else { 0 };
+    }
+}
+
 impl<B: BlockLookup> SlabHeap<B> {
     /// Remembers a region the backing heap accepted, joined to one it touches.
     fn record_span(&mut self, start: usize, end: usize) {
@@ -386,6 +396,7 @@ impl<B: BlockLookup> SlabHeap<B> {
         } else {
             self.spans_overflowed = true;
         }
+        self.refresh_fast_check();
     }
 
     /// Takes `[start, end)`, a region just removed, out of the spans: the span holding it is
@@ -414,9 +425,10 @@ impl<B: BlockLookup> SlabHeap<B> {
                 }
             }
         }
+        self.refresh_fast_check();
     }
 
-    /// The fast identity check: the header of the slab of size `slab` at `base` if its tag
+    /// The fast identity check: the header of the slab of size `slab` holding `ptr` if its tag
     /// matches, read only when the whole slab lies in a region (so the read cannot fault) and
     /// no direct small block is live (so, in correct use, `base` starts one of our slabs and
     /// the read is of our own header). A free with the wrong class's layout reads region memory
@@ -424,14 +436,12 @@ impl<B: BlockLookup> SlabHeap<B> {
     /// uninitialised to Miri, so tests of that misuse give the heap initialised memory.
     #[inline(always)]
     fn tagged_slab(&self, ptr: NonNull<u8>, class: usize) -> Option<NonNull<SlabHeader>> {
-        if self.direct_small != 0 || self.spans_overflowed {
-            return None;
-        }
         let slab = GEOMETRY[class].slab;
         let into = ptr.as_ptr().addr() & (slab - 1);
         let start = ptr.as_ptr().addr() - into;
-        // SAFETY: `span_count <= MAX_SPANS` (the fields' invariant).
-        let spans = unsafe { self.spans.get_unchecked(..self.span_count) };
+        // SAFETY: `fast_spans <= span_count <= MAX_SPANS` (the fields' invariants). None while
+        // the check is off.
+        let spans = unsafe { self.spans.get_unchecked(..self.fast_spans) };
         if !spans.iter().any(|&(s, e)| s <= start && start < e && slab <= e - start) {
             return None;
         }
@@ -544,6 +554,7 @@ impl<B: BlockLookup> SlabHeap<B> {
         unsafe { self.backing.deallocate(ptr, layout) }?;
         // Saturating: a misuse the backing heap cannot detect must not make it wrap.
         self.direct_small = self.direct_small.saturating_sub(1);
+        self.refresh_fast_check();
         Ok(())
     }
 
@@ -583,7 +594,6 @@ impl<B: BlockLookup> SlabHeap<B> {
             (*h).free_count += 1;
         }
         self.free_bytes += geometry.size;
-        self.live_objects -= 1;
         // SAFETY: (1) as above.
         let (free_count, list) = unsafe { ((*h).free_count, (*h).list) };
         if list == List::Full {
@@ -704,17 +714,17 @@ impl<B: RawHeap> SlabHeap<B> {
         // (the words before it are full), among its objects (bits past them are set).
         let index = unsafe {
             let mut word = usize::from((*h).hint);
-            while (*h).used[word] == usize::MAX {
+            while *(*h).used.get_unchecked(word) == usize::MAX {
                 word += 1;
             }
-            let bit = (!(*h).used[word]).trailing_zeros() as usize;
-            (*h).used[word] |= 1 << bit;
+            let used = (*h).used.get_unchecked_mut(word);
+            let bit = (!*used).trailing_zeros() as usize;
+            *used |= 1 << bit;
             (*h).hint = word as u16;
             (*h).free_count -= 1;
             word * WORD_BITS + bit
         };
         self.free_bytes -= geometry.size;
-        self.live_objects += 1;
         // SAFETY: (1) as above.
         if unsafe { (*h).free_count } == 0 {
             // SAFETY: (1) the slab is on its partial list.
@@ -895,6 +905,7 @@ impl<B: RawHeap> SlabHeap<B> {
             return Err(AllocError);
         }
         self.direct_small += 1;
+        self.refresh_fast_check();
         Ok(block)
     }
 
@@ -1025,7 +1036,7 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
 
     fn check_invariants(&self) -> Result<(), InvariantError> {
         self.backing.check_invariants()?;
-        let (mut free_bytes, mut live, mut spares, mut overhead) = (0usize, 0usize, 0usize, 0usize);
+        let (mut free_bytes, mut spares, mut overhead) = (0usize, 0usize, 0usize);
         // A walk longer than the heap has slabs has met a cycle.
         let bound = self.backing.usage().total_bytes / MIN_SLAB + 1;
         let mut broken = None;
@@ -1083,7 +1094,6 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
                     None
                 };
                 free_bytes += usize::from(h.free_count) * geometry.size;
-                live += used;
                 overhead += geometry.slab - geometry.objects * geometry.size;
                 spares += usize::from(list == List::Spare);
                 prev = Some(header);
@@ -1101,13 +1111,6 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
                 "slab free bytes disagree with the slabs",
                 core::ptr::null(),
                 free_bytes,
-            ));
-        }
-        if live != self.live_objects {
-            return Err(InvariantError::new(
-                "live slab objects disagree with the slabs",
-                core::ptr::null(),
-                live,
             ));
         }
         if overhead != self.overhead {
