@@ -53,6 +53,17 @@ const BITMAP_WORDS: usize = MAX_OBJECTS / WORD_BITS;
 
 /// The smallest slab; every slab size is a power of two at least this large.
 const MIN_SLAB: usize = 4096;
+
+/// Buckets of the slab-start filter ([`SlabHeap`]'s `slab_starts`).
+const SLAB_FILTER: usize = 1024;
+
+/// The bucket of the slab-start filter for a slab starting at `base` (a multiple of
+/// `MIN_SLAB`): consecutive slab-sized places get consecutive buckets, so in a heap of up to
+/// `SLAB_FILTER * MIN_SLAB` bytes (4 MiB) no two places share one.
+#[inline(always)]
+fn filter_bucket(base: NonNull<u8>) -> usize {
+    (base.as_ptr().addr() / MIN_SLAB) % SLAB_FILTER
+}
 /// The largest slab (that of the largest class).
 const MAX_SLAB: usize = slab_size(SLAB_MAX);
 
@@ -299,6 +310,13 @@ pub struct SlabHeap<B> {
     overhead: usize,
     /// Invariant: the number of classes with a spare slab.
     spares: usize,
+    /// Per bucket (`filter_bucket`), how many live slabs start at an address of it. Saturates
+    /// at `u16::MAX` and then stays, so a zero is exact: no slab starts in that bucket. A free
+    /// with a layout too large for a slab needs the slow check that it does not free a slab
+    /// (`slab_at`, which asks the backing heap for the block's length: O(length) in TLSF) only
+    /// when its bucket is not zero: a kernel's page-sized buffers are slab-shaped, and without
+    /// the filter each of their frees paid it. Invariant: below `u16::MAX`, exact.
+    slab_starts: [u16; SLAB_FILTER],
     /// Small blocks taken straight from the backing heap (when it had no room for a slab) and
     /// not yet freed. While there are none, every correct free of a small layout is a slab
     /// object's, and the fast identity check (`tagged_slab`) may be used.
@@ -336,6 +354,7 @@ impl<B> SlabHeap<B> {
             free_bytes: 0,
             overhead: 0,
             spares: 0,
+            slab_starts: [0; SLAB_FILTER],
             direct_small: 0,
             spans: [(0, 0); MAX_SPANS],
             span_count: 0,
@@ -467,7 +486,10 @@ impl<B: BlockLookup> SlabHeap<B> {
     /// As [`RawHeap::deallocate`].
     #[inline(never)]
     unsafe fn deallocate_large(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse> {
-        if ptr.as_ptr().addr() % MIN_SLAB == 0 && layout.size() < 2 * MAX_SLAB {
+        if ptr.as_ptr().addr() % MIN_SLAB == 0
+            && layout.size() < 2 * MAX_SLAB
+            && self.slab_starts[filter_bucket(ptr)] != 0
+        {
             if let Some((header, _)) = self.slab_at(ptr) {
                 // SAFETY: `slab_at` found a live slab.
                 let class = usize::from(unsafe { (*header.as_ptr()).class });
@@ -781,6 +803,11 @@ impl<B: RawHeap> SlabHeap<B> {
             Ok(()) => {
                 self.free_bytes -= geometry.objects * geometry.size;
                 self.overhead -= geometry.slab - geometry.objects * geometry.size;
+                // SAFETY: (1) the slab's base, computed from its live header.
+                let starts = &mut self.slab_starts[filter_bucket(unsafe { slab_base(header, class) })];
+                if *starts != u16::MAX {
+                    *starts -= 1;
+                }
             }
             Err(_) => {
                 // SAFETY: (1) the slab stays live: restore its tag and list.
@@ -855,6 +882,8 @@ impl<B: RawHeap> SlabHeap<B> {
         }
         self.free_bytes += geometry.objects * geometry.size;
         self.overhead += geometry.slab - geometry.objects * geometry.size;
+        let starts = &mut self.slab_starts[filter_bucket(base)];
+        *starts = starts.saturating_add(1);
         // SAFETY: the slab is live, of this class and on no list.
         unsafe { self.push(header, class, List::Partial) };
         Some(header)
@@ -1040,6 +1069,7 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
         // A walk longer than the heap has slabs has met a cycle.
         let bound = self.backing.usage().total_bytes / MIN_SLAB + 1;
         let mut broken = None;
+        let mut starts = [0u16; SLAB_FILTER];
         for (class, &geometry) in GEOMETRY.iter().enumerate() {
             let mut seen = 0;
             let mut prev: Option<NonNull<SlabHeader>> = None;
@@ -1095,6 +1125,8 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
                 };
                 free_bytes += usize::from(h.free_count) * geometry.size;
                 overhead += geometry.slab - geometry.objects * geometry.size;
+                let bucket = &mut starts[filter_bucket(base)];
+                *bucket = bucket.saturating_add(1);
                 spares += usize::from(list == List::Spare);
                 prev = Some(header);
                 broken.is_none()
@@ -1105,6 +1137,15 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
         }
         if let Some(error) = broken {
             return Err(error);
+        }
+        if let Some(bucket) =
+            (0..SLAB_FILTER).find(|&b| self.slab_starts[b] != u16::MAX && self.slab_starts[b] != starts[b])
+        {
+            return Err(InvariantError::new(
+                "slab-start filter disagrees with the slabs",
+                core::ptr::null(),
+                bucket,
+            ));
         }
         if free_bytes != self.free_bytes {
             return Err(InvariantError::new(
