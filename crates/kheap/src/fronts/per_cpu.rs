@@ -16,7 +16,7 @@ use crate::{
     panic_on_misuse, AllocError, CpuId, Front, HeapStats, Misuse, MisuseHook, MisuseKind, RawIrqSpinlock,
     SizeClass,
 };
-use classes::{cached_class, object_align, object_layout};
+use classes::{cached_class, object_aligned, object_layout};
 use depot::{max_depot_bytes, Depot};
 use magazine::{capacity, max_cached_bytes_per_cpu, Magazine};
 
@@ -389,7 +389,7 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
     /// 1. `ptr` is a live allocation of this front with `layout`, whose class is `class`.
     #[inline(always)]
     unsafe fn deallocate_small(&self, ptr: NonNull<u8>, layout: Layout, class: SizeClass) {
-        if ptr.addr().get() & (object_align(class) - 1) != 0 {
+        if !object_aligned(ptr, class) {
             // No block of this class starts there.
             return self.report(&Misuse::new(MisuseKind::NotBlockStart, ptr.as_ptr(), layout));
         }

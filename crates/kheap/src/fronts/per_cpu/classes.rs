@@ -36,6 +36,26 @@ pub(super) const fn object_align(class: SizeClass) -> usize {
     }
 }
 
+/// `object_align(class) - 1` for every class, by index: the free's alignment check is then
+/// one load and one test.
+const ALIGN_MASKS: [u16; SizeClass::COUNT] = {
+    let mut masks = [0; SizeClass::COUNT];
+    let mut index = 0;
+    while index < SizeClass::COUNT {
+        if let Some(class) = SizeClass::from_index(index) {
+            masks[index] = (object_align(class) - 1) as u16;
+        }
+        index += 1;
+    }
+    masks
+};
+
+/// Whether `ptr` is aligned as every object of `class` is.
+#[inline(always)]
+pub(super) fn object_aligned(ptr: core::ptr::NonNull<u8>, class: SizeClass) -> bool {
+    ptr.as_ptr().addr() & usize::from(ALIGN_MASKS[class.index()]) == 0
+}
+
 /// The layout every object of `class` was allocated with in the shared front.
 #[inline]
 pub(super) const fn object_layout(class: SizeClass) -> Layout {

@@ -102,7 +102,9 @@ impl Magazine {
     #[inline]
     pub(crate) fn pop(&mut self) -> Option<NonNull<u8>> {
         self.len = self.len.checked_sub(1)?;
-        let block = self.blocks[self.len];
+        // SAFETY: the new `len` is below the old, which is at most `MAGAZINE_OBJECTS` (the
+        // field's invariant).
+        let block = unsafe { *self.blocks.get_unchecked(self.len) };
         self.counts[filter_slot(block)] -= 1;
         Some(block)
     }
