@@ -151,10 +151,15 @@ struct Cache {
     /// Invariant: `magazines[i]` holds objects of `SizeClass::from_index(i)`, at most its
     /// `capacity`.
     magazines: [Magazine; SizeClass::COUNT],
-    /// Wrapping sum of `requested − class size` over the small allocations this cache served,
-    /// minus the same over the frees it took: what turns the shared front's count of class
-    /// sizes into the callers' requested bytes.
-    requested_adjust: usize,
+    /// Wrapping sum of the requested sizes of the small allocations this cache served, minus
+    /// those of the frees it took.
+    requested: usize,
+    /// Per class, the small allocations this cache served minus the frees it took (wrapping:
+    /// an object allocated here and freed elsewhere counts +1 here, -1 there). With
+    /// `requested`, what turns the shared front's count of class sizes into the callers'
+    /// requested bytes ([`requested_adjust`](Self::requested_adjust)): two additions per call,
+    /// no class size looked up.
+    live: [usize; SizeClass::COUNT],
     /// Counters for [`CpuCacheStats`].
     counters: CpuCacheStats,
 }
@@ -197,9 +202,36 @@ impl Cache {
             .sum()
     }
 
+    /// Wrapping sum of `requested − class size` over the small allocations this cache served,
+    /// minus the same over the frees it took.
+    fn requested_adjust(&self) -> usize {
+        let class_bytes = self.live.iter().enumerate().fold(0usize, |sum, (index, &live)| {
+            let size = SizeClass::from_index(index).map_or(0, SizeClass::size);
+            sum.wrapping_add(live.wrapping_mul(size))
+        });
+        self.requested.wrapping_sub(class_bytes)
+    }
+
+    /// Counts a small allocation of `layout` in `class` served by this cache.
+    #[inline(always)]
+    fn count_allocation(&mut self, layout: Layout, class: SizeClass) {
+        self.requested = self.requested.wrapping_add(layout.size());
+        self.live[class.index()] = self.live[class.index()].wrapping_add(1);
+        self.counters.allocations += 1;
+    }
+
+    /// Counts a small free of `layout` in `class` taken by this cache.
+    #[inline(always)]
+    fn count_free(&mut self, layout: Layout, class: SizeClass) {
+        self.requested = self.requested.wrapping_sub(layout.size());
+        self.live[class.index()] = self.live[class.index()].wrapping_sub(1);
+        self.counters.frees += 1;
+    }
+
     const EMPTY: Cache = Cache {
         magazines: [Magazine::EMPTY; SizeClass::COUNT],
-        requested_adjust: 0,
+        requested: 0,
+        live: [0; SizeClass::COUNT],
         counters: CpuCacheStats {
             cached_objects: 0,
             cached_bytes: 0,
@@ -305,8 +337,7 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
             Some(block) => block,
             None => self.refill(cache, class).ok_or(AllocError)?,
         };
-        cache.requested_adjust = cache.requested_adjust.wrapping_add(adjustment(layout, class));
-        cache.counters.allocations += 1;
+        cache.count_allocation(layout, class);
         Ok(NonNull::slice_from_raw_parts(block, class.size()))
     }
 
@@ -407,8 +438,7 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
             self.flush(cache, class);
         }
         cache.magazines[class.index()].push(ptr);
-        cache.requested_adjust = cache.requested_adjust.wrapping_sub(adjustment(layout, class));
-        cache.counters.frees += 1;
+        cache.count_free(layout, class);
     }
 
     /// A small free while the calling CPU's cache is busy: straight to the shared front.
@@ -511,7 +541,7 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
             let cache = slot.cache.lock();
             cached_objects += cache.cached_objects();
             cached_bytes += cache.cached_bytes();
-            adjust = adjust.wrapping_add(cache.requested_adjust);
+            adjust = adjust.wrapping_add(cache.requested_adjust());
         }
         let (depot_objects, depot_bytes) = self.lock_depot().held();
         cached_objects += depot_objects;
@@ -598,8 +628,7 @@ unsafe impl<F: Front, C: CpuId, const CPUS: usize> Front for PerCpu<F, C, CPUS> 
         if let Some(mut guard) = self.this_cpu() {
             let cache = &mut *guard;
             if let Some(block) = cache.magazines[class.index()].pop() {
-                cache.requested_adjust = cache.requested_adjust.wrapping_add(adjustment(layout, class));
-                cache.counters.allocations += 1;
+                cache.count_allocation(layout, class);
                 return Ok(NonNull::slice_from_raw_parts(block, class.size()));
             }
         }
