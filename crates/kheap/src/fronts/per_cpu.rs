@@ -403,6 +403,26 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
         returned
     }
 
+    /// A request without a class: the shared front's. Out of line, so the shared front's own
+    /// fast path does not crowd the small one's registers.
+    #[inline(never)]
+    fn allocate_large(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.wait_for_shared();
+        self.shared.allocate(layout)
+    }
+
+    /// A free without a class: to the shared front. Out of line, as `allocate_large`.
+    ///
+    /// # Safety
+    ///
+    /// 1. `ptr` is a live allocation of this front with `layout`, which has no class.
+    #[inline(never)]
+    unsafe fn deallocate_large(&self, ptr: NonNull<u8>, layout: Layout) {
+        self.wait_for_shared();
+        // SAFETY: (1): large blocks are the shared front's, with `layout`.
+        unsafe { self.shared.deallocate(ptr, layout) }
+    }
+
     /// A small allocation while the calling CPU's cache is busy: straight from the shared
     /// front, with the class layout so the object can join any magazine later.
     #[cold]
@@ -565,10 +585,7 @@ unsafe impl<F: Front, C: CpuId, const CPUS: usize> Front for PerCpu<F, C, CPUS> 
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         match cached_class(layout) {
             Some(class) => self.allocate_small(layout, class),
-            None => {
-                self.wait_for_shared();
-                self.shared.allocate(layout)
-            }
+            None => self.allocate_large(layout),
         }
     }
 
@@ -577,11 +594,8 @@ unsafe impl<F: Front, C: CpuId, const CPUS: usize> Front for PerCpu<F, C, CPUS> 
         match cached_class(layout) {
             // SAFETY: (1), (2): a live allocation of this front with `layout`.
             Some(class) => unsafe { self.deallocate_small(ptr, layout, class) },
-            None => {
-                self.wait_for_shared();
-                // SAFETY: (1), (2): large blocks are the shared front's, with `layout`.
-                unsafe { self.shared.deallocate(ptr, layout) }
-            }
+            // SAFETY: (1), (2) passed on.
+            None => unsafe { self.deallocate_large(ptr, layout) },
         }
     }
 
