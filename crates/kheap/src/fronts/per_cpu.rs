@@ -331,12 +331,25 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
         let Some(mut guard) = self.this_cpu() else {
             return self.allocate_bypassing(layout, class);
         };
-        let cache = &mut *guard;
-        let magazine = &mut cache.magazines[class.index()];
-        let block = match magazine.pop() {
-            Some(block) => block,
-            None => self.refill(cache, class).ok_or(AllocError)?,
+        let Some(block) = guard.magazines[class.index()].pop() else {
+            // Out of line and last, so this path keeps no value across a call.
+            return self.allocate_refilling(guard, layout, class);
         };
+        guard.count_allocation(layout, class);
+        Ok(NonNull::slice_from_raw_parts(block, class.size()))
+    }
+
+    /// A small allocation that finds the calling CPU's magazine (`guard`) empty.
+    #[cold]
+    #[inline(never)]
+    fn allocate_refilling(
+        &self,
+        mut guard: MutexGuard<'_, RawIrqSpinlock<C::Interrupts>, Cache>,
+        layout: Layout,
+        class: SizeClass,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        let cache = &mut *guard;
+        let block = self.refill(cache, class).ok_or(AllocError)?;
         cache.count_allocation(layout, class);
         Ok(NonNull::slice_from_raw_parts(block, class.size()))
     }
@@ -442,23 +455,57 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
     unsafe fn deallocate_small(&self, ptr: NonNull<u8>, layout: Layout, class: SizeClass) {
         if !object_aligned(ptr, class) {
             // No block of this class starts there.
-            return self.report(&Misuse::new(MisuseKind::NotBlockStart, ptr.as_ptr(), layout));
+            return self.refuse(MisuseKind::NotBlockStart, ptr, layout);
         }
         let Some(mut guard) = self.this_cpu() else {
             // SAFETY: (1): a small block is a block of the shared front with the class layout.
             return unsafe { self.deallocate_bypassing(ptr, layout, class) };
         };
-        let cache = &mut *guard;
-        let magazine = &mut cache.magazines[class.index()];
-        if magazine.holds(ptr) {
-            drop(guard);
-            return self.report(&Misuse::new(MisuseKind::DoubleFree, ptr.as_ptr(), layout));
+        let magazine = &mut guard.magazines[class.index()];
+        // The common case inline, every other out of line and last (so this path keeps no
+        // value across a call): no object of the magazine shares the block's filter slot (so
+        // it cannot be a double free of one), and there is room.
+        if !magazine.may_hold(ptr) && magazine.len() < capacity(class) {
+            magazine.push(ptr);
+            guard.count_free(layout, class);
+            return;
         }
-        if magazine.len() >= capacity(class) {
+        // SAFETY: (1) passed on.
+        unsafe { self.deallocate_small_slow(guard, ptr, layout, class) }
+    }
+
+    /// A small free that may be a double free of a cached object, or finds the magazine full.
+    ///
+    /// # Safety
+    ///
+    /// As [`deallocate_small`](Self::deallocate_small); `guard` is the calling CPU's cache.
+    #[cold]
+    #[inline(never)]
+    unsafe fn deallocate_small_slow(
+        &self,
+        mut guard: MutexGuard<'_, RawIrqSpinlock<C::Interrupts>, Cache>,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        class: SizeClass,
+    ) {
+        let cache = &mut *guard;
+        if cache.magazines[class.index()].holds(ptr) {
+            drop(guard);
+            return self.refuse(MisuseKind::DoubleFree, ptr, layout);
+        }
+        if cache.magazines[class.index()].len() >= capacity(class) {
             self.flush(cache, class);
         }
         cache.magazines[class.index()].push(ptr);
         cache.count_free(layout, class);
+    }
+
+    /// Reports a misuse of `kind` by a free of `ptr` with `layout`; out of line, so a caller's
+    /// fast path builds no report.
+    #[cold]
+    #[inline(never)]
+    fn refuse(&self, kind: MisuseKind, ptr: NonNull<u8>, layout: Layout) {
+        self.report(&Misuse::new(kind, ptr.as_ptr(), layout));
     }
 
     /// A small free while the calling CPU's cache is busy: straight to the shared front.

@@ -123,7 +123,14 @@ impl Magazine {
     /// `block`'s hash.
     #[inline]
     pub(crate) fn holds(&self, block: NonNull<u8>) -> bool {
-        self.counts[filter_slot(block)] != 0 && self.scan(block)
+        self.may_hold(block) && self.scan(block)
+    }
+
+    /// Whether the magazine may hold `block`: `false` is exact (no object here shares its
+    /// filter slot); `true` asks for [`holds`](Self::holds).
+    #[inline]
+    pub(crate) fn may_hold(&self, block: NonNull<u8>) -> bool {
+        self.counts[filter_slot(block)] != 0
     }
 
     /// Scans the stack for `block`.
