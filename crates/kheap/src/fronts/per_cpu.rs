@@ -455,7 +455,7 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
     unsafe fn deallocate_small(&self, ptr: NonNull<u8>, layout: Layout, class: SizeClass) {
         if !object_aligned(ptr, class) {
             // No block of this class starts there.
-            return self.refuse(MisuseKind::NotBlockStart, ptr, layout);
+            return self.refuse(MisuseKind::NotBlockStart, ptr.as_ptr(), layout);
         }
         let Some(mut guard) = self.this_cpu() else {
             // SAFETY: (1): a small block is a block of the shared front with the class layout.
@@ -491,7 +491,7 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
         let cache = &mut *guard;
         if cache.magazines[class.index()].holds(ptr) {
             drop(guard);
-            return self.refuse(MisuseKind::DoubleFree, ptr, layout);
+            return self.refuse(MisuseKind::DoubleFree, ptr.as_ptr(), layout);
         }
         if cache.magazines[class.index()].len() >= capacity(class) {
             self.flush(cache, class);
@@ -504,8 +504,8 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
     /// fast path builds no report.
     #[cold]
     #[inline(never)]
-    fn refuse(&self, kind: MisuseKind, ptr: NonNull<u8>, layout: Layout) {
-        self.report(&Misuse::new(kind, ptr.as_ptr(), layout));
+    fn refuse(&self, kind: MisuseKind, ptr: *const u8, layout: Layout) {
+        self.report(&Misuse::new(kind, ptr, layout));
     }
 
     /// A small free while the calling CPU's cache is busy: straight to the shared front.
@@ -738,7 +738,7 @@ unsafe impl<F: Front, C: CpuId, const CPUS: usize> GlobalAlloc for PerCpu<F, C, 
             // SAFETY: `GlobalAlloc::dealloc`'s contract: allocated by this allocator (1) with
             // `layout` (2).
             Some(block) => unsafe { Front::deallocate(self, block, layout) },
-            None => self.report(&Misuse::new(MisuseKind::Null, ptr, layout)),
+            None => self.refuse(MisuseKind::Null, ptr, layout),
         }
     }
 
