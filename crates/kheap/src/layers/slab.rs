@@ -796,15 +796,16 @@ impl<B: RawHeap> SlabHeap<B> {
         // hands the memory out as a larger block: wipe the tag first.
         // SAFETY: (1) the header is live and ours.
         unsafe { (*header.as_ptr()).tag = 0 };
+        // SAFETY: (1) the header is live.
+        let base = unsafe { slab_base(header, class) };
         // SAFETY: (1) the slab is a live block of the backing heap allocated with this layout,
         // and no object of it is in use.
-        let given = unsafe { self.backing.deallocate(slab_base(header, class), geometry.slab_layout()) };
+        let given = unsafe { self.backing.deallocate(base, geometry.slab_layout()) };
         match given {
             Ok(()) => {
                 self.free_bytes -= geometry.objects * geometry.size;
                 self.overhead -= geometry.slab - geometry.objects * geometry.size;
-                // SAFETY: (1) the slab's base, computed from its live header.
-                let starts = &mut self.slab_starts[filter_bucket(unsafe { slab_base(header, class) })];
+                let starts = &mut self.slab_starts[filter_bucket(base)];
                 if *starts != u16::MAX {
                     *starts -= 1;
                 }
@@ -812,8 +813,7 @@ impl<B: RawHeap> SlabHeap<B> {
             Err(_) => {
                 // SAFETY: (1) the slab stays live: restore its tag and list.
                 unsafe {
-                    (*header.as_ptr()).tag =
-                        tag_for(slab_base(header, class).as_ptr().addr(), class, self.secret);
+                    (*header.as_ptr()).tag = tag_for(base.as_ptr().addr(), class, self.secret);
                     self.push(header, class, List::Partial);
                 }
             }
