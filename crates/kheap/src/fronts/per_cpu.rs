@@ -471,10 +471,12 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
             return;
         }
         // SAFETY: (1) passed on.
-        unsafe { self.deallocate_small_slow(guard, ptr, layout, class) }
+        unsafe { self.deallocate_small_slow(guard, ptr, layout) }
     }
 
     /// A small free that may be a double free of a cached object, or finds the magazine full.
+    /// (The class is found again from `layout`: six arguments travel in registers, a seventh
+    /// would make the caller build a stack frame on its fast path.)
     ///
     /// # Safety
     ///
@@ -486,8 +488,11 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
         mut guard: MutexGuard<'_, RawIrqSpinlock<C::Interrupts>, Cache>,
         ptr: NonNull<u8>,
         layout: Layout,
-        class: SizeClass,
     ) {
+        let Some(class) = cached_class(layout) else {
+            debug_assert!(false, "a small free's layout has a class");
+            return;
+        };
         let cache = &mut *guard;
         if cache.magazines[class.index()].holds(ptr) {
             drop(guard);
