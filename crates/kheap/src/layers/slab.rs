@@ -54,6 +54,9 @@ const BITMAP_WORDS: usize = MAX_OBJECTS / WORD_BITS;
 /// The smallest slab; every slab size is a power of two at least this large.
 const MIN_SLAB: usize = 4096;
 
+/// The largest slab (that of the largest class).
+const MAX_SLAB: usize = slab_size(SLAB_MAX);
+
 /// Buckets of the slab-start filter ([`SlabHeap`]'s `slab_starts`).
 const SLAB_FILTER: usize = 1024;
 
@@ -64,8 +67,6 @@ const SLAB_FILTER: usize = 1024;
 fn filter_bucket(base: NonNull<u8>) -> usize {
     (base.as_ptr().addr() / MIN_SLAB) % SLAB_FILTER
 }
-/// The largest slab (that of the largest class).
-const MAX_SLAB: usize = slab_size(SLAB_MAX);
 
 /// Mixed into a slab's tag so that no plausible data (zeros, small integers, pointers) is one.
 const TAG_KEY: usize = 0x6b68_6561_705f_736c_u64 as usize;
@@ -447,9 +448,9 @@ impl<B: BlockLookup> SlabHeap<B> {
         self.refresh_fast_check();
     }
 
-    /// The fast identity check: the header of the slab of size `slab` holding `ptr` if its tag
+    /// The fast identity check: the header of the slab of class `class` holding `ptr` if its tag
     /// matches, read only when the whole slab lies in a region (so the read cannot fault) and
-    /// no direct small block is live (so, in correct use, `base` starts one of our slabs and
+    /// no direct small block is live (so, in correct use, the pointer lies in one of our slabs and
     /// the read is of our own header). A free with the wrong class's layout reads region memory
     /// that may be another block's or free: harmless on hardware, but memory nobody wrote is
     /// uninitialised to Miri, so tests of that misuse give the heap initialised memory.
@@ -538,10 +539,10 @@ impl<B: BlockLookup> SlabHeap<B> {
         class: usize,
     ) -> Result<Option<NonNull<SlabHeader>>, Misuse> {
         let slab = GEOMETRY[class].slab;
-        let base = round_down(ptr, slab);
-        if let Some(header) = self.tagged_slab(base, class) {
+        if let Some(header) = self.tagged_slab(ptr, class) {
             return Ok(Some(header));
         }
+        let base = round_down(ptr, slab);
         match self.slab_at(base) {
             Some((header, size)) if size == slab => Ok(Some(header)),
             Some((header, size)) if ptr.as_ptr().addr() - base.as_ptr().addr() < size => {
