@@ -322,6 +322,80 @@ pub fn random_scripts_with<H: RawHeap>(make: fn() -> H, guards: &Guards<H>) {
     }
 }
 
+/// Seeded scripts of batch allocations and batch frees (what a per-CPU cache does), mixed
+/// with single calls, checked against the shadow model: a batch hands out as many distinct,
+/// aligned blocks as it reports (at least one while a free block can hold the layout), a batch
+/// free returns every block, and the statistics count each block once.
+pub fn batches_agree_with_the_shadow_model<H: RawHeap>(make: fn() -> H) {
+    batches_agree_with_the_shadow_model_with(make, &Guards::none());
+}
+
+/// [`batches_agree_with_the_shadow_model`], allowing for `guards`.
+pub fn batches_agree_with_the_shadow_model_with<H: RawHeap>(make: fn() -> H, guards: &Guards<H>) {
+    let seeds = if cfg!(miri) { 1 } else { 6 };
+    for seed in 0..seeds {
+        let _report = SeedReport { label: "batches", seed };
+        let mut rng = Rng::new(seed);
+        let mut f = Fixture::new(make, ARENA_LEN);
+        let initial = f.heap.stats();
+        let mut out = [NonNull::dangling(); 48];
+        for _ in 0..if cfg!(miri) { 40 } else { 400 } {
+            match rng.range(0..=99) {
+                0..=44 => {
+                    let layout = random_layout(&mut rng);
+                    let wanted = rng.range(1..=out.len());
+                    let before = f.heap.stats();
+                    let count = f.heap.allocate_batch(layout, &mut out[..wanted]);
+                    assert!(count <= wanted, "{count} blocks written to a batch of {wanted}");
+                    for &ptr in &out[..count] {
+                        f.shadow.allocated(ptr, layout);
+                    }
+                    if count == 0 {
+                        assert_refusal_changed_at_most_the_cache(before, f.heap.stats());
+                        let enough = 2 * layout.size().max(layout.align()).max(16)
+                            + layout.align()
+                            + 2 * (guards.bytes)(f.heap.inner(), layout);
+                        assert!(
+                            before.largest_free_block < enough,
+                            "{layout:?} batch empty with a free block of {}",
+                            before.largest_free_block
+                        );
+                    }
+                }
+                45..=59 => {
+                    let _ = f.allocate(random_layout(&mut rng));
+                }
+                60..=84 if !f.shadow.is_empty() => {
+                    // A batch of the live blocks that share a layout with a random one.
+                    let (_, layout) = f.shadow.nth(rng.range(0..=f.shadow.len() - 1)).unwrap();
+                    let mut same: Vec<NonNull<u8>> =
+                        f.shadow.all().into_iter().filter(|&(_, l)| l == layout).map(|(p, _)| p).collect();
+                    rng.shuffle(&mut same);
+                    same.truncate(rng.range(1..=same.len()));
+                    for &ptr in &same {
+                        assert_eq!(f.shadow.freed(ptr), layout);
+                    }
+                    // SAFETY: distinct live blocks of the heap, each allocated with `layout`.
+                    let (refused, misuse) = unsafe { f.heap.deallocate_batch(&same, layout) };
+                    assert_eq!(refused, 0, "a correct batch free was refused: {misuse:?}");
+                    assert!(misuse.is_none());
+                }
+                85..=99 if !f.shadow.is_empty() => {
+                    let (ptr, _) = f.shadow.nth(rng.range(0..=f.shadow.len() - 1)).unwrap();
+                    f.free(ptr);
+                }
+                _ => {}
+            }
+            f.check();
+        }
+        f.free_all(&mut rng);
+        f.check();
+        f.settle(guards);
+        assert_eq!(f.heap.stats().free_bytes, initial.free_bytes, "bytes lost by seed {seed}");
+        assert_eq!(f.heap.stats().largest_free_block, initial.largest_free_block, "split by seed {seed}");
+    }
+}
+
 /// Shrinking in place returns memory (or is refused, changing nothing, where the heap prefers
 /// the block moved); growing in place works when the space after the block is free; contents
 /// are kept either way.

@@ -66,6 +66,10 @@ macro_rules! conformance_suite {
                 c::random_scripts_with(make, &guards());
             }
             #[test]
+            fn batches_agree_with_the_shadow_model() {
+                c::batches_agree_with_the_shadow_model_with(make, &guards());
+            }
+            #[test]
             fn grow_and_shrink_in_place_keep_contents_and_counts() {
                 c::resize_in_place(make);
             }

@@ -82,6 +82,17 @@ unsafe impl RawHeap for Heap {
     }
 
     #[inline]
+    fn allocate_batch(&mut self, layout: Layout, out: &mut [NonNull<u8>]) -> usize {
+        self.inner.allocate_batch(layout, out)
+    }
+
+    #[inline]
+    unsafe fn deallocate_batch(&mut self, blocks: &[NonNull<u8>], layout: Layout) -> (usize, Option<Misuse>) {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        unsafe { self.inner.deallocate_batch(blocks, layout) }
+    }
+
+    #[inline]
     unsafe fn grow_in_place(
         &mut self,
         ptr: NonNull<u8>,

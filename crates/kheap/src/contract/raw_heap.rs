@@ -167,6 +167,54 @@ pub unsafe trait RawHeap {
         }
     }
 
+    /// Allocates up to `out.len()` blocks of one `layout`, writing their starts to the front
+    /// of `out`; returns how many. Each is a *live allocation* that `layout` fits, as if
+    /// `allocate(layout)` had returned it. `0` when not even one block can hold `layout` (the
+    /// heap is then unchanged).
+    ///
+    /// For a per-CPU cache refilling a magazine. The default calls
+    /// [`allocate`](Self::allocate) until `out` is full or it refuses; a heap that can take
+    /// several blocks in one step overrides it ([`SlabHeap`](crate::SlabHeap) takes every free
+    /// object a bitmap word shows at once).
+    #[inline]
+    fn allocate_batch(&mut self, layout: Layout, out: &mut [NonNull<u8>]) -> usize {
+        let mut count = 0;
+        for slot in out.iter_mut() {
+            let Ok(block) = self.allocate(layout) else { break };
+            *slot = block.cast();
+            count += 1;
+        }
+        count
+    }
+
+    /// Returns every block of `blocks`, all allocated with `layout`. A block whose free the
+    /// heap detects as misuse is refused and left unchanged, the others still go back; returns
+    /// how many were refused and the first refusal's [`Misuse`].
+    ///
+    /// For a per-CPU cache flushing a magazine. The default calls
+    /// [`deallocate`](Self::deallocate) for each block; a heap whose frees share work
+    /// overrides it ([`SlabHeap`](crate::SlabHeap) confirms a slab once for the objects of it
+    /// that follow one another).
+    ///
+    /// # Safety
+    ///
+    /// 1. Every pointer of `blocks` is a *live allocation* of this heap, and none appears
+    ///    twice.
+    /// 2. `layout` *fits* each.
+    #[inline]
+    unsafe fn deallocate_batch(&mut self, blocks: &[NonNull<u8>], layout: Layout) -> (usize, Option<Misuse>) {
+        let mut refused = 0;
+        let mut first = None;
+        for &block in blocks {
+            // SAFETY: (1) and (2) are `deallocate`'s obligations 1 and 2, for each block.
+            if let Err(misuse) = unsafe { self.deallocate(block, layout) } {
+                refused += 1;
+                first.get_or_insert(misuse);
+            }
+        }
+        (refused, first)
+    }
+
     /// The layout of a fresh region (from a memory source, touching no other region) in which
     /// `allocate(layout)` is sure to succeed, or `None` when no region can make it succeed.
     /// A front asks its source for exactly this when an allocation fails.

@@ -594,15 +594,8 @@ unsafe impl<R: RawMutex, H: RawHeap> Front for LockedHeap<R, H> {
     /// Takes the lock once for the whole batch; grows (as `allocate` does) only when the heap
     /// has not even one block.
     fn allocate_batch(&self, layout: Layout, out: &mut [NonNull<u8>]) -> usize {
-        let mut count = 0;
-        {
-            let mut heap = self.heap.lock();
-            for slot in out.iter_mut() {
-                let Ok(block) = heap.allocate_quietly(layout) else { break };
-                *slot = block.cast();
-                count += 1;
-            }
-        }
+        // The guard is a temporary: the lock is free before the heap grows.
+        let mut count = self.heap.lock().allocate_batch(layout, out);
         if count == 0 && !out.is_empty() {
             if let Ok(block) = self.allocate_or_grow(layout) {
                 out[0] = block.cast();
@@ -612,15 +605,25 @@ unsafe impl<R: RawMutex, H: RawHeap> Front for LockedHeap<R, H> {
         count
     }
 
-    /// Takes the lock once for the whole batch; reports the first misuse (if any) to the hook
-    /// after releasing it. The heap refuses a misused block without change and the rest of
-    /// the batch still goes back.
     #[inline]
     fn is_busy(&self) -> bool {
         self.heap.is_locked()
     }
 
+    /// Takes the lock once for the whole batch; reports the first misuse (if any) to the hook
+    /// after releasing it. The heap refuses a misused block without change and the rest of
+    /// the batch still goes back.
     unsafe fn deallocate_batch(&self, blocks: &[NonNull<u8>], layout: Layout) {
+        if self.give_back.is_none() {
+            // SAFETY: (1) and (2) are the heap's obligations 1 and 2. The guard is a
+            // temporary: the lock is free before any report.
+            let (_, first_misuse) = unsafe { self.heap.lock().deallocate_batch(blocks, layout) };
+            if let Some(misuse) = first_misuse {
+                self.report(&misuse);
+            }
+            return;
+        }
+        // Giving memory back: each free may leave a grown region wholly free.
         let mut first_misuse = None;
         let mut surplus = [None; MAX_GROWN];
         let mut surplus_count = 0;
@@ -632,7 +635,7 @@ unsafe impl<R: RawMutex, H: RawHeap> Front for LockedHeap<R, H> {
                     Err(misuse) => {
                         first_misuse.get_or_insert(misuse);
                     }
-                    Ok(()) if self.give_back.is_some() && surplus_count < MAX_GROWN => {
+                    Ok(()) if surplus_count < MAX_GROWN => {
                         if let Some(region) = self.surplus_region(&mut heap, block) {
                             surplus[surplus_count] = Some(region);
                             surplus_count += 1;
@@ -642,7 +645,7 @@ unsafe impl<R: RawMutex, H: RawHeap> Front for LockedHeap<R, H> {
                 }
             }
         }
-        for region in surplus.into_iter().flatten() {
+        for &region in surplus[..surplus_count].iter().flatten() {
             self.hand_back(region);
         }
         if let Some(misuse) = first_misuse {

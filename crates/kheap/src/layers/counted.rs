@@ -181,6 +181,28 @@ unsafe impl<H: RawHeap> RawHeap for Counted<H> {
         Ok(())
     }
 
+    /// Counts the blocks the batch got; a short or empty batch counts no refusal (the front
+    /// that asked decides whether the request is refused, as for
+    /// [`allocate_quietly`](Self::allocate_quietly)).
+    #[inline]
+    fn allocate_batch(&mut self, layout: Layout, out: &mut [NonNull<u8>]) -> usize {
+        let count = self.heap.allocate_batch(layout, out);
+        self.requested = self.requested.wrapping_add(layout.size().wrapping_mul(count));
+        self.raise_peak();
+        self.live = self.live.wrapping_add(count);
+        count
+    }
+
+    #[inline]
+    unsafe fn deallocate_batch(&mut self, blocks: &[NonNull<u8>], layout: Layout) -> (usize, Option<Misuse>) {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        let (refused, first) = unsafe { self.heap.deallocate_batch(blocks, layout) };
+        let freed = blocks.len().wrapping_sub(refused);
+        self.requested = self.requested.wrapping_sub(layout.size().wrapping_mul(freed));
+        self.live = self.live.wrapping_sub(freed);
+        (refused, first)
+    }
+
     #[inline]
     unsafe fn grow_in_place(
         &mut self,

@@ -570,7 +570,7 @@ impl<B: BlockLookup> SlabHeap<B> {
     ) -> Result<(), Misuse> {
         if let Some(header) = self.slab_of(ptr, layout, class)? {
             // SAFETY: `slab_of` found a live slab.
-            return unsafe { self.free_object(header, ptr, layout, class) };
+            return unsafe { self.free_object(header, ptr, layout, class) }.map(drop);
         }
         // A small block of the backing heap's own (or a mistake it will report).
         // SAFETY: the caller's obligations are passed on.
@@ -581,7 +581,9 @@ impl<B: BlockLookup> SlabHeap<B> {
         Ok(())
     }
 
-    /// Frees object `ptr` of the slab `header`, freed with a layout of class `class`.
+    /// Frees object `ptr` of the slab `header`, freed with a layout of class `class`; returns
+    /// whether the slab still holds an object in use (when not, it may have gone back to the
+    /// backing heap).
     ///
     /// # Safety
     ///
@@ -593,7 +595,7 @@ impl<B: BlockLookup> SlabHeap<B> {
         ptr: NonNull<u8>,
         layout: Layout,
         class: usize,
-    ) -> Result<(), Misuse> {
+    ) -> Result<bool, Misuse> {
         let h = header.as_ptr();
         let geometry = &GEOMETRY[class];
         // SAFETY: (1) the slab starts `slab - HEADER` bytes before its header.
@@ -626,8 +628,9 @@ impl<B: BlockLookup> SlabHeap<B> {
         if usize::from(free_count) == geometry.objects {
             // SAFETY: (1) the slab is live and now empty.
             unsafe { self.emptied(header, class) };
+            return Ok(false);
         }
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -756,6 +759,62 @@ impl<B: RawHeap> SlabHeap<B> {
         // SAFETY: (1) object `index < objects` lies inside the slab, before its header.
         let object = unsafe { slab_base(header, class).add(index * geometry.size) };
         NonNull::slice_from_raw_parts(object, geometry.size)
+    }
+
+    /// Takes up to `out.len()` free objects of slab `header`, lowest first, writing them to the
+    /// front of `out`; returns how many (at least one when `out` is not empty). A bitmap word's
+    /// free objects are taken together: one read and one write of the word for all of them.
+    ///
+    /// # Safety
+    ///
+    /// 1. `header` is a live slab of class `class` on its partial list (so it has a free
+    ///    object).
+    #[inline]
+    unsafe fn pop_many(
+        &mut self,
+        header: NonNull<SlabHeader>,
+        class: usize,
+        out: &mut [NonNull<u8>],
+    ) -> usize {
+        let geometry = &GEOMETRY[class];
+        let h = header.as_ptr();
+        // SAFETY: (1) the header is live and ours; the heap is borrowed mutably.
+        let (mut word, free) = unsafe { (usize::from((*h).hint), usize::from((*h).free_count)) };
+        // SAFETY: (1).
+        let base = unsafe { slab_base(header, class) };
+        let wanted = out.len().min(free);
+        let mut taken = 0;
+        while taken < wanted {
+            // SAFETY: (1) the header is live. `word < BITMAP_WORDS`: the slab's free objects are
+            // clear bits at or after `hint` (the words before it are full), taken in order, and
+            // `wanted` is at most their number, so one is left at or after `word`.
+            let used = unsafe { (*h).used.get_unchecked_mut(word) };
+            let mut clear = !*used;
+            while clear != 0 && taken < wanted {
+                let index = word * WORD_BITS + clear.trailing_zeros() as usize;
+                clear &= clear - 1;
+                // SAFETY: a clear bit is an object, `index < objects`: it lies inside the slab,
+                // before its header. `taken < wanted <= out.len()`.
+                unsafe { *out.get_unchecked_mut(taken) = base.add(index * geometry.size) };
+                taken += 1;
+            }
+            // The bits still clear are the objects left free in this word.
+            *used = !clear;
+            if taken < wanted {
+                word += 1;
+            }
+        }
+        // SAFETY: (1) as above; `taken <= free_count`. Every word before `word` is full.
+        unsafe {
+            (*h).hint = word as u16;
+            (*h).free_count -= taken as u16;
+        }
+        self.free_bytes -= taken * geometry.size;
+        if taken == free {
+            // SAFETY: (1) the slab is on its partial list, and now full.
+            unsafe { self.move_to(header, class, List::Full) };
+        }
+        taken
     }
 
     /// A slab that just became empty: kept as the class's spare, or given back.
@@ -1000,10 +1059,83 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
         };
         if let Some(header) = self.tagged_slab(ptr, class) {
             // SAFETY: the tag says this is a live slab of this class.
-            return unsafe { self.free_object(header, ptr, layout, class) };
+            return unsafe { self.free_object(header, ptr, layout, class) }.map(drop);
         }
         // SAFETY: the caller's obligations are passed on.
         unsafe { self.deallocate_small_slow(ptr, layout, class) }
+    }
+
+    /// Small objects a bitmap word at a time ([`pop_many`](Self::pop_many)), from partial
+    /// slabs first, then the spare or new slabs as `allocate` would take them.
+    fn allocate_batch(&mut self, layout: Layout, out: &mut [NonNull<u8>]) -> usize {
+        let mut count = 0;
+        let Some(class) = slab_class(layout) else {
+            for slot in out.iter_mut() {
+                let Ok(block) = self.allocate_direct(layout) else { break };
+                *slot = block.cast();
+                count += 1;
+            }
+            return count;
+        };
+        while count < out.len() {
+            if let Some(slab) = self.classes[class].partial {
+                // SAFETY: a slab on its class's partial list is live and has a free object.
+                count += unsafe { self.pop_many(slab, class, &mut out[count..]) };
+                continue;
+            }
+            let Ok(block) = self.allocate_small_slow(layout, class) else { break };
+            out[count] = block.cast();
+            count += 1;
+        }
+        count
+    }
+
+    /// Each object as `deallocate` frees it, except that the slab the previous object went
+    /// back to, while it stays in use, is not confirmed again: a magazine's objects often
+    /// share slabs. (Only a confirmed slab is remembered, and it stays live until it empties.)
+    unsafe fn deallocate_batch(&mut self, blocks: &[NonNull<u8>], layout: Layout) -> (usize, Option<Misuse>) {
+        let mut refused = 0;
+        let mut first = None;
+        let mut refuse = |misuse| {
+            refused += 1;
+            first.get_or_insert(misuse);
+        };
+        let Some(class) = slab_class(layout) else {
+            for &ptr in blocks {
+                // SAFETY: the caller's obligations are passed on, for each block.
+                if let Err(misuse) = unsafe { self.deallocate_large(ptr, layout) } {
+                    refuse(misuse);
+                }
+            }
+            return (refused, first);
+        };
+        let slab = GEOMETRY[class].slab;
+        // The start and header of the slab the previous object went back to, if confirmed
+        // and still in use.
+        let mut last: Option<(NonNull<u8>, NonNull<SlabHeader>)> = None;
+        for &ptr in blocks {
+            let header = match last {
+                Some((base, header)) if round_down(ptr, slab) == base => Some(header),
+                _ => self.tagged_slab(ptr, class),
+            };
+            let Some(header) = header else {
+                last = None;
+                // SAFETY: the caller's obligations are passed on.
+                if let Err(misuse) = unsafe { self.deallocate_small_slow(ptr, layout, class) } {
+                    refuse(misuse);
+                }
+                continue;
+            };
+            // SAFETY: `header` is a live slab of this class: confirmed by its tag just now, or
+            // for an earlier object, and in use since (a slab is given back only once empty).
+            match unsafe { self.free_object(header, ptr, layout, class) } {
+                // SAFETY: a live slab's header.
+                Ok(true) => last = Some((unsafe { slab_base(header, class) }, header)),
+                Ok(false) => last = None,
+                Err(misuse) => refuse(misuse),
+            }
+        }
+        (refused, first)
     }
 
     unsafe fn grow_in_place(

@@ -3,6 +3,7 @@
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
+use std::vec;
 use std::vec::Vec;
 
 use super::*;
@@ -418,5 +419,72 @@ fn direct_blocks_of_a_slab_shape_are_never_read_for_a_tag_the_caller_left_unwrit
     unsafe { heap.shrink_in_place(b, big, 3000) }.unwrap();
     free(&mut heap, b, layout(3000, 4096));
     free(&mut heap, keep, layout(64, 8));
+    assert_eq!(heap.usage().free_bytes, heap.usage().total_bytes);
+}
+
+#[test]
+fn a_batch_takes_whole_bitmap_words_across_slabs() {
+    let memory = Memory::new(1 << 20);
+    let mut heap = heap_over(&memory, 1 << 20);
+    let l = layout(16, 8);
+    let class = SizeClass::for_layout(l).unwrap().index();
+    let per_slab = GEOMETRY[class].objects;
+    // One object first, so the batch starts inside a word of a partial slab.
+    let single = alloc(&mut heap, l);
+    let mut out = vec![NonNull::dangling(); per_slab + 70];
+    let count = heap.allocate_batch(l, &mut out);
+    assert_eq!(count, out.len(), "a batch with room in the arena came back short");
+    heap.check_invariants().unwrap();
+    let mut all: Vec<_> = out.iter().map(|p| p.as_ptr().addr()).chain([single.as_ptr().addr()]).collect();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), out.len() + 1, "an object was handed out twice");
+    assert!(all.iter().all(|a| a % 16 == 0));
+    // No object left behind: the slabs made hold exactly the rest as free objects.
+    let taken = per_slab + 71;
+    assert_eq!(heap.free_bytes, (taken.div_ceil(per_slab) * per_slab - taken) * 16);
+    // The batch's objects are what single allocations would have taken next: lowest first.
+    assert_eq!(out[0].as_ptr().addr(), single.as_ptr().addr() + 16);
+    // SAFETY: live objects of this heap, each allocated with `l`, none twice.
+    let (refused, misuse) = unsafe { heap.deallocate_batch(&out, l) };
+    assert_eq!((refused, misuse.map(|m| m.kind)), (0, None));
+    free(&mut heap, single, l);
+    heap.trim();
+    assert_eq!(heap.usage().free_bytes, heap.usage().total_bytes);
+}
+
+#[test]
+fn a_batch_free_refuses_each_misused_object_and_returns_the_rest() {
+    let memory = Memory::zeroed(1 << 20);
+    let mut heap = heap_over(&memory, 1 << 20);
+    let l = layout(40, 8);
+    let per_slab = GEOMETRY[SizeClass::for_layout(l).unwrap().index()].objects;
+    let keep = alloc(&mut heap, l);
+    let mut objects: Vec<_> = (0..per_slab + 4).map(|_| alloc(&mut heap, l)).collect();
+    // The first slab's objects but `keep`, then a double free of one of them, an interior
+    // pointer, and the second slab's objects: the remembered slab must not excuse the misuse.
+    let second: Vec<_> = objects.split_off(per_slab - 1);
+    // SAFETY: inside the live object `keep`, never dereferenced.
+    let interior = unsafe { keep.add(8) };
+    let mut batch = objects.clone();
+    batch.push(objects[3]);
+    batch.push(interior);
+    batch.extend(&second);
+    // The second slab empties within the batch and becomes the spare; a second free of its
+    // object after that is refused too.
+    batch.push(second[0]);
+    let before_live = per_slab + 4 + 1;
+    // SAFETY: a batch with three misuses, which the slab layer detects and refuses.
+    let (refused, first) = unsafe { heap.deallocate_batch(&batch, l) };
+    assert_eq!(refused, 3);
+    assert_eq!(
+        first.map(|m| (m.kind, m.ptr)),
+        Some((MisuseKind::DoubleFree, objects[3].as_ptr().cast_const()))
+    );
+    heap.check_invariants().unwrap();
+    let objects_free = (before_live - 1) * 40usize.next_multiple_of(8);
+    assert!(heap.usage().free_bytes >= objects_free, "some object of the batch did not go back");
+    free(&mut heap, keep, l);
+    heap.trim();
     assert_eq!(heap.usage().free_bytes, heap.usage().total_bytes);
 }
