@@ -466,7 +466,8 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
         // value across a call): no object of the magazine shares the block's filter slot (so
         // it cannot be a double free of one), and there is room.
         if !magazine.may_hold(ptr) && magazine.len() < capacity(class) {
-            magazine.push(ptr);
+            // SAFETY: below the class's capacity, just compared.
+            unsafe { magazine.push(ptr) };
             guard.count_free(layout, class);
             return;
         }
@@ -501,7 +502,8 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
         if cache.magazines[class.index()].len() >= capacity(class) {
             self.flush(cache, class);
         }
-        cache.magazines[class.index()].push(ptr);
+        // SAFETY: a full magazine was just flushed to half its capacity.
+        unsafe { cache.magazines[class.index()].push(ptr) };
         cache.count_free(layout, class);
     }
 

@@ -37,6 +37,16 @@ const BY_EIGHTHS: [u8; SizeClass::MAX_SIZE / LINEAR_STEP + 1] = {
     table
 };
 
+// Every class `for_layout` builds from the table keeps `SizeClass`'s invariant, on which
+// `index()` relies.
+const _: () = {
+    let mut i = 0;
+    while i < BY_EIGHTHS.len() {
+        assert!((BY_EIGHTHS[i] as usize) < SizeClass::COUNT, "a class index beyond the table");
+        i += 1;
+    }
+};
+
 /// The size of every class, by index: read on every allocate and free, so a table rather than
 /// the shifts of [`SizeClass::computed_size`].
 const SIZES: [u16; SizeClass::COUNT] = {
@@ -138,6 +148,9 @@ impl SizeClass {
     /// The position of the class in the table, `0..COUNT`, smallest first.
     #[inline(always)]
     pub const fn index(self) -> usize {
+        // SAFETY: the field's invariant. Told to the compiler, so that tables indexed by class
+        // need no bounds check on the hot paths.
+        unsafe { core::hint::assert_unchecked((self.index as usize) < Self::COUNT) };
         self.index as usize
     }
 

@@ -570,7 +570,7 @@ impl<B: BlockLookup> SlabHeap<B> {
     ) -> Result<(), Misuse> {
         if let Some(header) = self.slab_of(ptr, layout, class)? {
             // SAFETY: `slab_of` found a live slab.
-            return unsafe { self.free_object(header, ptr, layout, class) }.map(drop);
+            return unsafe { self.free_object(header, ptr, layout, class) };
         }
         // A small block of the backing heap's own (or a mistake it will report).
         // SAFETY: the caller's obligations are passed on.
@@ -581,9 +581,7 @@ impl<B: BlockLookup> SlabHeap<B> {
         Ok(())
     }
 
-    /// Frees object `ptr` of the slab `header`, freed with a layout of class `class`; returns
-    /// whether the slab still holds an object in use (when not, it may have gone back to the
-    /// backing heap).
+    /// Frees object `ptr` of the slab `header`, freed with a layout of class `class`.
     ///
     /// # Safety
     ///
@@ -595,7 +593,7 @@ impl<B: BlockLookup> SlabHeap<B> {
         ptr: NonNull<u8>,
         layout: Layout,
         class: usize,
-    ) -> Result<bool, Misuse> {
+    ) -> Result<(), Misuse> {
         let h = header.as_ptr();
         let geometry = &GEOMETRY[class];
         // SAFETY: (1) the slab starts `slab - HEADER` bytes before its header.
@@ -628,9 +626,8 @@ impl<B: BlockLookup> SlabHeap<B> {
         if usize::from(free_count) == geometry.objects {
             // SAFETY: (1) the slab is live and now empty.
             unsafe { self.emptied(header, class) };
-            return Ok(false);
         }
-        Ok(true)
+        Ok(())
     }
 }
 
@@ -1059,7 +1056,7 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
         };
         if let Some(header) = self.tagged_slab(ptr, class) {
             // SAFETY: the tag says this is a live slab of this class.
-            return unsafe { self.free_object(header, ptr, layout, class) }.map(drop);
+            return unsafe { self.free_object(header, ptr, layout, class) };
         }
         // SAFETY: the caller's obligations are passed on.
         unsafe { self.deallocate_small_slow(ptr, layout, class) }
@@ -1109,7 +1106,7 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
             }
             return (refused, first);
         };
-        let slab = GEOMETRY[class].slab;
+        let (slab, objects) = (GEOMETRY[class].slab, GEOMETRY[class].objects);
         // The start and header of the slab the previous object went back to, if confirmed
         // and still in use.
         let mut last: Option<(NonNull<u8>, NonNull<SlabHeader>)> = None;
@@ -1128,10 +1125,14 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
             };
             // SAFETY: `header` is a live slab of this class: confirmed by its tag just now, or
             // for an earlier object, and in use since (a slab is given back only once empty).
+            // A free that succeeds with one object in use frees the slab's last one: the slab
+            // may go back to the backing heap, and is not remembered.
+            let last_in_use = unsafe { usize::from((*header.as_ptr()).free_count) + 1 == objects };
+            // SAFETY: as above.
             match unsafe { self.free_object(header, ptr, layout, class) } {
+                Ok(()) if last_in_use => last = None,
                 // SAFETY: a live slab's header.
-                Ok(true) => last = Some((unsafe { slab_base(header, class) }, header)),
-                Ok(false) => last = None,
+                Ok(()) => last = Some((unsafe { slab_base(header, class) }, header)),
                 Err(misuse) => refuse(misuse),
             }
         }

@@ -109,11 +109,19 @@ impl Magazine {
         Some(block)
     }
 
-    /// Puts `block` on top; the caller has made room (`len < capacity`) and checked that the
-    /// magazine does not hold it ([`holds`](Self::holds)).
+    /// Puts `block` on top; the caller has checked that the magazine does not hold it
+    /// ([`holds`](Self::holds)).
+    ///
+    /// # Safety
+    ///
+    /// 1. There is room: `len() < capacity(class)` for the magazine's class (so below
+    ///    [`MAGAZINE_OBJECTS`]). The free's fast path has just compared the two; a bounds
+    ///    check here would test it again.
     #[inline]
-    pub(crate) fn push(&mut self, block: NonNull<u8>) {
-        self.blocks[self.len] = block;
+    pub(crate) unsafe fn push(&mut self, block: NonNull<u8>) {
+        debug_assert!(self.len < MAGAZINE_OBJECTS);
+        // SAFETY: (1) `len < MAGAZINE_OBJECTS`.
+        unsafe { *self.blocks.get_unchecked_mut(self.len) = block };
         self.len += 1;
         self.counts[filter_slot(block)] += 1;
     }
