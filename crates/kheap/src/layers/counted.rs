@@ -181,9 +181,8 @@ unsafe impl<H: RawHeap> RawHeap for Counted<H> {
         Ok(())
     }
 
-    /// Counts the blocks the batch got; a short or empty batch counts no refusal (the front
-    /// that asked decides whether the request is refused, as for
-    /// [`allocate_quietly`](Self::allocate_quietly)).
+    /// Counts the blocks the batch got; a short or empty batch counts no refusal: the front
+    /// that asked decides whether the request is refused (it may grow the heap first).
     #[inline]
     fn allocate_batch(&mut self, layout: Layout, out: &mut [NonNull<u8>]) -> usize {
         let count = self.heap.allocate_batch(layout, out);

@@ -1062,8 +1062,9 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
         unsafe { self.deallocate_small_slow(ptr, layout, class) }
     }
 
-    /// Small objects a bitmap word at a time ([`pop_many`](Self::pop_many)), from partial
-    /// slabs first, then the spare or new slabs as `allocate` would take them.
+    /// Small objects a bitmap word at a time (every free object a word shows, in one read and
+    /// one write of the word), from partial slabs first, then the spare or new slabs as
+    /// `allocate` would take them.
     fn allocate_batch(&mut self, layout: Layout, out: &mut [NonNull<u8>]) -> usize {
         let mut count = 0;
         let Some(class) = slab_class(layout) else {
@@ -1370,7 +1371,9 @@ impl<B: BlockLookup> SlabHeap<B> {
                 self.backing.shrink_in_place(ptr, old, new_size)
             }
         }?;
-        if aligned {
+        // A block at least `new_size` long can be slab-shaped only if that is at most the
+        // largest slab: a large buffer resized is not looked up (an O(length) walk in TLSF).
+        if aligned && new_size <= MAX_SLAB {
             if let Ok(block) = self.backing.block_layout(ptr) {
                 if slab_shaped(ptr, block.size()) {
                     // SAFETY: slab-shaped, and the tag's place lies past the `new_size` bytes
