@@ -462,7 +462,9 @@ impl<B: BlockLookup> SlabHeap<B> {
         // SAFETY: `fast_spans <= span_count <= MAX_SPANS` (the fields' invariants). None while
         // the check is off.
         let spans = unsafe { self.spans.get_unchecked(..self.fast_spans) };
-        if !spans.iter().any(|&(s, e)| s <= start && start < e && slab <= e - start) {
+        // The slab `[start, start + slab)` lies in `[s, e)`; `e >= slab` for any real region
+        // (and a span ending lower holds no slab: its saturated bound admits only address 0).
+        if !spans.iter().any(|&(s, e)| s <= start && start <= e.saturating_sub(slab)) {
             return None;
         }
         // SAFETY: the slab, `into` bytes before `ptr`, lies inside a region (valid for reads for
