@@ -99,6 +99,27 @@ impl<H: RawHeap> Fixture<H> {
         }
     }
 
+    /// The end of a seeded script: frees every live block in a random order, then checks that
+    /// the heap (once a guarding layer gave its held blocks back) is as it was at the start,
+    /// `initial`: no byte lost, no free block left split.
+    pub fn free_all_and_assert_whole(
+        &mut self,
+        rng: &mut Rng,
+        guards: &Guards<H>,
+        initial: HeapStats,
+        seed: u64,
+    ) {
+        self.free_all(rng);
+        self.check();
+        self.settle(guards);
+        assert_eq!(self.heap.stats().free_bytes, initial.free_bytes, "bytes lost by seed {seed}");
+        assert_eq!(
+            self.heap.stats().largest_free_block,
+            initial.largest_free_block,
+            "heap left split by seed {seed}"
+        );
+    }
+
     /// Runs the heap's invariant walker and compares its counters with the model.
     pub fn check(&self) {
         if let Err(e) = self.heap.check_invariants() {
@@ -245,6 +266,12 @@ pub fn exhaust_then_free_everything_with<H: RawHeap>(make: fn() -> H, guards: &G
     }
 }
 
+/// A free block this large can hold `layout` in any heap here, guards included: a request the
+/// heap refuses must have found a smaller largest free block.
+fn always_fits<H>(heap: &H, layout: Layout, guards: &Guards<H>) -> usize {
+    2 * layout.size().max(layout.align()).max(16) + layout.align() + 2 * (guards.bytes)(heap, layout)
+}
+
 fn random_layout(rng: &mut Rng) -> Layout {
     let size = match rng.range(0..=99) {
         0..=69 => rng.range(1..=64),
@@ -283,9 +310,7 @@ pub fn random_scripts_with<H: RawHeap>(make: fn() -> H, guards: &Guards<H>) {
                     let before = f.heap.stats();
                     if f.allocate(layout).is_none() {
                         // Any heap here can place `layout` in a free block this large.
-                        let enough = 2 * layout.size().max(layout.align()).max(16)
-                            + layout.align()
-                            + 2 * (guards.bytes)(f.heap.inner(), layout);
+                        let enough = always_fits(f.heap.inner(), layout, guards);
                         assert!(
                             before.largest_free_block < enough,
                             "{layout:?} refused with a free block of {}",
@@ -310,15 +335,7 @@ pub fn random_scripts_with<H: RawHeap>(make: fn() -> H, guards: &Guards<H>) {
             }
             f.check();
         }
-        f.free_all(&mut rng);
-        f.check();
-        f.settle(guards);
-        assert_eq!(f.heap.stats().free_bytes, initial.free_bytes, "bytes lost by seed {seed}");
-        assert_eq!(
-            f.heap.stats().largest_free_block,
-            initial.largest_free_block,
-            "heap left split by seed {seed}"
-        );
+        f.free_all_and_assert_whole(&mut rng, guards, initial, seed);
     }
 }
 
@@ -352,9 +369,7 @@ pub fn batches_agree_with_the_shadow_model_with<H: RawHeap>(make: fn() -> H, gua
                     }
                     if count == 0 {
                         assert_refusal_changed_at_most_the_cache(before, f.heap.stats());
-                        let enough = 2 * layout.size().max(layout.align()).max(16)
-                            + layout.align()
-                            + 2 * (guards.bytes)(f.heap.inner(), layout);
+                        let enough = always_fits(f.heap.inner(), layout, guards);
                         assert!(
                             before.largest_free_block < enough,
                             "{layout:?} batch empty with a free block of {}",
@@ -388,11 +403,7 @@ pub fn batches_agree_with_the_shadow_model_with<H: RawHeap>(make: fn() -> H, gua
             }
             f.check();
         }
-        f.free_all(&mut rng);
-        f.check();
-        f.settle(guards);
-        assert_eq!(f.heap.stats().free_bytes, initial.free_bytes, "bytes lost by seed {seed}");
-        assert_eq!(f.heap.stats().largest_free_block, initial.largest_free_block, "split by seed {seed}");
+        f.free_all_and_assert_whole(&mut rng, guards, initial, seed);
     }
 }
 

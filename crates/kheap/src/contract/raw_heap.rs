@@ -178,13 +178,7 @@ pub unsafe trait RawHeap {
     /// object a bitmap word shows at once).
     #[inline]
     fn allocate_batch(&mut self, layout: Layout, out: &mut [NonNull<u8>]) -> usize {
-        let mut count = 0;
-        for slot in out.iter_mut() {
-            let Ok(block) = self.allocate(layout) else { break };
-            *slot = block.cast();
-            count += 1;
-        }
-        count
+        allocate_each(out, || self.allocate(layout))
     }
 
     /// Returns every block of `blocks`, all allocated with `layout`. A block whose free the
@@ -203,16 +197,8 @@ pub unsafe trait RawHeap {
     /// 2. `layout` *fits* each.
     #[inline]
     unsafe fn deallocate_batch(&mut self, blocks: &[NonNull<u8>], layout: Layout) -> (usize, Option<Misuse>) {
-        let mut refused = 0;
-        let mut first = None;
-        for &block in blocks {
-            // SAFETY: (1) and (2) are `deallocate`'s obligations 1 and 2, for each block.
-            if let Err(misuse) = unsafe { self.deallocate(block, layout) } {
-                refused += 1;
-                first.get_or_insert(misuse);
-            }
-        }
-        (refused, first)
+        // SAFETY: (1) and (2) are `deallocate`'s obligations 1 and 2, for each block.
+        deallocate_each(blocks, |block| unsafe { self.deallocate(block, layout) })
     }
 
     /// The layout of a fresh region (from a memory source, touching no other region) in which
@@ -271,6 +257,41 @@ pub unsafe trait RawHeap {
     /// the cached pieces add up to [`HeapUsage::free_bytes`]; the largest free block is
     /// [`HeapUsage::largest_free_block`].
     fn walk(&self, visit: &mut dyn FnMut(Part));
+}
+
+/// Fills `out` from the front with the blocks `allocate` returns, one call per slot, until it
+/// refuses; returns how many. What `RawHeap::allocate_batch` does by default, and what a heap
+/// that batches only some layouts does for the others.
+#[inline]
+pub(crate) fn allocate_each(
+    out: &mut [NonNull<u8>],
+    mut allocate: impl FnMut() -> Result<NonNull<[u8]>, AllocError>,
+) -> usize {
+    let mut count = 0;
+    for slot in out.iter_mut() {
+        let Ok(block) = allocate() else { break };
+        *slot = block.cast();
+        count += 1;
+    }
+    count
+}
+
+/// Frees every block of `blocks` with `free`; returns how many it refused and the first
+/// refusal. What `RawHeap::deallocate_batch` does by default.
+#[inline]
+pub(crate) fn deallocate_each(
+    blocks: &[NonNull<u8>],
+    mut free: impl FnMut(NonNull<u8>) -> Result<(), Misuse>,
+) -> (usize, Option<Misuse>) {
+    let mut refused = 0;
+    let mut first = None;
+    for &block in blocks {
+        if let Err(misuse) = free(block) {
+            refused += 1;
+            first.get_or_insert(misuse);
+        }
+    }
+    (refused, first)
 }
 
 /// A heap that can tell, from its address alone, the block a *live allocation* occupies:

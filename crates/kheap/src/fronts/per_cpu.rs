@@ -502,7 +502,8 @@ impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
         if cache.magazines[class.index()].len() >= capacity(class) {
             self.flush(cache, class);
         }
-        // SAFETY: a full magazine was just flushed to half its capacity.
+        // SAFETY: below the class's capacity: it was, or the full magazine was just flushed to
+        // half of it.
         unsafe { cache.magazines[class.index()].push(ptr) };
         cache.count_free(layout, class);
     }

@@ -28,6 +28,7 @@ use core::alloc::Layout;
 use core::mem::size_of;
 use core::ptr::NonNull;
 
+use crate::contract::raw_heap::{allocate_each, deallocate_each};
 use crate::{
     AllocError, BlockLookup, HeapUsage, InvariantError, Misuse, MisuseKind, Part, PartKind, RawHeap,
     RegionError, SizeClass,
@@ -1068,15 +1069,10 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
     /// one write of the word), from partial slabs first, then the spare or new slabs as
     /// `allocate` would take them.
     fn allocate_batch(&mut self, layout: Layout, out: &mut [NonNull<u8>]) -> usize {
-        let mut count = 0;
         let Some(class) = slab_class(layout) else {
-            for slot in out.iter_mut() {
-                let Ok(block) = self.allocate_direct(layout) else { break };
-                *slot = block.cast();
-                count += 1;
-            }
-            return count;
+            return allocate_each(out, || self.allocate_direct(layout));
         };
+        let mut count = 0;
         while count < out.len() {
             if let Some(slab) = self.classes[class].partial {
                 // SAFETY: a slab on its class's partial list is live and has a free object.
@@ -1094,26 +1090,15 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
     /// back to, while it stays in use, is not confirmed again: a magazine's objects often
     /// share slabs. (Only a confirmed slab is remembered, and it stays live until it empties.)
     unsafe fn deallocate_batch(&mut self, blocks: &[NonNull<u8>], layout: Layout) -> (usize, Option<Misuse>) {
-        let mut refused = 0;
-        let mut first = None;
-        let mut refuse = |misuse| {
-            refused += 1;
-            first.get_or_insert(misuse);
-        };
         let Some(class) = slab_class(layout) else {
-            for &ptr in blocks {
-                // SAFETY: the caller's obligations are passed on, for each block.
-                if let Err(misuse) = unsafe { self.deallocate_large(ptr, layout) } {
-                    refuse(misuse);
-                }
-            }
-            return (refused, first);
+            // SAFETY: the caller's obligations are passed on, for each block.
+            return deallocate_each(blocks, |ptr| unsafe { self.deallocate_large(ptr, layout) });
         };
         let (slab, objects) = (GEOMETRY[class].slab, GEOMETRY[class].objects);
         // The start and header of the slab the previous object went back to, if confirmed
         // and still in use.
         let mut last: Option<(NonNull<u8>, NonNull<SlabHeader>)> = None;
-        for &ptr in blocks {
+        deallocate_each(blocks, |ptr| {
             let header = match last {
                 Some((base, header)) if round_down(ptr, slab) == base => Some(header),
                 _ => self.tagged_slab(ptr, class),
@@ -1121,10 +1106,7 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
             let Some(header) = header else {
                 last = None;
                 // SAFETY: the caller's obligations are passed on.
-                if let Err(misuse) = unsafe { self.deallocate_small_slow(ptr, layout, class) } {
-                    refuse(misuse);
-                }
-                continue;
+                return unsafe { self.deallocate_small_slow(ptr, layout, class) };
             };
             // SAFETY: `header` is a live slab of this class: confirmed by its tag just now, or
             // for an earlier object, and in use since (a slab is given back only once empty).
@@ -1132,14 +1114,11 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
             // may go back to the backing heap, and is not remembered.
             let last_in_use = unsafe { usize::from((*header.as_ptr()).free_count) + 1 == objects };
             // SAFETY: as above.
-            match unsafe { self.free_object(header, ptr, layout, class) } {
-                Ok(()) if last_in_use => last = None,
-                // SAFETY: a live slab's header.
-                Ok(()) => last = Some((unsafe { slab_base(header, class) }, header)),
-                Err(misuse) => refuse(misuse),
-            }
-        }
-        (refused, first)
+            unsafe { self.free_object(header, ptr, layout, class) }?;
+            // SAFETY: a live slab's header.
+            last = (!last_in_use).then(|| (unsafe { slab_base(header, class) }, header));
+            Ok(())
+        })
     }
 
     unsafe fn grow_in_place(
