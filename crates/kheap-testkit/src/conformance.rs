@@ -84,6 +84,20 @@ impl<H: RawHeap> Fixture<H> {
         }
     }
 
+    /// Frees a block the model knows as a front does: through the heap's fast path
+    /// ([`RawHeap::deallocate_fast`]), and through `deallocate` when the fast path declines.
+    pub fn free_fast(&mut self, ptr: NonNull<u8>) {
+        let layout = self.shadow.freed(ptr);
+        // SAFETY: the model only holds live allocations of this heap, with their layouts.
+        if unsafe { self.heap.deallocate_fast(ptr, layout) } {
+            return;
+        }
+        // SAFETY: as above; a declined fast free changed nothing.
+        if let Err(misuse) = unsafe { self.heap.deallocate(ptr, layout) } {
+            panic!("a correct free was refused after the fast path declined it: {misuse}");
+        }
+    }
+
     /// Gives every block a guarding layer holds back to the heap below.
     pub fn settle(&mut self, guards: &Guards<H>) {
         (guards.settle)(self.heap.inner_mut());
@@ -320,7 +334,12 @@ pub fn random_scripts_with<H: RawHeap>(make: fn() -> H, guards: &Guards<H>) {
                 }
                 50..=84 if !f.shadow.is_empty() => {
                     let (ptr, _) = f.shadow.nth(rng.range(0..=f.shadow.len() - 1)).unwrap();
-                    f.free(ptr);
+                    // Half the frees go the way a front sends them: the fast path first.
+                    if rng.range(0..=1) == 0 {
+                        f.free(ptr);
+                    } else {
+                        f.free_fast(ptr);
+                    }
                 }
                 85..=99 if !f.shadow.is_empty() => {
                     let (ptr, layout) = f.shadow.nth(rng.range(0..=f.shadow.len() - 1)).unwrap();
@@ -524,6 +543,46 @@ pub fn bad_input_is_refused_with<H: RawHeap>(make: fn() -> H, guards: &Guards<H>
     check_unchanged();
     drop(locked);
     drop(arena);
+}
+
+/// The fast free ([`RawHeap::deallocate_fast`]) takes only correct frees: a double free, a
+/// free of an interior pointer, a free with a larger layout than the block's, a free of memory
+/// the heap does not own and a free with an impossible layout are all declined (`false`) and
+/// change nothing, so the front's `deallocate` gets them and reports them.
+pub fn fast_frees_decline_misuse<H: RawHeap>(make: fn() -> H) {
+    let mut f = Fixture::new(make, ARENA_LEN);
+    let small = Layout::from_size_align(64, 64).unwrap();
+    let page = Layout::from_size_align(64, 4096).unwrap();
+    let kept = f.allocate(small).expect("a fresh heap holds 64 bytes");
+    let freed = f.allocate(small).expect("a fresh heap holds 64 bytes");
+    let aligned = f.allocate(page).expect("a fresh heap holds 64 bytes aligned to 4 KiB");
+    f.free_fast(freed);
+    f.check();
+    let outside = [0u128; 8];
+    let outside = NonNull::from(&outside).cast::<u8>();
+    let cases = [
+        ("double free", freed, small),
+        (
+            "interior pointer",
+            kept.map_addr(|a| a.checked_add(16).unwrap()),
+            Layout::from_size_align(16, 16).unwrap(),
+        ),
+        ("larger layout", aligned, Layout::from_size_align(32 * 1024, 4096).unwrap()),
+        ("foreign pointer", outside, Layout::from_size_align(16, 16).unwrap()),
+        ("impossible layout", aligned, Layout::from_size_align(isize::MAX as usize / 2 + 1, 4096).unwrap()),
+    ];
+    for (case, ptr, layout) in cases {
+        let before = f.heap.stats();
+        // SAFETY: deliberately wrong; a heap must decline without touching the memory, which
+        // is the arena's or the local array's either way.
+        let taken = unsafe { f.heap.deallocate_fast(ptr, layout) };
+        assert!(!taken, "the fast path took a {case} ({ptr:p}, {layout:?})");
+        assert_eq!(f.heap.stats(), before, "a declined {case} changed the heap");
+        f.check();
+    }
+    f.free_fast(kept);
+    f.free_fast(aligned);
+    f.check();
 }
 
 /// Sizes near `isize::MAX`, the largest alignments a `Layout` allows, resizes to extreme sizes,

@@ -70,6 +70,10 @@ macro_rules! conformance_suite {
                 c::batches_agree_with_the_shadow_model_with(make, &guards());
             }
             #[test]
+            fn fast_frees_decline_misuse() {
+                c::fast_frees_decline_misuse(make);
+            }
+            #[test]
             fn grow_and_shrink_in_place_keep_contents_and_counts() {
                 c::resize_in_place(make);
             }

@@ -32,10 +32,61 @@ mod region_tree;
 mod tests;
 
 /// The links written into a free block. Fits in one granule.
+///
+/// Invariant: `next` is the next block on the block's free list; `prev`, the block before it,
+/// is written only while the block is not the first of its list (the first has none, and
+/// keeping none saves a write to the next block each time the first is taken).
 #[repr(C)]
 struct FreeBlock {
     next: Option<NonNull<FreeBlock>>,
-    prev: Option<NonNull<FreeBlock>>,
+    prev: NonNull<FreeBlock>,
+}
+
+impl FreeBlock {
+    /// The block after `node` on its list.
+    ///
+    /// # Safety
+    ///
+    /// 1. `node` is on a free list (so holds its links in heap memory).
+    #[inline(always)]
+    unsafe fn next(node: NonNull<Self>) -> Option<NonNull<Self>> {
+        // SAFETY: (1); only the field is read, as `prev` may never have been written.
+        unsafe { (&raw const (*node.as_ptr()).next).read() }
+    }
+
+    /// The block before `node` on its list.
+    ///
+    /// # Safety
+    ///
+    /// 1. `node` is on a free list and is not its first block.
+    #[inline(always)]
+    unsafe fn prev(node: NonNull<Self>) -> NonNull<Self> {
+        // SAFETY: (1) a block after the first has its back link written.
+        unsafe { (&raw const (*node.as_ptr()).prev).read() }
+    }
+
+    /// Writes `node`'s forward link.
+    ///
+    /// # Safety
+    ///
+    /// 1. `node` is a free block of heap memory (at least one granule, granule-aligned) that
+    ///    nobody else uses.
+    #[inline(always)]
+    unsafe fn set_next(node: NonNull<Self>, next: Option<NonNull<Self>>) {
+        // SAFETY: (1).
+        unsafe { (&raw mut (*node.as_ptr()).next).write(next) }
+    }
+
+    /// Writes `node`'s back link.
+    ///
+    /// # Safety
+    ///
+    /// As [`set_next`](Self::set_next).
+    #[inline(always)]
+    unsafe fn set_prev(node: NonNull<Self>, prev: NonNull<Self>) {
+        // SAFETY: (1).
+        unsafe { (&raw mut (*node.as_ptr()).prev).write(prev) }
+    }
 }
 
 /// The state bits of a block slot: bit 0 "free at this order", bit 1 "allocated at this order".
@@ -214,6 +265,29 @@ impl<const MAX_ORDER: usize> RegionRecord<MAX_ORDER> {
         // SAFETY: as above.
         unsafe { self.bits.store_word(bit, new) };
         Some(merges)
+    }
+
+    /// Marks the order-`k` block at `addr` free and answers `true` if it was allocated at that
+    /// order and its buddy is not free at order `k`; otherwise changes nothing.
+    ///
+    /// # Safety
+    ///
+    /// 1. The block at `addr` (aligned to its size) starts inside the span.
+    #[inline(always)]
+    unsafe fn free_unmerged(&mut self, addr: usize, k: usize) -> bool {
+        const WORD_BITS: usize = usize::BITS as usize;
+        let bit = self.state_bit(addr, k);
+        let (own, buddy) = (bit % WORD_BITS, (bit ^ 2) % WORD_BITS);
+        // SAFETY: (1) the block's pair is in the bitmap, and its buddy's shares its word.
+        let word = unsafe { self.bits.load_word(bit) };
+        // A free buddy sends the free to `deallocate` even at the largest order, where the
+        // two do not merge: that rare case is not worth a comparison here.
+        if word >> own & TAKEN == 0 || word >> buddy & FREE != 0 {
+            return false;
+        }
+        // SAFETY: as above.
+        unsafe { self.bits.store_word(bit, word ^ (FREE | TAKEN) << own) };
+        true
     }
 
     /// The order of the allocated block starting at `addr`, if one does.
@@ -451,14 +525,17 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
         let node = block.cast::<FreeBlock>();
         let head = self.free_lists[k];
         // SAFETY: (1) the block is at least one granule of owned memory that nobody else uses,
-        // granule-aligned, so a `FreeBlock` can be written there.
-        unsafe { node.write(FreeBlock { next: head, prev: None }) };
-        if let Some(mut head) = head {
-            // SAFETY: `head` is on a free list, so it holds a `FreeBlock` the heap owns.
-            unsafe { head.as_mut().prev = Some(node) };
+        // granule-aligned, so its links can be written there. As the first block it keeps no
+        // back link.
+        unsafe { FreeBlock::set_next(node, head) };
+        match head {
+            // SAFETY: `head` is on a free list, so it holds links in memory the heap owns; it
+            // is no longer the first block, so it gets a back link.
+            Some(head) => unsafe { FreeBlock::set_prev(head, node) },
+            // The list was empty; a non-empty one has its bit already.
+            None => self.nonempty |= 1 << k,
         }
         self.free_lists[k] = Some(node);
-        self.nonempty |= 1 << k;
         self.free_counts[k] += 1;
     }
 
@@ -483,14 +560,13 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
     /// 1. `head` is the first block of free list `k`.
     #[inline]
     unsafe fn detach_head(&mut self, head: NonNull<FreeBlock>, k: usize) {
-        // SAFETY: (1) the block is on a free list, so it holds a `FreeBlock`.
-        let next = unsafe { head.as_ref().next };
+        // SAFETY: (1) the block is on a free list.
+        let next = unsafe { FreeBlock::next(head) };
+        // `next`, now the first block, keeps its back link, which is no longer read.
         self.free_lists[k] = next;
         self.free_counts[k] -= 1;
-        match next {
-            // SAFETY: list neighbours are free blocks holding `FreeBlock`s.
-            Some(mut next) => unsafe { next.as_mut().prev = None },
-            None => self.nonempty &= !(1 << k),
+        if next.is_none() {
+            self.nonempty &= !(1 << k);
         }
     }
 
@@ -503,19 +579,17 @@ impl<const MAX_ORDER: usize> BuddyHeap<MAX_ORDER> {
     #[inline]
     unsafe fn detach(&mut self, block: NonNull<u8>, k: usize) {
         let node = block.cast::<FreeBlock>();
-        // SAFETY: (1) the block is on a free list, so it holds a `FreeBlock`.
-        let FreeBlock { next, prev } = unsafe { node.read() };
-        match prev {
-            // SAFETY: list neighbours are free blocks holding `FreeBlock`s.
-            Some(mut prev) => unsafe { prev.as_mut().next = next },
-            None => self.free_lists[k] = next,
+        if self.free_lists[k] == Some(node) {
+            // SAFETY: (1) the block is the first of list `k`.
+            return unsafe { self.detach_head(node, k) };
         }
-        if let Some(mut next) = next {
-            // SAFETY: list neighbours are free blocks holding `FreeBlock`s.
-            unsafe { next.as_mut().prev = prev };
-        }
-        if self.free_lists[k].is_none() {
-            self.nonempty &= !(1 << k);
+        // SAFETY: (1) the block is on a free list and not its first.
+        let (next, prev) = unsafe { (FreeBlock::next(node), FreeBlock::prev(node)) };
+        // SAFETY: `prev` is on the list (before the block), so it holds links the heap owns.
+        unsafe { FreeBlock::set_next(prev, next) };
+        if let Some(next) = next {
+            // SAFETY: `next` is on the list, after `prev`, which is now before it.
+            unsafe { FreeBlock::set_prev(next, prev) };
         }
         self.free_counts[k] -= 1;
     }
@@ -825,7 +899,12 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
         // (the field's invariant).
         let head = unsafe { self.free_lists.get_unchecked(j).unwrap_unchecked() };
         let block = head.cast::<u8>();
-        let Some(record) = self.record_of(block.as_ptr().addr()) else {
+        debug_assert!(self.regions.is_some(), "a free block but no region");
+        // SAFETY: a free block lies in a region (the invariants of `free_lists` and `regions`),
+        // so the tree of regions is not empty. Its records are owned by the heap and unchanged
+        // while `&mut self` is held here.
+        let found = unsafe { region_tree::find_from(self.regions.unwrap_unchecked(), block.as_ptr().addr()) };
+        let Some(record) = found else {
             debug_assert!(false, "free block outside every region");
             return Err(AllocError);
         };
@@ -879,6 +958,27 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
             }
         }
         Ok(())
+    }
+
+    #[inline(always)]
+    unsafe fn deallocate_fast(&mut self, ptr: NonNull<u8>, layout: Layout) -> bool {
+        let addr = ptr.as_ptr().addr();
+        let k = Self::order_unbounded(layout.size(), layout.align());
+        // A block of order `k` starts at a multiple of its size: at least `GRANULE_SHIFT + k`
+        // trailing zero bits (one count and one comparison; no larger order is ever allocated).
+        let aligned = ptr.addr().trailing_zeros() as usize >= GRANULE_SHIFT as usize + k;
+        if k >= MAX_ORDER || !aligned {
+            return false;
+        }
+        let Some(record) = self.record_of(addr) else { return false };
+        // SAFETY: the block starts in the record's span (`record_of`) and is aligned.
+        if !unsafe { self.record_mut(record).free_unmerged(addr, k) } {
+            return false;
+        }
+        // SAFETY: the block was allocated at order `k`, so it lies in the span outside the
+        // bookkeeping; it belongs to the heap again, marked free.
+        unsafe { self.link(ptr, k) };
+        true
     }
 
     // Inlined for the common case, a size that stays in its block; the rest is out of line.
@@ -1060,14 +1160,17 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
                 {
                     return fail("free block lies inside a larger free or allocated block", at, j);
                 }
-                // SAFETY: the node lies inside a region, outside its bookkeeping, aligned, and
-                // its free bit is set: it is a free block holding a `FreeBlock` the heap owns.
-                let links = unsafe { node.as_ref() };
-                if links.prev != prev {
-                    return fail("free list back link is wrong", at, k);
+                // The node lies inside a region, outside its bookkeeping, aligned, and its free
+                // bit is set: it is a free block holding links the heap owns.
+                if let Some(prev) = prev {
+                    // SAFETY: as just said; a block after the first has its back link.
+                    if unsafe { FreeBlock::prev(node) } != prev {
+                        return fail("free list back link is wrong", at, k);
+                    }
                 }
                 prev = Some(node);
-                cursor = links.next;
+                // SAFETY: as above.
+                cursor = unsafe { FreeBlock::next(node) };
             }
             if on_list != self.free_counts[k] {
                 return fail("free list length disagrees with its count", core::ptr::null(), k);
@@ -1098,8 +1201,8 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
             let mut cursor = *head;
             while let Some(node) = cursor {
                 visit(Part { kind: PartKind::Free, start: node.as_ptr().cast::<u8>(), len: GRANULE << k });
-                // SAFETY: nodes on a free list hold `FreeBlock`s the heap owns.
-                cursor = unsafe { node.as_ref().next };
+                // SAFETY: nodes on a free list hold links the heap owns.
+                cursor = unsafe { FreeBlock::next(node) };
             }
         }
     }

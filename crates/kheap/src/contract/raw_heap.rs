@@ -100,6 +100,22 @@ pub unsafe trait RawHeap {
     /// 2. `layout` *fits* it.
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse>;
 
+    /// The heap's common free, for a front's fast path: frees the block and answers `true`
+    /// when the free is valid and needs nothing but a few reads and writes (no call, no loop:
+    /// for the buddy system, a block whose buddy is in use); otherwise changes nothing and
+    /// answers `false`, and the caller calls [`deallocate`](Self::deallocate), which does the
+    /// rest and detects misuse. A front whose fast path makes no call needs no stack frame.
+    /// The default answers `false`.
+    ///
+    /// # Safety
+    ///
+    /// As [`deallocate`](Self::deallocate).
+    #[inline(always)]
+    unsafe fn deallocate_fast(&mut self, ptr: NonNull<u8>, layout: Layout) -> bool {
+        let _ = (ptr, layout);
+        false
+    }
+
     /// Makes a *live allocation* larger without moving it, if the memory after it is free.
     ///
     /// # Errors

@@ -225,13 +225,33 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
 
     /// Allocates from the heap; on failure, grows it from the source (if any) and tries again,
     /// as long as the source supplies memory. The source is called with the lock released.
+    ///
+    /// Every path that makes a call leaves through an out-of-line function, so a heap whose
+    /// `allocate` makes none (the buddy system) gets a fast path without a stack frame.
     #[inline(always)]
     fn allocate_or_grow(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        let mut heap = self.heap.lock();
+        let Some(heap) = self.heap.try_lock() else { return self.allocate_waiting(layout) };
+        self.allocate_locked(heap, layout)
+    }
+
+    /// [`allocate_or_grow`](Self::allocate_or_grow) with the lock held (`heap`).
+    #[inline(always)]
+    fn allocate_locked<'a>(
+        &'a self,
+        mut heap: MutexGuard<'a, R, Counted<H>>,
+        layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
         match heap.allocate_quietly(layout) {
             Ok(block) => Ok(block),
             Err(_) => self.grow_and_allocate(heap, layout),
         }
+    }
+
+    /// [`allocate_or_grow`](Self::allocate_or_grow) when the lock was taken: waits for it.
+    #[inline(never)]
+    fn allocate_waiting(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let heap = self.heap.lock();
+        self.allocate_locked(heap, layout)
     }
 
     /// The slow path of [`allocate_or_grow`](Self::allocate_or_grow), kept out of line so the
@@ -377,6 +397,38 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
             // Found by a refused region removal (a hardened heap).
             self.report(&damage);
         }
+    }
+
+    /// A free that the heap's fast path did not take, with the lock held (`heap`).
+    ///
+    /// # Safety
+    ///
+    /// 1. and 2. as the heap's `deallocate`.
+    #[inline(never)]
+    unsafe fn deallocate_locked(
+        &self,
+        mut heap: MutexGuard<'_, R, Counted<H>>,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) {
+        // SAFETY: (1) and (2) are the heap's obligations 1 and 2.
+        let result = unsafe { heap.deallocate(ptr, layout) };
+        drop(heap);
+        if let Err(misuse) = result {
+            self.report(&misuse);
+        }
+    }
+
+    /// A free that found the lock taken: waits for it.
+    ///
+    /// # Safety
+    ///
+    /// 1. and 2. as the heap's `deallocate`.
+    #[inline(never)]
+    unsafe fn deallocate_waiting(&self, ptr: NonNull<u8>, layout: Layout) {
+        let heap = self.heap.lock();
+        // SAFETY: (1) and (2) passed on.
+        unsafe { self.deallocate_locked(heap, ptr, layout) }
     }
 
     /// Hands a misuse to the hook; the caller has released the lock.
@@ -530,12 +582,16 @@ unsafe impl<R: RawMutex, H: RawHeap> Front for LockedHeap<R, H> {
             // SAFETY: (1) and (2) are passed on.
             return unsafe { self.deallocate_giving_back(ptr, layout) };
         }
-        // SAFETY: (1) and (2) are the heap's obligations 1 and 2. The guard is a temporary,
-        // dropped at the end of this statement: the lock is free before any report.
-        let result = unsafe { self.heap.lock().deallocate(ptr, layout) };
-        if let Err(misuse) = result {
-            self.report(&misuse);
+        if let Some(mut heap) = self.heap.try_lock() {
+            // SAFETY: (1) and (2) are the heap's obligations 1 and 2.
+            if unsafe { heap.deallocate_fast(ptr, layout) } {
+                return;
+            }
+            // SAFETY: as above.
+            return unsafe { self.deallocate_locked(heap, ptr, layout) };
         }
+        // SAFETY: as above.
+        unsafe { self.deallocate_waiting(ptr, layout) }
     }
 
     unsafe fn reallocate(

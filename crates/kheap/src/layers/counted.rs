@@ -181,6 +181,17 @@ unsafe impl<H: RawHeap> RawHeap for Counted<H> {
         Ok(())
     }
 
+    #[inline(always)]
+    unsafe fn deallocate_fast(&mut self, ptr: NonNull<u8>, layout: Layout) -> bool {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        let freed = unsafe { self.heap.deallocate_fast(ptr, layout) };
+        if freed {
+            self.requested = self.requested.wrapping_sub(layout.size());
+            self.live = self.live.wrapping_sub(1);
+        }
+        freed
+    }
+
     /// Counts the blocks the batch got; a short or empty batch counts no refusal: the front
     /// that asked decides whether the request is refused (it may grow the heap first).
     #[inline]
