@@ -882,8 +882,14 @@ unsafe impl Sync for PageSource {}
 impl PageSource {
     /// A source of `len` bytes (leaked: the heap may keep them for ever).
     pub fn new(len: usize) -> Self {
-        let memory = Arena::new(len, 4096).leak();
-        let base = NonNull::new(memory.as_mut_ptr().cast::<u8>()).unwrap();
+        // A fixed placement relative to a boundary of up to 8 MiB, so a heap's address-dependent
+        // choices (a buddy block's alignment gap) are the same in every run. This one (364 pages
+        // past 8 MiB) once made a join's bookkeeping cut the block a growth had asked room for.
+        const PAGES_IN: usize = 364;
+        let boundary = len.next_power_of_two().min(8 << 20);
+        let skip = PAGES_IN * 4096 % boundary;
+        let memory = Arena::new(len + skip, boundary).leak();
+        let base = NonNull::new(memory.as_mut_ptr().cast::<u8>().wrapping_add(skip)).unwrap();
         PageSource { base, len, next: std::sync::atomic::AtomicUsize::new(0) }
     }
 

@@ -1032,7 +1032,17 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
         let at = NonNull::new(core::ptr::without_provenance_mut::<u8>(block))?;
         let meta_of = |len| RegionRecord::<MAX_ORDER>::meta_bytes(&Span { start: at, len });
         let twice = block.checked_mul(2)?;
-        let meta = meta_of(twice.checked_add(meta_of(twice))?) + 4 * GRANULE;
+        let own = meta_of(twice.checked_add(meta_of(twice))?);
+        // If the region touches one the heap has, `add_region` joins them and puts the union's
+        // bookkeeping (larger: it covers both) at the new region's end, which would cut into the
+        // block. It joins only when that bookkeeping takes at most half the new region, less
+        // than `block + own / 2`; so where the union's could be that small, ask for room for it
+        // (bounded by the whole heap's span, the most a union can reach).
+        let mut spans = 0usize;
+        self.for_each_record(&mut |r| spans = spans.saturating_add(self.record(r).span.len));
+        let reach = twice.checked_add(own)?.checked_add(spans)?;
+        let union = meta_of(reach.checked_add(meta_of(reach))?);
+        let meta = if union > block + own / 2 { own } else { own.max(union) } + 4 * GRANULE;
         Layout::from_size_align(block.checked_add(meta)?, block).ok()
     }
 
