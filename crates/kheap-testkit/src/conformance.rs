@@ -75,6 +75,21 @@ impl<H: RawHeap> Fixture<H> {
         Some(ptr)
     }
 
+    /// Allocates as a front does: through the heap's fast path
+    /// ([`RawHeap::allocate_fast`]), and through `allocate` when the fast path declines; checks
+    /// the result against the model either way.
+    pub fn allocate_fast(&mut self, layout: Layout) -> Option<NonNull<u8>> {
+        let before = self.heap.stats();
+        let Some(block) = self.heap.allocate_fast(layout) else {
+            assert_eq!(self.heap.stats(), before, "a declined fast allocation changed the heap");
+            return self.allocate(layout);
+        };
+        assert!(block.len() >= layout.size(), "usable size {} below the request {layout:?}", block.len());
+        let ptr = block.cast::<u8>();
+        self.shadow.allocated(ptr, layout);
+        Some(ptr)
+    }
+
     /// Frees a block the model knows.
     pub fn free(&mut self, ptr: NonNull<u8>) {
         let layout = self.shadow.freed(ptr);
@@ -322,7 +337,10 @@ pub fn random_scripts_with<H: RawHeap>(make: fn() -> H, guards: &Guards<H>) {
                 0..=49 => {
                     let layout = random_layout(&mut rng);
                     let before = f.heap.stats();
-                    if f.allocate(layout).is_none() {
+                    // Half the allocations go the way a front sends them: the fast path first.
+                    let block =
+                        if rng.range(0..=1) == 0 { f.allocate(layout) } else { f.allocate_fast(layout) };
+                    if block.is_none() {
                         // Any heap here can place `layout` in a free block this large.
                         let enough = always_fits(f.heap.inner(), layout, guards);
                         assert!(

@@ -961,6 +961,30 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
     }
 
     #[inline(always)]
+    fn allocate_fast(&mut self, layout: Layout) -> Option<NonNull<[u8]>> {
+        let k = Self::order_unbounded(layout.size(), layout.align());
+        // An exact fit only: list `k` is not empty (a larger `k` has no list, and no bit).
+        if k >= MAX_ORDER || self.nonempty >> k & 1 == 0 {
+            return None;
+        }
+        debug_assert!(self.free_lists[k].is_some(), "non-empty mask disagrees with the lists");
+        // SAFETY: bit `k` of `nonempty` is set, so list `k` is not empty (the field's
+        // invariant).
+        let head = unsafe { self.free_lists.get_unchecked(k).unwrap_unchecked() };
+        let block = head.cast::<u8>();
+        // SAFETY: a free block lies in a region, so the tree of regions is not empty; its
+        // records are owned by the heap and unchanged while `&mut self` is held here.
+        let record =
+            unsafe { region_tree::find_from(self.regions.unwrap_unchecked(), block.as_ptr().addr()) }?;
+        // SAFETY: the block heads free list `k`.
+        unsafe { self.detach_head(head, k) };
+        // SAFETY: the block lies in `record`'s span and is free: one bitmap write makes it
+        // allocated.
+        unsafe { self.record_mut(record).flip_free_taken(block.as_ptr().addr(), k) };
+        Some(NonNull::slice_from_raw_parts(block, GRANULE << k))
+    }
+
+    #[inline(always)]
     unsafe fn deallocate_fast(&mut self, ptr: NonNull<u8>, layout: Layout) -> bool {
         let addr = ptr.as_ptr().addr();
         let k = Self::order_unbounded(layout.size(), layout.align());

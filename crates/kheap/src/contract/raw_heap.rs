@@ -100,6 +100,17 @@ pub unsafe trait RawHeap {
     /// 2. `layout` *fits* it.
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse>;
 
+    /// The heap's common allocation, for a front's fast path: a block when the request is
+    /// served without a call or a loop (for the buddy system, an exact fit at the head of its
+    /// list), with its usable size as [`allocate`](Self::allocate) gives it; otherwise `None`,
+    /// with nothing changed, and the caller calls `allocate`, which may still succeed. A front
+    /// whose fast path makes no call needs no stack frame. The default answers `None`.
+    #[inline(always)]
+    fn allocate_fast(&mut self, layout: Layout) -> Option<NonNull<[u8]>> {
+        let _ = layout;
+        None
+    }
+
     /// The heap's common free, for a front's fast path: frees the block and answers `true`
     /// when the free is valid and needs nothing but a few reads and writes (no call, no loop:
     /// for the buddy system, a block whose buddy is in use); otherwise changes nothing and

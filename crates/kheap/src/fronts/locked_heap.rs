@@ -230,12 +230,16 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
     /// `allocate` makes none (the buddy system) gets a fast path without a stack frame.
     #[inline(always)]
     fn allocate_or_grow(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        let Some(heap) = self.heap.try_lock() else { return self.allocate_waiting(layout) };
-        self.allocate_locked(heap, layout)
+        let Some(mut heap) = self.heap.try_lock() else { return self.allocate_waiting(layout) };
+        match heap.allocate_fast(layout) {
+            Some(block) => Ok(block),
+            None => self.allocate_locked(heap, layout),
+        }
     }
 
-    /// [`allocate_or_grow`](Self::allocate_or_grow) with the lock held (`heap`).
-    #[inline(always)]
+    /// [`allocate_or_grow`](Self::allocate_or_grow) with the lock held (`heap`), past the
+    /// heap's fast path.
+    #[inline(never)]
     fn allocate_locked<'a>(
         &'a self,
         mut heap: MutexGuard<'a, R, Counted<H>>,

@@ -182,6 +182,15 @@ unsafe impl<H: RawHeap> RawHeap for Counted<H> {
     }
 
     #[inline(always)]
+    fn allocate_fast(&mut self, layout: Layout) -> Option<NonNull<[u8]>> {
+        let block = self.heap.allocate_fast(layout)?;
+        self.requested = self.requested.wrapping_add(layout.size());
+        self.raise_peak();
+        self.live = self.live.wrapping_add(1);
+        Some(block)
+    }
+
+    #[inline(always)]
     unsafe fn deallocate_fast(&mut self, ptr: NonNull<u8>, layout: Layout) -> bool {
         // SAFETY: the caller's obligations are passed on unchanged.
         let freed = unsafe { self.heap.deallocate_fast(ptr, layout) };
