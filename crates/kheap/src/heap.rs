@@ -81,6 +81,17 @@ unsafe impl RawHeap for Heap {
         unsafe { self.inner.deallocate(ptr, layout) }
     }
 
+    #[inline(always)]
+    fn allocate_fast(&mut self, layout: Layout) -> Option<NonNull<[u8]>> {
+        self.inner.allocate_fast(layout)
+    }
+
+    #[inline(always)]
+    unsafe fn deallocate_fast(&mut self, ptr: NonNull<u8>, layout: Layout) -> bool {
+        // SAFETY: the caller's obligations are passed on unchanged.
+        unsafe { self.inner.deallocate_fast(ptr, layout) }
+    }
+
     #[inline]
     fn allocate_batch(&mut self, layout: Layout, out: &mut [NonNull<u8>]) -> usize {
         self.inner.allocate_batch(layout, out)

@@ -100,11 +100,12 @@ pub unsafe trait RawHeap {
     /// 2. `layout` *fits* it.
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse>;
 
-    /// The heap's common allocation, for a front's fast path: a block when the request is
-    /// served without a call or a loop (for the buddy system, an exact fit at the head of its
-    /// list), with its usable size as [`allocate`](Self::allocate) gives it; otherwise `None`,
-    /// with nothing changed, and the caller calls `allocate`, which may still succeed. A front
-    /// whose fast path makes no call needs no stack frame. The default answers `None`.
+    /// The heap's common allocation, for a front's fast path: a block when the heap serves the
+    /// request from its common case (for the buddy system, an exact fit at the head of its
+    /// list, with no call; for the slab layer, an object of a partial slab), with its usable
+    /// size as [`allocate`](Self::allocate) gives it; otherwise `None`, with nothing changed,
+    /// and the caller calls `allocate`, which may still succeed. Kept free of calls where it
+    /// can be, so that a front's fast path needs no stack frame. The default answers `None`.
     #[inline(always)]
     fn allocate_fast(&mut self, layout: Layout) -> Option<NonNull<[u8]>> {
         let _ = layout;
@@ -112,11 +113,11 @@ pub unsafe trait RawHeap {
     }
 
     /// The heap's common free, for a front's fast path: frees the block and answers `true`
-    /// when the free is valid and needs nothing but a few reads and writes (no call, no loop:
-    /// for the buddy system, a block whose buddy is in use); otherwise changes nothing and
-    /// answers `false`, and the caller calls [`deallocate`](Self::deallocate), which does the
-    /// rest and detects misuse. A front whose fast path makes no call needs no stack frame.
-    /// The default answers `false`.
+    /// when the free is valid and the heap's common case (for the buddy system, a block whose
+    /// buddy is in use, with no call; for the slab layer, an object that is not its slab's last
+    /// one in use); otherwise changes nothing and answers `false`, and the caller calls
+    /// [`deallocate`](Self::deallocate), which does the rest and reports misuse. Kept free of
+    /// calls where it can be, as `allocate_fast`. The default answers `false`.
     ///
     /// # Safety
     ///

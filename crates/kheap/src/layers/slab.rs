@@ -598,39 +598,72 @@ impl<B: BlockLookup> SlabHeap<B> {
         class: usize,
     ) -> Result<(), Misuse> {
         let h = header.as_ptr();
-        let geometry = &GEOMETRY[class];
-        // SAFETY: (1) the slab starts `slab - HEADER` bytes before its header.
-        let base = unsafe { slab_base(header, class) };
-        let offset = ptr.as_ptr().addr() - base.as_ptr().addr();
-        // SAFETY: (1) the header is ours and initialised; the heap is borrowed mutably.
-        let own_class = usize::from(unsafe { (*h).class });
-        let index = match geometry.object_at(offset) {
-            Some(index) if own_class == class => index,
-            _ => return Err(diagnose_free(ptr, layout, offset, own_class, class)),
+        // SAFETY: (1) passed on.
+        let Some((word, bit)) = (unsafe { self.object_bit(header, ptr, class) }) else {
+            // SAFETY: (1) the slab starts `slab - HEADER` bytes before its header, which is ours
+            // and initialised.
+            let (base, own_class) = unsafe { (slab_base(header, class), usize::from((*h).class)) };
+            let offset = ptr.as_ptr().addr() - base.as_ptr().addr();
+            return Err(diagnose_free(ptr, layout, offset, own_class, class));
         };
-        let (word, bit) = (index / WORD_BITS, 1usize << (index % WORD_BITS));
-        // SAFETY: (1) as above; `word < BITMAP_WORDS` since `index < objects <= MAX_OBJECTS`.
-        unsafe {
-            let used = (*h).used.get_unchecked_mut(word);
-            if *used & bit == 0 {
-                return Err(double_free(ptr, layout, class));
-            }
-            *used &= !bit;
-            (*h).hint = (*h).hint.min(word as u16);
-            (*h).free_count += 1;
+        // SAFETY: (1) as above; `object_bit` found the object's bit in the bitmap.
+        if unsafe { *(*h).used.get_unchecked(word) } & bit == 0 {
+            return Err(double_free(ptr, layout, class));
         }
-        self.free_bytes += geometry.size;
+        // SAFETY: (1), and the object is in use (just checked).
+        unsafe { self.put_back(header, class, word, bit) };
         // SAFETY: (1) as above.
-        let (free_count, list) = unsafe { ((*h).free_count, (*h).list) };
-        if list == List::Full {
-            // SAFETY: (1) the slab is on its class's full list.
-            unsafe { self.move_to(header, class, List::Partial) };
-        }
-        if usize::from(free_count) == geometry.objects {
+        if usize::from(unsafe { (*h).free_count }) == GEOMETRY[class].objects {
             // SAFETY: (1) the slab is live and now empty.
             unsafe { self.emptied(header, class) };
         }
         Ok(())
+    }
+
+    /// The bitmap word and bit of object `ptr` of the slab `header`, freed with a layout of
+    /// class `class`; `None` if `ptr` is no object's start or the slab is of another class.
+    ///
+    /// # Safety
+    ///
+    /// 1. `header` is the header of a live slab of this layer.
+    #[inline(always)]
+    unsafe fn object_bit(
+        &self,
+        header: NonNull<SlabHeader>,
+        ptr: NonNull<u8>,
+        class: usize,
+    ) -> Option<(usize, usize)> {
+        // SAFETY: (1) the slab starts `slab - HEADER` bytes before its header.
+        let base = unsafe { slab_base(header, class) };
+        let offset = ptr.as_ptr().addr().wrapping_sub(base.as_ptr().addr());
+        // SAFETY: (1) the header is ours and initialised.
+        let own_class = usize::from(unsafe { (*header.as_ptr()).class });
+        let index = GEOMETRY[class].object_at(offset).filter(|_| own_class == class)?;
+        Some((index / WORD_BITS, 1usize << (index % WORD_BITS)))
+    }
+
+    /// Marks object (`word`, `bit`) of slab `header` free and counts it, moving a full slab to
+    /// the partial list; the caller handles a slab this leaves empty.
+    ///
+    /// # Safety
+    ///
+    /// 1. `header` is a live slab of class `class` whose object (`word`, `bit`) is in use;
+    ///    `word < BITMAP_WORDS`.
+    #[inline(always)]
+    unsafe fn put_back(&mut self, header: NonNull<SlabHeader>, class: usize, word: usize, bit: usize) {
+        let h = header.as_ptr();
+        // SAFETY: (1) the header is ours, live and initialised; the heap is borrowed mutably.
+        unsafe {
+            *(*h).used.get_unchecked_mut(word) &= !bit;
+            (*h).hint = (*h).hint.min(word as u16);
+            (*h).free_count += 1;
+        }
+        self.free_bytes += GEOMETRY[class].size;
+        // SAFETY: (1) as above.
+        if unsafe { (*h).list } == List::Full {
+            // SAFETY: (1) the slab is on its class's full list.
+            unsafe { self.move_to(header, class, List::Partial) };
+        }
     }
 }
 
@@ -1063,6 +1096,52 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
         }
         // SAFETY: the caller's obligations are passed on.
         unsafe { self.deallocate_small_slow(ptr, layout, class) }
+    }
+
+    /// An object of a partial slab (no call); a larger request straight from the backing heap
+    /// (declined, unchanged, when it refuses: `allocate` then tries again after giving the
+    /// spare slabs back).
+    #[inline(always)]
+    fn allocate_fast(&mut self, layout: Layout) -> Option<NonNull<[u8]>> {
+        let Some(class) = slab_class(layout) else {
+            let block = self.backing.allocate(layout).ok()?;
+            if slab_shaped(block.cast(), block.len()) {
+                // SAFETY: a block just allocated, slab-shaped.
+                unsafe { mark_not_slab(block.cast(), block.len(), self.secret) };
+            }
+            return Some(block);
+        };
+        let slab = self.classes[class].partial?;
+        // SAFETY: a slab on its class's partial list is live and has a free object.
+        Some(unsafe { self.pop(slab, class) })
+    }
+
+    /// An object back into a slab whose tag checks out, unless it is a misuse or the slab's
+    /// last object in use (the slab then becomes the spare or goes back: `deallocate`); a
+    /// larger block back to the backing heap, unless it may be a slab or is refused.
+    #[inline(always)]
+    unsafe fn deallocate_fast(&mut self, ptr: NonNull<u8>, layout: Layout) -> bool {
+        let Some(class) = slab_class(layout) else {
+            // A block that may be a slab freed with a large layout goes to `deallocate_large`,
+            // which tells; any other to the backing heap, which refuses misuse unchanged.
+            let may_be_slab = ptr.as_ptr().addr() % MIN_SLAB == 0
+                && layout.size() < 2 * MAX_SLAB
+                && self.slab_starts[filter_bucket(ptr)] != 0;
+            // SAFETY: the caller's obligations are passed on.
+            return !may_be_slab && unsafe { self.backing.deallocate(ptr, layout) }.is_ok();
+        };
+        let Some(header) = self.tagged_slab(ptr, class) else { return false };
+        // SAFETY: the tag says this is a live slab of this class.
+        let Some((word, bit)) = (unsafe { self.object_bit(header, ptr, class) }) else { return false };
+        // SAFETY: as above; `object_bit` found the object's bit in the slab's bitmap.
+        let (used, free_count) =
+            unsafe { (*(*header.as_ptr()).used.get_unchecked(word), (*header.as_ptr()).free_count) };
+        if used & bit == 0 || usize::from(free_count) + 1 == GEOMETRY[class].objects {
+            return false;
+        }
+        // SAFETY: as above; the object is in use and not the slab's last.
+        unsafe { self.put_back(header, class, word, bit) };
+        true
     }
 
     /// Small objects a bitmap word at a time (every free object a word shows, in one read and
