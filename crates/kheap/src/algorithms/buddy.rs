@@ -962,9 +962,11 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
 
     #[inline(always)]
     fn allocate_fast(&mut self, layout: Layout) -> Option<NonNull<[u8]>> {
+        // No check against `MAX_ORDER`: `k` is below 64 (so the shift is defined) and no bit
+        // at or above `MAX_ORDER` is ever set.
         let k = Self::order_unbounded(layout.size(), layout.align());
-        // An exact fit only: list `k` is not empty (a larger `k` has no list, and no bit).
-        if k >= MAX_ORDER || self.nonempty >> k & 1 == 0 {
+        // An exact fit only: list `k` is not empty.
+        if self.nonempty >> k & 1 == 0 {
             return None;
         }
         debug_assert!(self.free_lists[k].is_some(), "non-empty mask disagrees with the lists");

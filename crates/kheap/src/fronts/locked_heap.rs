@@ -242,6 +242,16 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
     #[inline(never)]
     fn allocate_locked<'a>(
         &'a self,
+        heap: MutexGuard<'a, R, Counted<H>>,
+        layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        self.allocate_past_fast(heap, layout)
+    }
+
+    /// The heap's full allocation, then growth, with the lock held (`heap`).
+    #[inline(always)]
+    fn allocate_past_fast<'a>(
+        &'a self,
         mut heap: MutexGuard<'a, R, Counted<H>>,
         layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
@@ -249,6 +259,30 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
             Ok(block) => Ok(block),
             Err(_) => self.grow_and_allocate(heap, layout),
         }
+    }
+
+    /// [`GlobalAlloc::alloc`]'s path: as [`allocate_or_grow`](Self::allocate_or_grow), with the
+    /// bare pointer as the answer (null when refused), so that the out-of-line path, which
+    /// answers the same way, is reached by a jump.
+    #[inline(always)]
+    fn allocate_pointer(&self, layout: Layout) -> *mut u8 {
+        let Some(mut heap) = self.heap.try_lock() else { return self.allocate_pointer_slow(None, layout) };
+        match heap.allocate_fast(layout) {
+            Some(block) => block.cast::<u8>().as_ptr(),
+            None => self.allocate_pointer_slow(Some(heap), layout),
+        }
+    }
+
+    /// [`allocate_pointer`](Self::allocate_pointer) past the heap's fast path, with the lock
+    /// held (`heap`) or still to take.
+    #[inline(never)]
+    fn allocate_pointer_slow<'a>(
+        &'a self,
+        heap: Option<MutexGuard<'a, R, Counted<H>>>,
+        layout: Layout,
+    ) -> *mut u8 {
+        let heap = heap.unwrap_or_else(|| self.heap.lock());
+        self.allocate_past_fast(heap, layout).map_or(ptr::null_mut(), |block| block.cast::<u8>().as_ptr())
     }
 
     /// [`allocate_or_grow`](Self::allocate_or_grow) when the lock was taken: waits for it.
@@ -433,6 +467,14 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
         let heap = self.heap.lock();
         // SAFETY: (1) and (2) passed on.
         unsafe { self.deallocate_locked(heap, ptr, layout) }
+    }
+
+    /// Reports a free of the null pointer with `layout`. Out of line, so that the report is
+    /// built in this function's frame, not in the caller's fast path.
+    #[cold]
+    #[inline(never)]
+    fn refuse_null(&self, layout: Layout) {
+        self.report(&Misuse::new(MisuseKind::Null, ptr::null(), layout));
     }
 
     /// Hands a misuse to the hook; the caller has released the lock.
@@ -719,7 +761,7 @@ unsafe impl<R: RawMutex, H: RawHeap> Front for LockedHeap<R, H> {
 unsafe impl<R: RawMutex, H: RawHeap> GlobalAlloc for LockedHeap<R, H> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.allocate_or_grow(layout).map_or(ptr::null_mut(), |block| block.cast::<u8>().as_ptr())
+        self.allocate_pointer(layout)
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
@@ -736,7 +778,7 @@ unsafe impl<R: RawMutex, H: RawHeap> GlobalAlloc for LockedHeap<R, H> {
             // SAFETY: `GlobalAlloc::dealloc`'s contract: `ptr` was allocated by this allocator
             // (1) with `layout` (2).
             Some(block) => unsafe { Front::deallocate(self, block, layout) },
-            None => self.report(&Misuse::new(MisuseKind::Null, ptr, layout)),
+            None => self.refuse_null(layout),
         }
     }
 

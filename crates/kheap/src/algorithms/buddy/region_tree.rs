@@ -25,17 +25,9 @@ pub(super) fn priority<const MAX_ORDER: usize>(record: NonNull<RegionRecord<MAX_
 /// 1. `root` is a tree of records the heap owns (written by `RegionRecord::write`), with no
 ///    other borrow of them live.
 #[inline]
-pub(super) unsafe fn find<const MAX_ORDER: usize>(mut root: Link<MAX_ORDER>, addr: usize) -> Link<MAX_ORDER> {
-    while let Some(node) = root {
-        // SAFETY: (1) nodes of the tree are records the heap owns.
-        let record = unsafe { node.as_ref() };
-        // The common case first: one region, or the root's.
-        if record.span.contains(addr) {
-            return Some(node);
-        }
-        root = if addr < record.span.start_addr() { record.left } else { record.right };
-    }
-    None
+pub(super) unsafe fn find<const MAX_ORDER: usize>(root: Link<MAX_ORDER>, addr: usize) -> Link<MAX_ORDER> {
+    // SAFETY: (1) passed on.
+    unsafe { find_from(root?, addr) }
 }
 
 /// [`find`] in a tree known not to be empty (one test fewer on the allocation path).
@@ -52,10 +44,16 @@ pub(super) unsafe fn find_from<const MAX_ORDER: usize>(
     loop {
         // SAFETY: (1) nodes of the tree are records the heap owns.
         let record = unsafe { node.as_ref() };
-        if record.span.contains(addr) {
+        // One subtraction answers both questions (a register fewer on the allocation path):
+        // whether the span starts above `addr` (it borrows), and whether it holds `addr`.
+        let (past_start, below) = addr.overflowing_sub(record.span.start_addr());
+        if below {
+            node = record.left?;
+        } else if past_start < record.span.len {
             return Some(node);
+        } else {
+            node = record.right?;
         }
-        node = if addr < record.span.start_addr() { record.left } else { record.right }?;
     }
 }
 
