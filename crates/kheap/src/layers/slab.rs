@@ -642,6 +642,35 @@ impl<B: BlockLookup> SlabHeap<B> {
         Some((index / WORD_BITS, 1usize << (index % WORD_BITS)))
     }
 
+    /// Gives back the objects of a run gathered by `deallocate_batch`: clears them, counts them,
+    /// moves a full slab to the partial list and hands on a slab this leaves empty.
+    ///
+    /// # Safety
+    ///
+    /// 1. The run's slab is a live slab of class `class` whose objects in `run.mask` (of word
+    ///    `run.word`, `run.count` of them) are in use.
+    #[inline(always)]
+    unsafe fn put_back_run(&mut self, run: Run, class: usize) {
+        let h = run.header.as_ptr();
+        // SAFETY: (1) the header is ours, live and initialised; the heap is borrowed mutably.
+        unsafe {
+            *(*h).used.get_unchecked_mut(run.word) &= !run.mask;
+            (*h).hint = (*h).hint.min(run.word as u16);
+            (*h).free_count += run.count;
+        }
+        self.free_bytes += usize::from(run.count) * GEOMETRY[class].size;
+        // SAFETY: (1) as above.
+        let (list, free_count) = unsafe { ((*h).list, (*h).free_count) };
+        if list == List::Full {
+            // SAFETY: (1) the slab is on its class's full list.
+            unsafe { self.move_to(run.header, class, List::Partial) };
+        }
+        if usize::from(free_count) == GEOMETRY[class].objects {
+            // SAFETY: (1) the slab is live and now empty.
+            unsafe { self.emptied(run.header, class) };
+        }
+    }
+
     /// Marks object (`word`, `bit`) of slab `header` free and counts it, moving a full slab to
     /// the partial list; the caller handles a slab this leaves empty.
     ///
@@ -665,6 +694,18 @@ impl<B: BlockLookup> SlabHeap<B> {
             unsafe { self.move_to(header, class, List::Partial) };
         }
     }
+}
+
+/// Objects of one bitmap word of one slab that a batch free gives back together.
+struct Run {
+    /// The slab's start and header (a live slab, confirmed by its tag).
+    base: NonNull<u8>,
+    header: NonNull<SlabHeader>,
+    /// The bitmap word, as it was when the run began, and the objects of it in the run.
+    word: usize,
+    used: usize,
+    mask: usize,
+    count: u16,
 }
 
 /// A free of object `ptr`, already free, with `layout` (class `class`).
@@ -1165,39 +1206,62 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
         count
     }
 
-    /// Each object as `deallocate` frees it, except that the slab the previous object went
-    /// back to, while it stays in use, is not confirmed again: a magazine's objects often
-    /// share slabs. (Only a confirmed slab is remembered, and it stays live until it empties.)
+    /// Each object checked as `deallocate` checks it, and given back in runs: the objects that
+    /// follow one another in one bitmap word of one slab (a magazine's objects often do) are
+    /// confirmed against the slab found for the first of them and the word as it was, then
+    /// cleared, counted and their slab moved between lists once for the whole run.
     unsafe fn deallocate_batch(&mut self, blocks: &[NonNull<u8>], layout: Layout) -> (usize, Option<Misuse>) {
         let Some(class) = slab_class(layout) else {
             // SAFETY: the caller's obligations are passed on, for each block.
             return deallocate_each(blocks, |ptr| unsafe { self.deallocate_large(ptr, layout) });
         };
-        let (slab, objects) = (GEOMETRY[class].slab, GEOMETRY[class].objects);
-        // The start and header of the slab the previous object went back to, if confirmed
-        // and still in use.
-        let mut last: Option<(NonNull<u8>, NonNull<SlabHeader>)> = None;
-        deallocate_each(blocks, |ptr| {
-            let header = match last {
-                Some((base, header)) if round_down(ptr, slab) == base => Some(header),
-                _ => self.tagged_slab(ptr, class),
-            };
-            let Some(header) = header else {
-                last = None;
+        let geometry = &GEOMETRY[class];
+        let slab = geometry.slab;
+        let mut run: Option<Run> = None;
+        let outcome = deallocate_each(blocks, |ptr| {
+            if let Some(r) = &mut run {
+                // An object of the run's slab (live: confirmed by its tag, and not emptied since,
+                // as its objects are given back only when the run ends), of the run's word, in
+                // use before the run and not already in it (a double free in the batch).
+                let offset = ptr.as_ptr().addr().wrapping_sub(r.base.as_ptr().addr());
+                let index = if offset < slab - HEADER { geometry.object_at(offset) } else { None };
+                let bit = index.filter(|&i| i / WORD_BITS == r.word).map_or(0, |i| 1usize << (i % WORD_BITS));
+                if r.used & !r.mask & bit != 0 {
+                    r.mask |= bit;
+                    r.count += 1;
+                    return Ok(());
+                }
+                // SAFETY: the run's objects are in use in its live slab, each once.
+                unsafe { self.put_back_run(run.take().unwrap_unchecked(), class) };
+            }
+            // The first object of a run: confirmed and checked as `deallocate` does.
+            let Some(header) = self.tagged_slab(ptr, class) else {
                 // SAFETY: the caller's obligations are passed on.
                 return unsafe { self.deallocate_small_slow(ptr, layout, class) };
             };
-            // SAFETY: `header` is a live slab of this class: confirmed by its tag just now, or
-            // for an earlier object, and in use since (a slab is given back only once empty).
-            // A free that succeeds with one object in use frees the slab's last one: the slab
-            // may go back to the backing heap, and is not remembered.
-            let last_in_use = unsafe { usize::from((*header.as_ptr()).free_count) + 1 == objects };
+            // SAFETY: the tag says this is a live slab of this class.
+            let object = unsafe { self.object_bit(header, ptr, class) };
+            // SAFETY: as above; `object_bit` found the word in the slab's bitmap.
+            let in_use = object
+                .map(|(word, bit)| (word, bit, unsafe { *(*header.as_ptr()).used.get_unchecked(word) }));
+            match in_use {
+                Some((word, bit, used)) if used & bit != 0 => {
+                    // SAFETY: a live slab's header.
+                    let base = unsafe { slab_base(header, class) };
+                    run = Some(Run { base, header, word, used, mask: bit, count: 1 });
+                    Ok(())
+                }
+                // Not an object's start, another class's slab or a double free: reported as
+                // `deallocate` reports it, with nothing changed.
+                // SAFETY: the tag says this is a live slab of this class.
+                _ => unsafe { self.free_object(header, ptr, layout, class) },
+            }
+        });
+        if let Some(r) = run {
             // SAFETY: as above.
-            unsafe { self.free_object(header, ptr, layout, class) }?;
-            // SAFETY: a live slab's header.
-            last = (!last_in_use).then(|| (unsafe { slab_base(header, class) }, header));
-            Ok(())
-        })
+            unsafe { self.put_back_run(r, class) };
+        }
+        outcome
     }
 
     unsafe fn grow_in_place(
