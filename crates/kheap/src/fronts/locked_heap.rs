@@ -227,37 +227,13 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
     /// as long as the source supplies memory. The source is called with the lock released.
     ///
     /// Every path that makes a call leaves through an out-of-line function, so a heap whose
-    /// `allocate` makes none (the buddy system) gets a fast path without a stack frame.
+    /// fast path makes no call (the buddy system's) gets a fast path without a stack frame.
     #[inline(always)]
     fn allocate_or_grow(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        let Some(mut heap) = self.heap.try_lock() else { return self.allocate_waiting(layout) };
+        let Some(mut heap) = self.heap.try_lock() else { return self.allocate_slow(None, layout) };
         match heap.allocate_fast(layout) {
             Some(block) => Ok(block),
-            None => self.allocate_locked(heap, layout),
-        }
-    }
-
-    /// [`allocate_or_grow`](Self::allocate_or_grow) with the lock held (`heap`), past the
-    /// heap's fast path.
-    #[inline(never)]
-    fn allocate_locked<'a>(
-        &'a self,
-        heap: MutexGuard<'a, R, Counted<H>>,
-        layout: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        self.allocate_past_fast(heap, layout)
-    }
-
-    /// The heap's full allocation, then growth, with the lock held (`heap`).
-    #[inline(always)]
-    fn allocate_past_fast<'a>(
-        &'a self,
-        mut heap: MutexGuard<'a, R, Counted<H>>,
-        layout: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        match heap.allocate_quietly(layout) {
-            Ok(block) => Ok(block),
-            Err(_) => self.grow_and_allocate(heap, layout),
+            None => self.allocate_slow(Some(heap), layout),
         }
     }
 
@@ -273,23 +249,39 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
         }
     }
 
-    /// [`allocate_pointer`](Self::allocate_pointer) past the heap's fast path, with the lock
+    /// [`allocate_or_grow`](Self::allocate_or_grow) past the heap's fast path, with the lock
     /// held (`heap`) or still to take.
+    #[inline(never)]
+    fn allocate_slow<'a>(
+        &'a self,
+        heap: Option<MutexGuard<'a, R, Counted<H>>>,
+        layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        self.allocate_past_fast(heap, layout)
+    }
+
+    /// [`allocate_pointer`](Self::allocate_pointer) past the heap's fast path.
     #[inline(never)]
     fn allocate_pointer_slow<'a>(
         &'a self,
         heap: Option<MutexGuard<'a, R, Counted<H>>>,
         layout: Layout,
     ) -> *mut u8 {
-        let heap = heap.unwrap_or_else(|| self.heap.lock());
         self.allocate_past_fast(heap, layout).map_or(ptr::null_mut(), |block| block.cast::<u8>().as_ptr())
     }
 
-    /// [`allocate_or_grow`](Self::allocate_or_grow) when the lock was taken: waits for it.
-    #[inline(never)]
-    fn allocate_waiting(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        let heap = self.heap.lock();
-        self.allocate_locked(heap, layout)
+    /// The heap's full allocation, then growth, with the lock held (`heap`) or taken here.
+    #[inline(always)]
+    fn allocate_past_fast<'a>(
+        &'a self,
+        heap: Option<MutexGuard<'a, R, Counted<H>>>,
+        layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        let mut heap = heap.unwrap_or_else(|| self.heap.lock());
+        match heap.allocate_quietly(layout) {
+            Ok(block) => Ok(block),
+            Err(_) => self.grow_and_allocate(heap, layout),
+        }
     }
 
     /// The slow path of [`allocate_or_grow`](Self::allocate_or_grow), kept out of line so the
@@ -437,36 +429,25 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
         }
     }
 
-    /// A free that the heap's fast path did not take, with the lock held (`heap`).
+    /// A free past the heap's fast path, with the lock held (`heap`) or still to take.
     ///
     /// # Safety
     ///
     /// 1. and 2. as the heap's `deallocate`.
     #[inline(never)]
-    unsafe fn deallocate_locked(
+    unsafe fn deallocate_slow(
         &self,
-        mut heap: MutexGuard<'_, R, Counted<H>>,
+        heap: Option<MutexGuard<'_, R, Counted<H>>>,
         ptr: NonNull<u8>,
         layout: Layout,
     ) {
+        let mut heap = heap.unwrap_or_else(|| self.heap.lock());
         // SAFETY: (1) and (2) are the heap's obligations 1 and 2.
         let result = unsafe { heap.deallocate(ptr, layout) };
         drop(heap);
         if let Err(misuse) = result {
             self.report(&misuse);
         }
-    }
-
-    /// A free that found the lock taken: waits for it.
-    ///
-    /// # Safety
-    ///
-    /// 1. and 2. as the heap's `deallocate`.
-    #[inline(never)]
-    unsafe fn deallocate_waiting(&self, ptr: NonNull<u8>, layout: Layout) {
-        let heap = self.heap.lock();
-        // SAFETY: (1) and (2) passed on.
-        unsafe { self.deallocate_locked(heap, ptr, layout) }
     }
 
     /// Reports a free of the null pointer with `layout`. Out of line, so that the report is
@@ -628,16 +609,16 @@ unsafe impl<R: RawMutex, H: RawHeap> Front for LockedHeap<R, H> {
             // SAFETY: (1) and (2) are passed on.
             return unsafe { self.deallocate_giving_back(ptr, layout) };
         }
-        if let Some(mut heap) = self.heap.try_lock() {
-            // SAFETY: (1) and (2) are the heap's obligations 1 and 2.
-            if unsafe { heap.deallocate_fast(ptr, layout) } {
-                return;
-            }
-            // SAFETY: as above.
-            return unsafe { self.deallocate_locked(heap, ptr, layout) };
+        let Some(mut heap) = self.heap.try_lock() else {
+            // SAFETY: (1) and (2) are passed on.
+            return unsafe { self.deallocate_slow(None, ptr, layout) };
+        };
+        // SAFETY: (1) and (2) are the heap's obligations 1 and 2.
+        if unsafe { heap.deallocate_fast(ptr, layout) } {
+            return;
         }
-        // SAFETY: as above.
-        unsafe { self.deallocate_waiting(ptr, layout) }
+        // SAFETY: as above; the fast path changed nothing.
+        unsafe { self.deallocate_slow(Some(heap), ptr, layout) }
     }
 
     unsafe fn reallocate(
