@@ -1066,9 +1066,18 @@ unsafe impl<const MAX_ORDER: usize> RawHeap for BuddyHeap<MAX_ORDER> {
         // (bounded by the whole heap's span, the most a union can reach).
         let mut spans = 0usize;
         self.for_each_record(&mut |r| spans = spans.saturating_add(self.record(r).span.len));
-        let reach = twice.checked_add(own)?.checked_add(spans)?;
-        let union = meta_of(reach.checked_add(meta_of(reach))?);
-        let meta = if union > block + own / 2 { own } else { own.max(union) } + 4 * GRANULE;
+        let joined = if spans == 0 {
+            own // no region to join
+        } else {
+            let reach = twice.checked_add(own)?.checked_add(spans)?;
+            let union = meta_of(reach.checked_add(meta_of(reach))?);
+            if union > block + own / 2 {
+                own
+            } else {
+                own.max(union)
+            }
+        };
+        let meta = joined + 4 * GRANULE;
         Layout::from_size_align(block.checked_add(meta)?, block).ok()
     }
 
