@@ -611,7 +611,7 @@ impl<B: BlockLookup> SlabHeap<B> {
             return Err(double_free(ptr, layout, class));
         }
         // SAFETY: (1), and the object is in use (just checked).
-        unsafe { self.put_back(header, class, word, bit) };
+        unsafe { self.put_back(header, class, word, bit, 1) };
         // SAFETY: (1) as above.
         if usize::from(unsafe { (*h).free_count }) == GEOMETRY[class].objects {
             // SAFETY: (1) the slab is live and now empty.
@@ -651,43 +651,39 @@ impl<B: BlockLookup> SlabHeap<B> {
     ///    `run.word`, `run.count` of them) are in use.
     #[inline(always)]
     unsafe fn put_back_run(&mut self, run: Run, class: usize) {
-        let h = run.header.as_ptr();
-        // SAFETY: (1) the header is ours, live and initialised; the heap is borrowed mutably.
-        unsafe {
-            *(*h).used.get_unchecked_mut(run.word) &= !run.mask;
-            (*h).hint = (*h).hint.min(run.word as u16);
-            (*h).free_count += run.count;
-        }
-        self.free_bytes += usize::from(run.count) * GEOMETRY[class].size;
-        // SAFETY: (1) as above.
-        let (list, free_count) = unsafe { ((*h).list, (*h).free_count) };
-        if list == List::Full {
-            // SAFETY: (1) the slab is on its class's full list.
-            unsafe { self.move_to(run.header, class, List::Partial) };
-        }
-        if usize::from(free_count) == GEOMETRY[class].objects {
+        // SAFETY: (1).
+        unsafe { self.put_back(run.header, class, run.word, run.mask, run.count) };
+        // SAFETY: (1) the header is ours, live and initialised.
+        if usize::from(unsafe { (*run.header.as_ptr()).free_count }) == GEOMETRY[class].objects {
             // SAFETY: (1) the slab is live and now empty.
             unsafe { self.emptied(run.header, class) };
         }
     }
 
-    /// Marks object (`word`, `bit`) of slab `header` free and counts it, moving a full slab to
-    /// the partial list; the caller handles a slab this leaves empty.
+    /// Marks the `count` objects in `mask` of bitmap word `word` of slab `header` free and counts
+    /// them, moving a full slab to the partial list; the caller handles a slab this leaves empty.
     ///
     /// # Safety
     ///
-    /// 1. `header` is a live slab of class `class` whose object (`word`, `bit`) is in use;
-    ///    `word < BITMAP_WORDS`.
+    /// 1. `header` is a live slab of class `class` whose objects in `mask` (of word `word`,
+    ///    `count` of them) are in use; `word < BITMAP_WORDS`.
     #[inline(always)]
-    unsafe fn put_back(&mut self, header: NonNull<SlabHeader>, class: usize, word: usize, bit: usize) {
+    unsafe fn put_back(
+        &mut self,
+        header: NonNull<SlabHeader>,
+        class: usize,
+        word: usize,
+        mask: usize,
+        count: u16,
+    ) {
         let h = header.as_ptr();
         // SAFETY: (1) the header is ours, live and initialised; the heap is borrowed mutably.
         unsafe {
-            *(*h).used.get_unchecked_mut(word) &= !bit;
+            *(*h).used.get_unchecked_mut(word) &= !mask;
             (*h).hint = (*h).hint.min(word as u16);
-            (*h).free_count += 1;
+            (*h).free_count += count;
         }
-        self.free_bytes += GEOMETRY[class].size;
+        self.free_bytes += usize::from(count) * GEOMETRY[class].size;
         // SAFETY: (1) as above.
         if unsafe { (*h).list } == List::Full {
             // SAFETY: (1) the slab is on its class's full list.
@@ -1181,7 +1177,7 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
             return false;
         }
         // SAFETY: as above; the object is in use and not the slab's last.
-        unsafe { self.put_back(header, class, word, bit) };
+        unsafe { self.put_back(header, class, word, bit, 1) };
         true
     }
 
