@@ -102,7 +102,8 @@ pub unsafe trait RawHeap {
 
     /// The heap's common allocation, for a front's fast path: a block when the heap serves the
     /// request from its common case (for the buddy system, an exact fit at the head of its
-    /// list, with no call; for the slab layer, an object of a partial slab), with its usable
+    /// list, with no call; for the slab layer, an object of a partial slab; for TLSF, its whole
+    /// allocation, whose refusal changes nothing), with its usable
     /// size as [`allocate`](Self::allocate) gives it; otherwise `None`, with nothing changed,
     /// and the caller calls `allocate`, which may still succeed. Kept free of calls where it
     /// can be, so that a front's fast path needs no stack frame. The default answers `None`.
@@ -114,8 +115,8 @@ pub unsafe trait RawHeap {
 
     /// The heap's common free, for a front's fast path: frees the block and answers `true`
     /// when the free is valid and the heap's common case (for the buddy system, a block whose
-    /// buddy is in use, with no call; for the slab layer, an object that is not its slab's last
-    /// one in use); otherwise changes nothing and answers `false`, and the caller calls
+    /// buddy is in use, with no call; for the slab layer, an object back into its slab; for
+    /// TLSF, its whole free); otherwise changes nothing and answers `false`, and the caller calls
     /// [`deallocate`](Self::deallocate), which does the rest and reports misuse. Kept free of
     /// calls where it can be, as `allocate_fast`. The default answers `false`.
     ///

@@ -1135,13 +1135,13 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
         unsafe { self.deallocate_small_slow(ptr, layout, class) }
     }
 
-    /// An object of a partial slab (no call); a larger request straight from the backing heap
-    /// (declined, unchanged, when it refuses: `allocate` then tries again after giving the
+    /// An object of a partial slab (no call); a larger request through the backing heap's fast
+    /// path (when it declines, `allocate` tries its whole path, then again after giving the
     /// spare slabs back).
     #[inline(always)]
     fn allocate_fast(&mut self, layout: Layout) -> Option<NonNull<[u8]>> {
         let Some(class) = slab_class(layout) else {
-            let block = self.backing.allocate(layout).ok()?;
+            let block = self.backing.allocate_fast(layout)?;
             if slab_shaped(block.cast(), block.len()) {
                 // SAFETY: a block just allocated, slab-shaped.
                 unsafe { mark_not_slab(block.cast(), block.len(), self.secret) };
@@ -1153,19 +1153,19 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
         Some(unsafe { self.pop(slab, class) })
     }
 
-    /// An object back into a slab whose tag checks out, unless it is a misuse or the slab's
-    /// last object in use (the slab then becomes the spare or goes back: `deallocate`); a
-    /// larger block back to the backing heap, unless it may be a slab or is refused.
+    /// An object back into a slab whose tag checks out (a slab it empties becomes the spare or
+    /// goes back), unless it is a misuse; a larger block through the backing heap's fast path,
+    /// unless it may be a slab.
     #[inline(always)]
     unsafe fn deallocate_fast(&mut self, ptr: NonNull<u8>, layout: Layout) -> bool {
         let Some(class) = slab_class(layout) else {
             // A block that may be a slab freed with a large layout goes to `deallocate_large`,
-            // which tells; any other to the backing heap, which refuses misuse unchanged.
+            // which tells; any other through the backing heap's fast path.
             let may_be_slab = ptr.as_ptr().addr() % MIN_SLAB == 0
                 && layout.size() < 2 * MAX_SLAB
                 && self.slab_starts[filter_bucket(ptr)] != 0;
             // SAFETY: the caller's obligations are passed on.
-            return !may_be_slab && unsafe { self.backing.deallocate(ptr, layout) }.is_ok();
+            return !may_be_slab && unsafe { self.backing.deallocate_fast(ptr, layout) };
         };
         let Some(header) = self.tagged_slab(ptr, class) else { return false };
         // SAFETY: the tag says this is a live slab of this class.
@@ -1173,11 +1173,15 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
         // SAFETY: as above; `object_bit` found the object's bit in the slab's bitmap.
         let (used, free_count) =
             unsafe { (*(*header.as_ptr()).used.get_unchecked(word), (*header.as_ptr()).free_count) };
-        if used & bit == 0 || usize::from(free_count) + 1 == GEOMETRY[class].objects {
+        if used & bit == 0 {
             return false;
         }
-        // SAFETY: as above; the object is in use and not the slab's last.
+        // SAFETY: as above; the object is in use.
         unsafe { self.put_back(header, class, word, bit, 1) };
+        if usize::from(free_count) + 1 == GEOMETRY[class].objects {
+            // SAFETY: as above; the slab is now empty.
+            unsafe { self.emptied(header, class) };
+        }
         true
     }
 
