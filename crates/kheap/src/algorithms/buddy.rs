@@ -34,8 +34,9 @@ mod tests;
 /// The links written into a free block. Fits in one granule.
 ///
 /// Invariant: `next` is the next block on the block's free list; `prev`, the block before it,
-/// is written only while the block is not the first of its list (the first has none, and
-/// keeping none saves a write to the next block each time the first is taken).
+/// holds only while the block is not the first of its list. The first block's `prev` is never
+/// read (unwritten, or stale): not clearing it saves a write to the next block each time the
+/// first is taken.
 #[repr(C)]
 struct FreeBlock {
     next: Option<NonNull<FreeBlock>>,
