@@ -69,10 +69,23 @@ impl<H> Counted<H> {
         H: RawHeap,
     {
         let block = self.heap.allocate(layout)?;
+        self.count_allocated(layout);
+        Ok(block)
+    }
+
+    /// Counts one block allocated with `layout`.
+    #[inline(always)]
+    fn count_allocated(&mut self, layout: Layout) {
         self.requested = self.requested.wrapping_add(layout.size());
         self.raise_peak();
         self.live = self.live.wrapping_add(1);
-        Ok(block)
+    }
+
+    /// Counts one block allocated with `layout` freed.
+    #[inline(always)]
+    fn count_freed(&mut self, layout: Layout) {
+        self.requested = self.requested.wrapping_sub(layout.size());
+        self.live = self.live.wrapping_sub(1);
     }
 
     /// Counts one request refused to its caller.
@@ -176,17 +189,14 @@ unsafe impl<H: RawHeap> RawHeap for Counted<H> {
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse> {
         // SAFETY: the caller's obligations are passed on unchanged.
         unsafe { self.heap.deallocate(ptr, layout) }?;
-        self.requested = self.requested.wrapping_sub(layout.size());
-        self.live = self.live.wrapping_sub(1);
+        self.count_freed(layout);
         Ok(())
     }
 
     #[inline(always)]
     fn allocate_fast(&mut self, layout: Layout) -> Option<NonNull<[u8]>> {
         let block = self.heap.allocate_fast(layout)?;
-        self.requested = self.requested.wrapping_add(layout.size());
-        self.raise_peak();
-        self.live = self.live.wrapping_add(1);
+        self.count_allocated(layout);
         Some(block)
     }
 
@@ -195,8 +205,7 @@ unsafe impl<H: RawHeap> RawHeap for Counted<H> {
         // SAFETY: the caller's obligations are passed on unchanged.
         let freed = unsafe { self.heap.deallocate_fast(ptr, layout) };
         if freed {
-            self.requested = self.requested.wrapping_sub(layout.size());
-            self.live = self.live.wrapping_sub(1);
+            self.count_freed(layout);
         }
         freed
     }
