@@ -225,63 +225,43 @@ impl<R: RawMutex, H: RawHeap> LockedHeap<R, H> {
 
     /// Allocates from the heap; on failure, grows it from the source (if any) and tries again,
     /// as long as the source supplies memory. The source is called with the lock released.
-    ///
-    /// Every path that makes a call leaves through an out-of-line function, so a heap whose
-    /// fast path makes no call (the buddy system's) gets a fast path without a stack frame.
     #[inline(always)]
     fn allocate_or_grow(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        let Some(mut heap) = self.heap.try_lock() else { return self.allocate_slow(None, layout) };
+        self.allocate_answering(layout, |result| result)
+    }
+
+    /// [`allocate_or_grow`](Self::allocate_or_grow), its result turned by `answer` on both
+    /// paths (`GlobalAlloc::alloc` wants a bare pointer, null when refused), so that the
+    /// out-of-line path answers as the caller does and is reached by a jump. Every path that
+    /// makes a call leaves through that function, so a heap whose fast path makes no call (the
+    /// buddy system's) gets a fast path without a stack frame.
+    #[inline(always)]
+    fn allocate_answering<T>(
+        &self,
+        layout: Layout,
+        answer: impl Fn(Result<NonNull<[u8]>, AllocError>) -> T,
+    ) -> T {
+        let Some(mut heap) = self.heap.try_lock() else { return self.allocate_slow(None, layout, answer) };
         match heap.allocate_fast(layout) {
-            Some(block) => Ok(block),
-            None => self.allocate_slow(Some(heap), layout),
+            Some(block) => answer(Ok(block)),
+            None => self.allocate_slow(Some(heap), layout, answer),
         }
     }
 
-    /// [`GlobalAlloc::alloc`]'s path: as [`allocate_or_grow`](Self::allocate_or_grow), with the
-    /// bare pointer as the answer (null when refused), so that the out-of-line path, which
-    /// answers the same way, is reached by a jump.
-    #[inline(always)]
-    fn allocate_pointer(&self, layout: Layout) -> *mut u8 {
-        let Some(mut heap) = self.heap.try_lock() else { return self.allocate_pointer_slow(None, layout) };
-        match heap.allocate_fast(layout) {
-            Some(block) => block.cast::<u8>().as_ptr(),
-            None => self.allocate_pointer_slow(Some(heap), layout),
-        }
-    }
-
-    /// [`allocate_or_grow`](Self::allocate_or_grow) past the heap's fast path, with the lock
-    /// held (`heap`) or still to take.
+    /// [`allocate_answering`](Self::allocate_answering) past the heap's fast path, with the
+    /// lock held (`heap`) or still to take: the heap's full allocation, then growth.
     #[inline(never)]
-    fn allocate_slow<'a>(
+    fn allocate_slow<'a, T>(
         &'a self,
         heap: Option<MutexGuard<'a, R, Counted<H>>>,
         layout: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        self.allocate_past_fast(heap, layout)
-    }
-
-    /// [`allocate_pointer`](Self::allocate_pointer) past the heap's fast path.
-    #[inline(never)]
-    fn allocate_pointer_slow<'a>(
-        &'a self,
-        heap: Option<MutexGuard<'a, R, Counted<H>>>,
-        layout: Layout,
-    ) -> *mut u8 {
-        self.allocate_past_fast(heap, layout).map_or(ptr::null_mut(), |block| block.cast::<u8>().as_ptr())
-    }
-
-    /// The heap's full allocation, then growth, with the lock held (`heap`) or taken here.
-    #[inline(always)]
-    fn allocate_past_fast<'a>(
-        &'a self,
-        heap: Option<MutexGuard<'a, R, Counted<H>>>,
-        layout: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
+        answer: impl Fn(Result<NonNull<[u8]>, AllocError>) -> T,
+    ) -> T {
         let mut heap = heap.unwrap_or_else(|| self.heap.lock());
-        match heap.allocate_quietly(layout) {
+        answer(match heap.allocate_quietly(layout) {
             Ok(block) => Ok(block),
             Err(_) => self.grow_and_allocate(heap, layout),
-        }
+        })
     }
 
     /// The slow path of [`allocate_or_grow`](Self::allocate_or_grow), kept out of line so the
@@ -742,7 +722,9 @@ unsafe impl<R: RawMutex, H: RawHeap> Front for LockedHeap<R, H> {
 unsafe impl<R: RawMutex, H: RawHeap> GlobalAlloc for LockedHeap<R, H> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.allocate_pointer(layout)
+        self.allocate_answering(layout, |result| {
+            result.map_or(ptr::null_mut(), |block| block.cast::<u8>().as_ptr())
+        })
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {

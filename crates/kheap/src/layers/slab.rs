@@ -1231,7 +1231,8 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
                     r.count += 1;
                     return Ok(());
                 }
-                // SAFETY: the run's objects are in use in its live slab, each once.
+                // SAFETY: `run` is `Some` (matched just above); its objects are in use in its
+                // live slab, each once (the put-back's obligation 1).
                 unsafe { self.put_back_run(run.take().unwrap_unchecked(), class) };
             }
             // The first object of a run: confirmed and checked as `deallocate` does.
