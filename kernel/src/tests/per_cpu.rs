@@ -94,8 +94,9 @@ pub fn harts_share_per_cpu_caches() -> TestResult {
     crate::timer::start();
     stress(crate::tests::boot_hart());
     // A fast stress may end before the first tick: keep using the cache until the handler has
-    // allocated through it at least once (or ten tick intervals have passed).
-    let deadline = crate::timer::now() + 10 * crate::config::TIMER_INTERVAL;
+    // allocated through it at least once (or a hundred tick intervals have passed: ten were
+    // once not enough for QEMU on a loaded host, which runs the guest's timer late).
+    let deadline = crate::timer::now() + 100 * crate::config::TIMER_INTERVAL;
     let small = Layout::new::<[u64; 4]>();
     while HANDLER_ROUNDS.load(Ordering::Relaxed) + HANDLER_FAILURES.load(Ordering::Relaxed) == 0
         && crate::timer::now() < deadline
