@@ -1182,6 +1182,7 @@ impl<const HARDENED: bool> TlsfHeap<HARDENED> {
     /// The end of a free whose block touches a free neighbour: out of line (with few enough
     /// arguments to be reached by a jump), so that the common free stays small. `marks` holds
     /// the marks of the block's first boundary in its low two bits, of its last in the next two.
+    /// Returns `true`, so that the fast free ends in a jump here too.
     ///
     /// # Safety
     ///
@@ -1194,12 +1195,12 @@ impl<const HARDENED: bool> TlsfHeap<HARDENED> {
         start: NonNull<u8>,
         len: usize,
         marks: usize,
-    ) -> Result<(), Misuse> {
+    ) -> bool {
         let first = self.record(record).boundary(start.as_ptr().addr());
         let last = first + (len >> GRANULE_SHIFT);
         // SAFETY: (1).
         unsafe { self.merge_and_link(record, start, len, first, last, marks & 0b11, marks >> 2) };
-        Ok(())
+        true
     }
 
     /// `deallocate` of a pointer outside the first region: finds its region, then frees as
@@ -1218,7 +1219,7 @@ impl<const HARDENED: bool> TlsfHeap<HARDENED> {
     }
 
     /// `deallocate` in the region of `record`: checks the block's marks, unmarks it and returns
-    /// it to the free lists (merging out of line).
+    /// it to the free lists (merging out of line), or refuses with what is wrong.
     ///
     /// # Safety
     ///
@@ -1230,6 +1231,39 @@ impl<const HARDENED: bool> TlsfHeap<HARDENED> {
         ptr: NonNull<u8>,
         layout: Layout,
     ) -> Result<(), Misuse> {
+        if HARDENED {
+            if let Some((head, tail)) = self.allocated_marks(record, ptr, layout) {
+                if head & (tail >> 1) & 1 == 0 {
+                    // A free neighbour is followed: checked while the bit map still shows the
+                    // block.
+                    if let Err(damaged) = self.neighbours_sound(record, ptr, block_bytes(layout), head, tail)
+                    {
+                        // Refused: the caller's block stays allocated; the damaged one is set
+                        // aside.
+                        self.repair(Some(damaged.at));
+                        return Err(Misuse::new(MisuseKind::CorruptedFreeBlock, damaged.at.as_ptr(), layout));
+                    }
+                }
+            }
+        }
+        // SAFETY: the caller's obligations, passed on.
+        if unsafe { self.free_in(record, ptr, layout) } {
+            Ok(())
+        } else {
+            self.refuse(ptr, layout)
+        }
+    }
+
+    /// The marks `(head, tail)` of the block's first and last boundaries, if `ptr` with
+    /// `layout` is an allocated block of `record` (whose span holds `ptr`): aligned, inside the
+    /// span, outside the bookkeeping, marked at both boundaries.
+    #[inline(always)]
+    fn allocated_marks(
+        &self,
+        record: NonNull<RegionRecord>,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) -> Option<(usize, usize)> {
         let size = block_bytes(layout);
         let addr = ptr.as_ptr().addr();
         let r = self.record(record);
@@ -1242,23 +1276,29 @@ impl<const HARDENED: bool> TlsfHeap<HARDENED> {
             || end > r.span.len
             || addr == r.meta.start_addr()
         {
-            return self.refuse(ptr, layout);
+            return None;
         }
-        let (first, last) = (rel >> GRANULE_SHIFT, end >> GRANULE_SHIFT);
         // SAFETY: both boundaries are in `0..=N` (`end <= len`).
-        let (head, tail) = unsafe { (r.marks(first), r.marks(last)) };
+        let (head, tail) = unsafe { (r.marks(rel >> GRANULE_SHIFT), r.marks(end >> GRANULE_SHIFT)) };
         // One test for both marks: `STARTS` at the head (bit 1) and `ENDS` at the tail (bit 0).
-        if (head >> 1) & tail & 1 == 0 {
-            return self.refuse(ptr, layout);
-        }
-        if HARDENED && head & (tail >> 1) & 1 == 0 {
-            // A free neighbour is followed: checked while the bit map still shows the block.
-            if let Err(damaged) = self.neighbours_sound(record, ptr, size, head, tail) {
-                // Refused: the caller's block stays allocated; the damaged one is set aside.
-                self.repair(Some(damaged.at));
-                return Err(Misuse::new(MisuseKind::CorruptedFreeBlock, damaged.at.as_ptr(), layout));
-            }
-        }
+        ((head >> 1) & tail & 1 != 0).then_some((head, tail))
+    }
+
+    /// Frees `ptr` with `layout` if it is an allocated block of `record` (whose span holds
+    /// `ptr`): unmarks it and returns it to the free lists (merging out of line). Returns
+    /// whether it did; a refusal changes nothing and builds no report, so that the fast free
+    /// keeps no stack frame.
+    ///
+    /// # Safety
+    ///
+    /// As for [`RawHeap::deallocate`]; besides, `record`'s span holds `ptr`.
+    #[inline(always)]
+    unsafe fn free_in(&mut self, record: NonNull<RegionRecord>, ptr: NonNull<u8>, layout: Layout) -> bool {
+        let Some((head, tail)) = self.allocated_marks(record, ptr, layout) else { return false };
+        let size = block_bytes(layout);
+        let r = self.record(record);
+        let rel = ptr.as_ptr().addr() - r.span.start_addr();
+        let (first, last) = (rel >> GRANULE_SHIFT, (rel + size) >> GRANULE_SHIFT);
         // SAFETY: the block `[addr, addr + size)` is allocated (marked at both boundaries), in
         // the span, outside the bookkeeping, and the caller gives it up (1, 2); once unmarked it
         // is released, with the marks read at its boundaries.
@@ -1268,12 +1308,25 @@ impl<const HARDENED: bool> TlsfHeap<HARDENED> {
             r.set_mark(last, ENDS, false);
             // `ENDS` at the head and `STARTS` at the tail: both neighbours allocated.
             if head & (tail >> 1) & 1 == 0 {
-                return self.free_merging(record, ptr, size, head | tail << 2);
+                self.free_merging(record, ptr, size, head | tail << 2)
+            } else {
+                self.free_linking(ptr, size)
             }
-            self.link(ptr, size);
         }
+    }
+
+    /// The end of a free whose neighbours are both allocated: links the block. Out of line, as
+    /// [`free_merging`](Self::free_merging), so that the checks before keep no stack frame.
+    ///
+    /// # Safety
+    ///
+    /// 1. As for [`link`](Self::link), with the block just unmarked.
+    #[inline(never)]
+    unsafe fn free_linking(&mut self, block: NonNull<u8>, size: usize) -> bool {
+        // SAFETY: (1).
+        unsafe { self.link(block, size) };
         self.free += size;
-        Ok(())
+        true
     }
 
     /// Hardened: whether the free blocks touching the allocated block `[ptr, ptr + size)` of
@@ -1659,11 +1712,22 @@ unsafe impl<const HARDENED: bool> RawHeap for TlsfHeap<HARDENED> {
         self.allocate(layout).ok()
     }
 
-    /// The whole free (a refused free changes nothing), unless hardened, as `allocate_fast`.
+    /// A free in the first region, checked as `deallocate` checks it (unless hardened, as
+    /// `allocate_fast`); anything else is declined with nothing changed: a free in a later
+    /// region, and every refusal, which `deallocate` then diagnoses. No report is built here, so
+    /// the common free keeps no stack frame.
     #[inline]
     unsafe fn deallocate_fast(&mut self, ptr: NonNull<u8>, layout: Layout) -> bool {
-        // SAFETY: the caller's obligations are passed on.
-        !HARDENED && unsafe { self.deallocate(ptr, layout) }.is_ok()
+        if HARDENED {
+            return false;
+        }
+        match self.regions {
+            // SAFETY: the caller's obligations, passed on; the first region holds `ptr`.
+            Some(first) if self.record(first).span.contains(ptr.as_ptr().addr()) => unsafe {
+                self.free_in(first, ptr, layout)
+            },
+            _ => false,
+        }
     }
 
     #[inline]
