@@ -18,6 +18,14 @@ conformance_suite!(hardened_tlsf, TlsfHeap<true>, TlsfHeap::hardened());
 conformance_suite!(slab_hardened_tlsf, SlabHeap<TlsfHeap<true>>, SlabHeap::new(TlsfHeap::hardened()));
 // The default heap, and the slab layer over each backing heap that can confirm its slabs.
 conformance_suite!(default_heap, Heap, Heap::new());
+// The default heap with slabs at once (what it is from `SLABS_FROM` on), and a slab layer
+// whose slabs start at 64 KiB, so that tests that grow the heap cross that size.
+conformance_suite!(default_heap_slabs_at_once, Heap, Heap::new().with_slabs_from(0));
+conformance_suite!(
+    slab_tlsf_from_64k,
+    SlabHeap<TlsfHeap>,
+    SlabHeap::new(TlsfHeap::new()).with_slabs_from(64 << 10)
+);
 conformance_suite!(slab_tlsf, SlabHeap<TlsfHeap>, SlabHeap::new(TlsfHeap::new()));
 conformance_suite!(slab_buddy, SlabHeap<BuddyHeap>, SlabHeap::new(BuddyHeap::new()));
 conformance_suite!(

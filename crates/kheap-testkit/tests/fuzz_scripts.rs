@@ -58,7 +58,12 @@ fn hardened_tlsf_scripts() {
 
 #[test]
 fn default_heap_scripts() {
-    scripts("default_heap_scripts", |bytes| run_raw(Heap::new, Some(lookup()), bytes));
+    // Half the scripts on a heap with slabs at once (a script's heap is smaller than
+    // `SLABS_FROM`, where the default heap's small blocks are TLSF's).
+    scripts("default_heap_scripts", |bytes| match bytes.first().map(|b| b % 2) {
+        Some(0) => run_raw(|| Heap::new().with_slabs_from(0), Some(lookup()), &bytes[1..]),
+        _ => run_raw(Heap::new, Some(lookup()), bytes.get(1..).unwrap_or(&[])),
+    });
 }
 
 #[test]
@@ -70,7 +75,7 @@ fn locked_scripts() {
             1 => run_locked(TlsfHeap::new, Some(c_style()), rest),
             2 => run_locked(|| FirstFitHeap::new(FitPolicy::Best), None, rest),
             3 => run_locked(|| Counted::new(TlsfHeap::new()), Some(c_style()), rest),
-            _ => run_locked(Heap::new, Some(c_style()), rest),
+            _ => run_locked(|| Heap::new().with_slabs_from(0), Some(c_style()), rest),
         }
     });
 }
@@ -86,5 +91,5 @@ fn default_heap_refusal_beside_a_free_object_of_another_class() {
         0x00, 0x2f, 0x08, 0x00, 0x00, 0x00, 0x60, 0x06, 0x00, 0x00, 0xfc, 0x5d, 0x00, 0x20, 0x00, 0x45, 0x00,
         0x00, 0xfc, 0x5d, 0x00, 0x20, 0x00, 0x45, 0x00, 0x00, 0x00, 0x00,
     ];
-    run_raw(Heap::new, Some(lookup()), &input);
+    run_raw(|| Heap::new().with_slabs_from(0), Some(lookup()), &input);
 }

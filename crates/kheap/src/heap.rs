@@ -5,7 +5,7 @@ use core::ptr::NonNull;
 
 use crate::{
     AllocError, BlockLookup, HeapUsage, InvariantError, Misuse, Part, RawHeap, RegionError, SlabHeap,
-    TlsfHeap,
+    TlsfHeap, SLABS_FROM,
 };
 
 /// The heap to pick when you do not want to choose: size-class slabs for small objects
@@ -42,7 +42,6 @@ use crate::{
 /// unsafe { HEAP.dealloc(block, layout) };
 /// assert_eq!(HEAP.stats().live_allocations, 0);
 /// ```
-#[derive(Default)]
 pub struct Heap {
     inner: SlabHeap<TlsfHeap>,
 }
@@ -50,12 +49,25 @@ pub struct Heap {
 impl Heap {
     /// An empty heap; `const`, so it can initialise a `static`.
     pub const fn new() -> Self {
-        Heap { inner: SlabHeap::new(TlsfHeap::new()) }
+        Heap { inner: SlabHeap::new(TlsfHeap::new()).with_slabs_from(SLABS_FROM) }
+    }
+
+    /// The same heap, making slabs once its regions total `bytes` instead of
+    /// [`SLABS_FROM`] (8 MiB); `const`. `0` makes slabs from the first byte: for a small heap
+    /// that values the slab path's speed over the memory its slabs hold.
+    pub const fn with_slabs_from(self, bytes: usize) -> Self {
+        Heap { inner: self.inner.with_slabs_from(bytes) }
     }
 
     /// The composition behind it, for figures that only the layers know.
     pub fn layers(&self) -> &SlabHeap<TlsfHeap> {
         &self.inner
+    }
+}
+
+impl Default for Heap {
+    fn default() -> Self {
+        Heap::new()
     }
 }
 

@@ -80,7 +80,7 @@ pub use heap::Heap;
 pub use layers::counted::Counted;
 pub use layers::guarded::{debug_heap, DebugHeap, GuardLevel, Guarded, QUARANTINE_BLOCKS, QUARANTINE_BYTES};
 pub use layers::size_class::SizeClass;
-pub use layers::slab::{SlabHeap, SLAB_MAX};
+pub use layers::slab::{SlabHeap, SLABS_FROM, SLAB_MAX};
 pub use lock_api;
 #[cfg(feature = "critical-section")]
 pub use locks::RawCriticalSectionLock;

@@ -231,7 +231,9 @@ fn subject(column: Column) -> Box<dyn Probe> {
         Column::Buddy => fixture(BuddyHeap::new, |_| Ok(())),
         Column::Tlsf => fixture(TlsfHeap::new, |_| Ok(())),
         Column::FirstFit => fixture(|| FirstFitHeap::new(FitPolicy::First), |_| Ok(())),
-        Column::Heap => fixture(Heap::new, |_| Ok(())),
+        // Slabs from the first byte: this column shows the slab layer; below `SLABS_FROM` a
+        // default heap's small blocks are TLSF's, as in the `Tlsf` column.
+        Column::Heap => fixture(|| Heap::new().with_slabs_from(0), |_| Ok(())),
         Column::Checks => fixture(|| Guarded::new(TlsfHeap::new(), GuardLevel::Checks), drain),
         Column::RedZones => fixture(|| Guarded::new(TlsfHeap::new(), GuardLevel::RedZones), drain),
         Column::Poison => fixture(|| Guarded::new(TlsfHeap::new(), GuardLevel::Poison), drain),

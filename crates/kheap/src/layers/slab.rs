@@ -38,6 +38,20 @@ use crate::{
 /// to the backing heap.
 pub const SLAB_MAX: usize = 512;
 
+/// The region bytes from which [`Heap`](crate::Heap) makes slabs: 8 MiB. Below it, small
+/// requests are the backing heap's blocks, as larger ones are.
+///
+/// A slab layer keeps, per class, a slab it is filling and free objects only that class can
+/// use: measured at the first refused request of a random mix (the benchmark suite's
+/// efficiency workloads), about 150-200 KiB whatever the heap's size, for 32 classes whose
+/// slabs are 4 to 16 KiB. That is a fifth of a 1 MiB heap (the default heap then kept 65-80 %
+/// of it for callers, TLSF alone 84-97 %) and a few hundredths of a 16 MiB one (where slabs
+/// cost nothing measurable and are faster). So slabs start once the heap holds 16 times the
+/// most all classes' slabs take at once (32 classes × 16 KiB); tutorial heaps (Blog OS:
+/// 100 KiB, rCore: 3 MiB) stay TLSF and lose nothing to slabs. A heap that grows past it
+/// makes slabs from then on.
+pub const SLABS_FROM: usize = 16 * SLAB_CLASSES * MAX_SLAB;
+
 /// The number of size classes served from slabs: those up to [`SLAB_MAX`].
 const SLAB_CLASSES: usize = match Layout::from_size_align(SLAB_MAX, 1) {
     Ok(layout) => match SizeClass::for_layout(layout) {
@@ -233,15 +247,6 @@ fn tag_place_would_hold_kept_bytes(ptr: NonNull<u8>, new_size: usize) -> bool {
     false
 }
 
-/// The slab class that serves `layout`, if it is small enough for a slab.
-#[inline(always)]
-fn slab_class(layout: Layout) -> Option<usize> {
-    // Classes grow with their index, so the slab classes are the first `SLAB_CLASSES`; a
-    // request aligned to more than `SLAB_MAX` rounds up past them, or has no class at all.
-    let class = SizeClass::for_layout(layout)?.index();
-    (class < SLAB_CLASSES).then_some(class)
-}
-
 /// The heads of one class's three lists.
 #[derive(Clone, Copy)]
 struct ClassLists {
@@ -336,6 +341,19 @@ pub struct SlabHeap<B> {
     fast_spans: usize,
     /// Mixed into every slab tag; chosen when the first slab is made (zero until then).
     secret: usize,
+    /// Bytes of the regions the backing heap accepted (what it said each made usable).
+    region_bytes: usize,
+    /// Slabs are made only once `region_bytes` reaches this ([`with_slabs_from`](Self::with_slabs_from)).
+    slabs_from: usize,
+    /// The classes served from slabs: `SLAB_CLASSES`, or 0 in *direct mode*, where small
+    /// requests go to the backing heap as larger ones do, on the same path (one comparison
+    /// with this field in place of a constant). Invariant: 0 exactly when `slabless() &&
+    /// slabs_refused()`, kept so by `refresh_mode`.
+    slab_classes: usize,
+    /// Set once the layer has had a region while in direct mode: small blocks of the backing
+    /// heap's may then be live, uncounted (direct mode counts nothing), so slabs are never
+    /// made (a free could not tell such a block from a slab object by its tag alone).
+    direct_era: bool,
 }
 
 /// Regions the fast identity check keeps track of; a heap grown more often than this asks the
@@ -363,7 +381,22 @@ impl<B> SlabHeap<B> {
             spans_overflowed: false,
             fast_spans: 0,
             secret: 0,
+            region_bytes: 0,
+            slabs_from: 0,
+            slab_classes: SLAB_CLASSES,
+            direct_era: false,
         }
+    }
+
+    /// The same layer, making slabs only once its regions total at least `bytes` (until then,
+    /// small requests are the backing heap's blocks); `const`. [`SlabHeap::new`] makes slabs
+    /// from the first region; [`Heap`](crate::Heap) from [`SLABS_FROM`].
+    pub const fn with_slabs_from(mut self, bytes: usize) -> Self {
+        self.slabs_from = bytes;
+        // `refresh_mode`, in a `const fn` (`direct_era` is still unset before any region).
+        let direct = self.overhead == 0 && (self.region_bytes < bytes || self.direct_era);
+        self.slab_classes = if direct { 0 } else { SLAB_CLASSES };
+        self
     }
 
     /// The backing heap.
@@ -395,6 +428,47 @@ impl<B> SlabHeap<B> {
     fn refresh_fast_check(&mut self) {
         let on = self.direct_small == 0 && !self.spans_overflowed;
         self.fast_spans = if on { self.span_count } else { 0 };
+    }
+
+    /// Whether no slab may be made: below [`with_slabs_from`](Self::with_slabs_from)'s size,
+    /// or ever after a region was had in direct mode (`direct_era`). A heap that starts
+    /// small and grows keeps serving small requests from the backing heap: slabs made then
+    /// would have to take the slow identity check on every small free while any early small
+    /// block lives, slower than the backing heap's own small path.
+    fn slabs_refused(&self) -> bool {
+        self.region_bytes < self.slabs_from || self.direct_era
+    }
+
+    /// The slab class serving `layout` now: none in direct mode, or for a request too large
+    /// for a slab.
+    #[inline(always)]
+    fn serving_class(&self, layout: Layout) -> Option<usize> {
+        // Classes grow with their index, so the slab classes are the first `SLAB_CLASSES`; a
+        // request aligned to more than `SLAB_MAX` rounds up past them, or has no class at all.
+        let class = SizeClass::for_layout(layout)?.index();
+        (class < self.slab_classes).then_some(class)
+    }
+
+    /// Whether the layer has no slab at all: every small block is then the backing heap's.
+    #[inline(always)]
+    fn slabless(&self) -> bool {
+        self.overhead == 0
+    }
+
+    /// Recomputes `slab_classes` (direct mode) (and `fast_spans`) after a change to what it depends on: the
+    /// regions, the slabs, the direct small blocks.
+    fn refresh_mode(&mut self) {
+        let direct = self.slabless() && self.slabs_refused();
+        self.direct_era |= direct && self.region_bytes > 0;
+        self.slab_classes = if direct { 0 } else { SLAB_CLASSES };
+        self.refresh_fast_check();
+    }
+
+    /// Counts a direct small block freed.
+    fn forget_direct(&mut self) {
+        // Saturating: a misuse the backing heap cannot detect must not make it wrap.
+        self.direct_small = self.direct_small.saturating_sub(1);
+        self.refresh_mode();
     }
 }
 
@@ -578,9 +652,7 @@ impl<B: BlockLookup> SlabHeap<B> {
         // A small block of the backing heap's own (or a mistake it will report).
         // SAFETY: the caller's obligations are passed on.
         unsafe { self.backing.deallocate(ptr, layout) }?;
-        // Saturating: a misuse the backing heap cannot detect must not make it wrap.
-        self.direct_small = self.direct_small.saturating_sub(1);
-        self.refresh_fast_check();
+        self.forget_direct();
         Ok(())
     }
 
@@ -935,6 +1007,7 @@ impl<B: RawHeap> SlabHeap<B> {
             Ok(()) => {
                 self.free_bytes -= geometry.objects * geometry.size;
                 self.overhead -= geometry.slab - geometry.objects * geometry.size;
+                self.refresh_mode();
                 let starts = &mut self.slab_starts[filter_bucket(base)];
                 if *starts != u16::MAX {
                     *starts -= 1;
@@ -964,6 +1037,9 @@ impl<B: RawHeap> SlabHeap<B> {
     /// A new slab of class `class` from the backing heap, on its partial list.
     #[cold]
     fn new_slab(&mut self, class: usize) -> Option<NonNull<SlabHeader>> {
+        if self.slabs_refused() {
+            return None;
+        }
         let geometry = GEOMETRY[class];
         let layout = geometry.slab_layout();
         let block = match self.backing.allocate(layout) {
@@ -1012,6 +1088,7 @@ impl<B: RawHeap> SlabHeap<B> {
         }
         self.free_bytes += geometry.objects * geometry.size;
         self.overhead += geometry.slab - geometry.objects * geometry.size;
+        self.refresh_mode();
         let starts = &mut self.slab_starts[filter_bucket(base)];
         *starts = starts.saturating_add(1);
         // SAFETY: the slab is live, of this class and on no list.
@@ -1036,6 +1113,18 @@ impl<B: RawHeap> SlabHeap<B> {
             unsafe { mark_not_slab(block.cast(), block.len(), self.secret) };
         }
         Ok(block)
+    }
+
+    /// A small free while the layer has no slab: the backing heap's (which reports a misuse).
+    ///
+    /// # Safety
+    ///
+    /// As [`RawHeap::deallocate`]; besides, the layer has no slab.
+    unsafe fn deallocate_small_direct(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse> {
+        // SAFETY: the caller's obligations are passed on.
+        unsafe { self.backing.deallocate(ptr, layout) }?;
+        self.forget_direct();
+        Ok(())
     }
 
     /// A small request whose class has no partial slab: the spare, a new slab, or, when the
@@ -1064,7 +1153,7 @@ impl<B: RawHeap> SlabHeap<B> {
             return Err(AllocError);
         }
         self.direct_small += 1;
-        self.refresh_fast_check();
+        self.refresh_mode();
         Ok(block)
     }
 
@@ -1101,6 +1190,8 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
     unsafe fn add_region(&mut self, region: NonNull<[u8]>) -> Result<usize, RegionError> {
         // SAFETY: the caller's obligations are passed on unchanged.
         let usable = unsafe { self.backing.add_region(region) }?;
+        self.region_bytes = self.region_bytes.saturating_add(usable);
+        self.refresh_mode();
         let start = region.cast::<u8>().as_ptr().addr();
         // Accepted, so it does not wrap the address space.
         self.record_span(start, start + region.len());
@@ -1109,7 +1200,7 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
 
     #[inline(always)]
     fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        if let Some(class) = slab_class(layout) {
+        if let Some(class) = self.serving_class(layout) {
             if let Some(slab) = self.classes[class].partial {
                 // SAFETY: a slab on its class's partial list is live and has a free object.
                 return Ok(unsafe { self.pop(slab, class) });
@@ -1123,13 +1214,17 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
     // checks out); every other case is out of line.
     #[inline(always)]
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse> {
-        let Some(class) = slab_class(layout) else {
+        let Some(class) = self.serving_class(layout) else {
             // SAFETY: the caller's obligations are passed on.
             return unsafe { self.deallocate_large(ptr, layout) };
         };
         if let Some(header) = self.tagged_slab(ptr, class) {
             // SAFETY: the tag says this is a live slab of this class.
             return unsafe { self.free_object(header, ptr, layout, class) };
+        }
+        if self.slabless() {
+            // SAFETY: the caller's obligations are passed on; the layer has no slab.
+            return unsafe { self.deallocate_small_direct(ptr, layout) };
         }
         // SAFETY: the caller's obligations are passed on.
         unsafe { self.deallocate_small_slow(ptr, layout, class) }
@@ -1140,7 +1235,7 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
     /// spare slabs back).
     #[inline(always)]
     fn allocate_fast(&mut self, layout: Layout) -> Option<NonNull<[u8]>> {
-        let Some(class) = slab_class(layout) else {
+        let Some(class) = self.serving_class(layout) else {
             let block = self.backing.allocate_fast(layout)?;
             if slab_shaped(block.cast(), block.len()) {
                 // SAFETY: a block just allocated, slab-shaped.
@@ -1158,9 +1253,10 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
     /// unless it may be a slab.
     #[inline(always)]
     unsafe fn deallocate_fast(&mut self, ptr: NonNull<u8>, layout: Layout) -> bool {
-        let Some(class) = slab_class(layout) else {
+        let Some(class) = self.serving_class(layout) else {
             // A block that may be a slab freed with a large layout goes to `deallocate_large`,
-            // which tells; any other through the backing heap's fast path.
+            // which tells; any other through the backing heap's fast path (in direct mode,
+            // small blocks too).
             let may_be_slab = ptr.as_ptr().addr() % MIN_SLAB == 0
                 && layout.size() < 2 * MAX_SLAB
                 && self.slab_starts[filter_bucket(ptr)] != 0;
@@ -1189,7 +1285,7 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
     /// one write of the word), from partial slabs first, then the spare or new slabs as
     /// `allocate` would take them.
     fn allocate_batch(&mut self, layout: Layout, out: &mut [NonNull<u8>]) -> usize {
-        let Some(class) = slab_class(layout) else {
+        let Some(class) = self.serving_class(layout) else {
             return allocate_each(out, || self.allocate_direct(layout));
         };
         let mut count = 0;
@@ -1211,10 +1307,14 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
     /// confirmed against the slab found for the first of them and the word as it was, then
     /// cleared, counted and their slab moved between lists once for the whole run.
     unsafe fn deallocate_batch(&mut self, blocks: &[NonNull<u8>], layout: Layout) -> (usize, Option<Misuse>) {
-        let Some(class) = slab_class(layout) else {
+        let Some(class) = self.serving_class(layout) else {
             // SAFETY: the caller's obligations are passed on, for each block.
             return deallocate_each(blocks, |ptr| unsafe { self.deallocate_large(ptr, layout) });
         };
+        if self.slabless() {
+            // SAFETY: the caller's obligations are passed on, for each block.
+            return deallocate_each(blocks, |ptr| unsafe { self.deallocate_small_direct(ptr, layout) });
+        }
         let geometry = &GEOMETRY[class];
         let slab = geometry.slab;
         let mut run: Option<Run> = None;
@@ -1299,6 +1399,8 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
     /// spans the fast free check may read in.
     fn remove_region(&mut self, region: NonNull<[u8]>) -> Result<usize, RegionError> {
         let removed = self.backing.remove_region(region)?;
+        self.region_bytes = self.region_bytes.saturating_sub(removed);
+        self.refresh_mode();
         let start = region.cast::<u8>().as_ptr().addr();
         // Accepted when it was added, so it does not wrap the address space.
         self.forget_span(start, start + region.len());
@@ -1306,7 +1408,7 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
     }
 
     fn region_layout_for(&self, layout: Layout) -> Option<Layout> {
-        match slab_class(layout) {
+        match self.serving_class(layout) {
             // Room for a slab, so that the next requests of the class find one too.
             Some(class) => self.backing.region_layout_for(GEOMETRY[class].slab_layout()),
             None => self.backing.region_layout_for(layout),
@@ -1471,18 +1573,19 @@ impl<B: BlockLookup> SlabHeap<B> {
         grow: bool,
     ) -> Result<(), AllocError> {
         let new = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
-        let (old_class, new_class) = (slab_class(old), slab_class(new));
+        let (old_class, new_class) = (self.serving_class(old), self.serving_class(new));
         if old_class != new_class {
             // Crossing a class (or the slab limit) moves the block: the front copies it.
             return Err(AllocError);
         }
-        if let Some(class) = old_class {
+        if let Some(class) = old_class.filter(|_| self.slab_classes != 0) {
             if let Ok(Some(_)) = self.slab_of(ptr, old, class) {
                 // The object already has its class's full size.
                 return Ok(());
             }
         }
-        let aligned = ptr.as_ptr().addr() % MIN_SLAB == 0;
+        // In direct mode no slab is ever made (`direct_era`): no block needs telling from one.
+        let aligned = ptr.as_ptr().addr() % MIN_SLAB == 0 && self.slab_classes != 0;
         if aligned && tag_place_would_hold_kept_bytes(ptr, new_size) {
             // The block could take a slab's shape with the caller's bytes where a slab keeps
             // its tag, which then could not be marked: the front moves it instead.
