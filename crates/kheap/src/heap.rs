@@ -20,6 +20,11 @@ use crate::{
 /// frees), a larger block in O(1) from TLSF's bit map (the few cases it cannot see are listed
 /// in [`TlsfHeap`]'s documentation); a detected misuse is reported, never followed.
 ///
+/// Slabs only pay in a heap of [`SLABS_FROM`] (8 MiB) or more: each class keeps a slab it is
+/// filling and free objects only it can use, 150-200 KiB in all, a large share of a small heap.
+/// A smaller heap serves every request from TLSF, as [`TlsfHeap`] alone would, and keeps doing
+/// so after growing (see [`with_slabs_from`](Heap::with_slabs_from) to choose).
+///
 /// Worst case, in operations: a small allocate is a bitmap search of at most eight words, or a
 /// new slab from TLSF; a TLSF allocate is two bit-map searches, and only when they fail a scan
 /// of the second-level lists they skipped; every free is O(1) once its region is found.
