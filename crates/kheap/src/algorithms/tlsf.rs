@@ -1218,6 +1218,21 @@ impl<const HARDENED: bool> TlsfHeap<HARDENED> {
         }
     }
 
+    /// The fast free of a pointer outside the first region: finds its region, then frees as
+    /// usual, or declines (no region holds it, or the free is refused).
+    ///
+    /// # Safety
+    ///
+    /// As for [`RawHeap::deallocate`].
+    #[inline(never)]
+    unsafe fn free_elsewhere(&mut self, ptr: NonNull<u8>, layout: Layout) -> bool {
+        match self.later_record_of(ptr.as_ptr().addr()) {
+            // SAFETY: the caller's obligations, passed on; the record's span holds `ptr`.
+            Some(record) => unsafe { self.free_in(record, ptr, layout) },
+            None => false,
+        }
+    }
+
     /// `deallocate` in the region of `record`: checks the block's marks, unmarks it and returns
     /// it to the free lists (merging out of line), or refuses with what is wrong.
     ///
@@ -1712,10 +1727,9 @@ unsafe impl<const HARDENED: bool> RawHeap for TlsfHeap<HARDENED> {
         self.allocate(layout).ok()
     }
 
-    /// A free in the first region, checked as `deallocate` checks it (unless hardened, as
-    /// `allocate_fast`); anything else is declined with nothing changed: a free in a later
-    /// region, and every refusal, which `deallocate` then diagnoses. No report is built here, so
-    /// the common free keeps no stack frame.
+    /// The free, checked as `deallocate` checks it (unless hardened, as `allocate_fast`);
+    /// every refusal is declined with nothing changed, for `deallocate` to diagnose. No report
+    /// is built here, so the common free keeps no stack frame.
     #[inline]
     unsafe fn deallocate_fast(&mut self, ptr: NonNull<u8>, layout: Layout) -> bool {
         if HARDENED {
@@ -1726,7 +1740,8 @@ unsafe impl<const HARDENED: bool> RawHeap for TlsfHeap<HARDENED> {
             Some(first) if self.record(first).span.contains(ptr.as_ptr().addr()) => unsafe {
                 self.free_in(first, ptr, layout)
             },
-            _ => false,
+            // SAFETY: the caller's obligations, passed on.
+            _ => unsafe { self.free_elsewhere(ptr, layout) },
         }
     }
 

@@ -48,8 +48,10 @@ pub const SLAB_MAX: usize = 512;
 /// of it for callers, TLSF alone 84-97 %) and a few hundredths of a 16 MiB one (where slabs
 /// cost nothing measurable and are faster). So slabs start once the heap holds 16 times the
 /// most all classes' slabs take at once (32 classes × 16 KiB); tutorial heaps (Blog OS:
-/// 100 KiB, rCore: 3 MiB) stay TLSF and lose nothing to slabs. A heap that grows past it
-/// makes slabs from then on.
+/// 100 KiB, rCore: 3 MiB) stay TLSF and lose nothing to slabs. A heap that had a region below
+/// it while it had no slab (a small first region; regions given back) serves small requests
+/// from TLSF from then on, even past it: its small blocks from then are not counted, and slabs
+/// beside them would make every small free take the slow identity check.
 pub const SLABS_FROM: usize = 16 * SLAB_CLASSES * MAX_SLAB;
 
 /// The number of size classes served from slabs: those up to [`SLAB_MAX`].
@@ -455,8 +457,8 @@ impl<B> SlabHeap<B> {
         self.overhead == 0
     }
 
-    /// Recomputes `slab_classes` (direct mode) (and `fast_spans`) after a change to what it depends on: the
-    /// regions, the slabs, the direct small blocks.
+    /// Recomputes `slab_classes` (direct mode) and `fast_spans` after a change to what they
+    /// depend on: the regions, the slabs, the direct small blocks.
     fn refresh_mode(&mut self) {
         let direct = self.slabless() && self.slabs_refused();
         self.direct_era |= direct && self.region_bytes > 0;
@@ -1578,7 +1580,7 @@ impl<B: BlockLookup> SlabHeap<B> {
             // Crossing a class (or the slab limit) moves the block: the front copies it.
             return Err(AllocError);
         }
-        if let Some(class) = old_class.filter(|_| self.slab_classes != 0) {
+        if let Some(class) = old_class {
             if let Ok(Some(_)) = self.slab_of(ptr, old, class) {
                 // The object already has its class's full size.
                 return Ok(());

@@ -488,3 +488,45 @@ fn a_batch_free_refuses_each_misused_object_and_returns_the_rest() {
     heap.trim();
     assert_eq!(heap.usage().free_bytes, heap.usage().total_bytes);
 }
+
+#[test]
+fn below_its_slab_size_the_layer_serves_small_requests_from_the_backing_heap_and_stays_so() {
+    let memory = Memory::new(1 << 20);
+    let from = 256 << 10;
+    // Given its size at once, the layer makes slabs.
+    let mut big = SlabHeap::new(TlsfHeap::new()).with_slabs_from(from);
+    // SAFETY: the memory outlives the heap and only the heap uses it.
+    unsafe { big.add_region(memory.region(0, 512 << 10)) }.unwrap();
+    let object = alloc(&mut big, layout(24, 8));
+    assert!(big.overhead > 0, "a slab was made");
+    free(&mut big, object, layout(24, 8));
+    drop(big);
+
+    // Below it: small blocks are the backing heap's, exactly their granule-rounded size.
+    let mut small = SlabHeap::new(TlsfHeap::new()).with_slabs_from(from);
+    // SAFETY: as above.
+    unsafe { small.add_region(memory.region(0, 128 << 10)) }.unwrap();
+    let blocks: Vec<_> = (1..=40).map(|i| (alloc(&mut small, layout(i * 8, 8)), layout(i * 8, 8))).collect();
+    assert_eq!(small.overhead, 0, "no slab below the size");
+    assert_eq!(small.usage().free_bytes, small.backing().usage().free_bytes, "nothing cached");
+    // Grown past the size, it still makes none: its small blocks from before are not counted.
+    // SAFETY: as above.
+    unsafe { small.add_region(memory.region(512 << 10, 512 << 10)) }.unwrap();
+    let later = alloc(&mut small, layout(24, 8));
+    assert_eq!(small.overhead, 0, "no slab after growing: the layer stays in direct mode");
+    // Every block goes back, through the fast path and the full one alike; a double free of a
+    // small block is the backing heap's to report.
+    for (i, &(ptr, l)) in blocks.iter().enumerate() {
+        if i % 2 == 0 {
+            // SAFETY: live with `l`.
+            assert!(unsafe { small.deallocate_fast(ptr, l) }, "a direct block's fast free declined");
+            check_step(&small);
+        } else {
+            free(&mut small, ptr, l);
+        }
+    }
+    assert_eq!(misuse(&mut small, blocks[0].0, blocks[0].1), MisuseKind::DoubleFree);
+    free(&mut small, later, layout(24, 8));
+    let usage = small.usage();
+    assert_eq!(usage.free_bytes, usage.total_bytes, "the heap is whole");
+}
