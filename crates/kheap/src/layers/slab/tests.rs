@@ -493,14 +493,15 @@ fn a_batch_free_refuses_each_misused_object_and_returns_the_rest() {
 fn below_its_slab_size_the_layer_serves_small_requests_from_the_backing_heap_and_stays_so() {
     let memory = Memory::new(1 << 20);
     let from = 256 << 10;
-    // Given its size at once, the layer makes slabs.
-    let mut big = SlabHeap::new(TlsfHeap::new()).with_slabs_from(from);
-    // SAFETY: the memory outlives the heap and only the heap uses it.
-    unsafe { big.add_region(memory.region(0, 512 << 10)) }.unwrap();
-    let object = alloc(&mut big, layout(24, 8));
-    assert!(big.overhead > 0, "a slab was made");
-    free(&mut big, object, layout(24, 8));
-    drop(big);
+    {
+        // Given its size at once, the layer makes slabs.
+        let mut big = SlabHeap::new(TlsfHeap::new()).with_slabs_from(from);
+        // SAFETY: the memory outlives the heap and only the heap uses it.
+        unsafe { big.add_region(memory.region(0, 512 << 10)) }.unwrap();
+        let object = alloc(&mut big, layout(24, 8));
+        assert!(big.overhead > 0, "a slab was made");
+        free(&mut big, object, layout(24, 8));
+    }
 
     // Below it: small blocks are the backing heap's, exactly their granule-rounded size.
     let mut small = SlabHeap::new(TlsfHeap::new()).with_slabs_from(from);
