@@ -1300,7 +1300,8 @@ impl<const HARDENED: bool> TlsfHeap<HARDENED> {
     }
 
     /// Frees `ptr` with `layout` if it is an allocated block of `record` (whose span holds
-    /// `ptr`): unmarks it and returns it to the free lists (merging out of line). Returns
+    /// `ptr`): unmarks it and returns it to the free lists (linking or merging out of line,
+    /// reached by a jump). Returns
     /// whether it did; a refusal changes nothing and builds no report, so that the fast free
     /// keeps no stack frame.
     ///
@@ -1314,7 +1315,7 @@ impl<const HARDENED: bool> TlsfHeap<HARDENED> {
         let r = self.record(record);
         let rel = ptr.as_ptr().addr() - r.span.start_addr();
         let (first, last) = (rel >> GRANULE_SHIFT, (rel + size) >> GRANULE_SHIFT);
-        // SAFETY: the block `[addr, addr + size)` is allocated (marked at both boundaries), in
+        // SAFETY: the block `[ptr, ptr + size)` is allocated (marked at both boundaries), in
         // the span, outside the bookkeeping, and the caller gives it up (1, 2); once unmarked it
         // is released, with the marks read at its boundaries.
         unsafe {
