@@ -242,17 +242,18 @@ fn miri() -> Result<(), String> {
     // word size and took minutes a test there: the debug layer's, the per-CPU caches' and the
     // hardened TLSF heap's own tests and conformance (the plain algorithms below them, whose
     // 32-bit tests do run, hold the word-size-dependent code) and the statistics check (a
-    // 1 MiB arena walked many times).
+    // 1 MiB arena walked many times). Both leave out the default heap with slabs at once: the
+    // same code as `slab_tlsf`, which runs.
     for (target, unit_tests, conformance) in [
         (
             "x86_64-unknown-linux-gnu",
             "all()",
-            "test(/::(touching_regions_added|grow_and_shrink|statistics)/)",
+            "test(/::(touching_regions_added|grow_and_shrink|statistics)/) and not test(/^default_heap_slabs_at_once::/)",
         ),
         (
             "i686-unknown-linux-gnu",
             "not test(/^(layers::guarded|fronts::per_cpu|algorithms::tlsf::hardened_tests)::/)",
-            "test(/::(touching_regions_added|grow_and_shrink)/) and not test(/^(slab_)?hardened_tlsf::/)",
+            "test(/::(touching_regions_added|grow_and_shrink)/) and not test(/^((slab_)?hardened_tlsf|default_heap_slabs_at_once)::/)",
         ),
     ] {
         miri(&["--target", target, "-p", "kheap", "--lib", "-E", unit_tests])?;
