@@ -243,9 +243,9 @@ fn miri() -> Result<(), String> {
     // hardened TLSF heap's own tests and conformance, and the slab layer's over a threshold
     // (the plain algorithms and layers below them, whose 32-bit tests do run, hold the
     // word-size-dependent code) and the statistics check (a 1 MiB arena walked many times).
-    // Both leave out the default heap with slabs at once (the same code as
-    // `slab_tlsf`, which runs) and the counting layer over each heap (forwarding and counters,
-    // no unsafe code of its own; natively it runs the whole suite).
+    // Both leave out the default heap with slabs at once (the same code as `slab_tlsf`, which
+    // runs) and the counting layer over each heap (forwarding and counters, no unsafe code of
+    // its own; natively it runs the whole suite).
     for (target, unit_tests, conformance) in [
         (
             "x86_64-unknown-linux-gnu",

@@ -9,8 +9,8 @@ use kheap::{Counted, HeapStats, InvariantError, LockedHeap, RawIrqSpinlock, Risc
 use crate::config::KERNEL_HEAP_SIZE;
 use crate::frames::FRAMES;
 
-/// The heap behind the front: kheap's default heap (TLSF for every request here: the 2 MiB static heap is below
-/// `SLABS_FROM`, and stays so as it grows), or in the debug demo the
+/// The heap behind the front: kheap's default heap (TLSF for every request here: the 2 MiB
+/// static heap is below `SLABS_FROM`, and stays so as it grows), or in the debug demo the
 /// default heap in kheap's debug mode.
 #[cfg(not(feature = "debug-demo"))]
 type Algorithm = kheap::Heap;
