@@ -69,23 +69,23 @@ impl<H> Counted<H> {
         H: RawHeap,
     {
         let block = self.heap.allocate(layout)?;
-        self.count_allocated(layout);
+        self.count_allocated(layout, 1);
         Ok(block)
     }
 
-    /// Counts one block allocated with `layout`.
+    /// Counts `count` blocks allocated with `layout`.
     #[inline(always)]
-    fn count_allocated(&mut self, layout: Layout) {
-        self.requested = self.requested.wrapping_add(layout.size());
+    fn count_allocated(&mut self, layout: Layout, count: usize) {
+        self.requested = self.requested.wrapping_add(layout.size().wrapping_mul(count));
         self.raise_peak();
-        self.live = self.live.wrapping_add(1);
+        self.live = self.live.wrapping_add(count);
     }
 
-    /// Counts one block allocated with `layout` freed.
+    /// Counts `count` blocks allocated with `layout` freed.
     #[inline(always)]
-    fn count_freed(&mut self, layout: Layout) {
-        self.requested = self.requested.wrapping_sub(layout.size());
-        self.live = self.live.wrapping_sub(1);
+    fn count_freed(&mut self, layout: Layout, count: usize) {
+        self.requested = self.requested.wrapping_sub(layout.size().wrapping_mul(count));
+        self.live = self.live.wrapping_sub(count);
     }
 
     /// Counts one request refused to its caller.
@@ -189,14 +189,14 @@ unsafe impl<H: RawHeap> RawHeap for Counted<H> {
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse> {
         // SAFETY: the caller's obligations are passed on unchanged.
         unsafe { self.heap.deallocate(ptr, layout) }?;
-        self.count_freed(layout);
+        self.count_freed(layout, 1);
         Ok(())
     }
 
     #[inline(always)]
     fn allocate_fast(&mut self, layout: Layout) -> Option<NonNull<[u8]>> {
         let block = self.heap.allocate_fast(layout)?;
-        self.count_allocated(layout);
+        self.count_allocated(layout, 1);
         Some(block)
     }
 
@@ -205,7 +205,7 @@ unsafe impl<H: RawHeap> RawHeap for Counted<H> {
         // SAFETY: the caller's obligations are passed on unchanged.
         let freed = unsafe { self.heap.deallocate_fast(ptr, layout) };
         if freed {
-            self.count_freed(layout);
+            self.count_freed(layout, 1);
         }
         freed
     }
@@ -215,9 +215,7 @@ unsafe impl<H: RawHeap> RawHeap for Counted<H> {
     #[inline]
     fn allocate_batch(&mut self, layout: Layout, out: &mut [NonNull<u8>]) -> usize {
         let count = self.heap.allocate_batch(layout, out);
-        self.requested = self.requested.wrapping_add(layout.size().wrapping_mul(count));
-        self.raise_peak();
-        self.live = self.live.wrapping_add(count);
+        self.count_allocated(layout, count);
         count
     }
 
@@ -225,9 +223,7 @@ unsafe impl<H: RawHeap> RawHeap for Counted<H> {
     unsafe fn deallocate_batch(&mut self, blocks: &[NonNull<u8>], layout: Layout) -> (usize, Option<Misuse>) {
         // SAFETY: the caller's obligations are passed on unchanged.
         let (refused, first) = unsafe { self.heap.deallocate_batch(blocks, layout) };
-        let freed = blocks.len().wrapping_sub(refused);
-        self.requested = self.requested.wrapping_sub(layout.size().wrapping_mul(freed));
-        self.live = self.live.wrapping_sub(freed);
+        self.count_freed(layout, blocks.len().wrapping_sub(refused));
         (refused, first)
     }
 

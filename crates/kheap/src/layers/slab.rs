@@ -395,8 +395,8 @@ impl<B> SlabHeap<B> {
     /// from the first region; [`Heap`](crate::Heap) from [`SLABS_FROM`].
     pub const fn with_slabs_from(mut self, bytes: usize) -> Self {
         self.slabs_from = bytes;
-        // `refresh_mode`, in a `const fn` (`direct_era` is still unset before any region).
-        let direct = self.overhead == 0 && (self.region_bytes < bytes || self.direct_era);
+        // `refresh_mode`'s choice, in a `const fn` (no region yet, so no `direct_era`).
+        let direct = self.slabless() && self.slabs_refused();
         self.slab_classes = if direct { 0 } else { SLAB_CLASSES };
         self
     }
@@ -437,7 +437,7 @@ impl<B> SlabHeap<B> {
     /// small and grows keeps serving small requests from the backing heap: slabs made then
     /// would have to take the slow identity check on every small free while any early small
     /// block lives, slower than the backing heap's own small path.
-    fn slabs_refused(&self) -> bool {
+    const fn slabs_refused(&self) -> bool {
         self.region_bytes < self.slabs_from || self.direct_era
     }
 
@@ -453,7 +453,7 @@ impl<B> SlabHeap<B> {
 
     /// Whether the layer has no slab at all: every small block is then the backing heap's.
     #[inline(always)]
-    fn slabless(&self) -> bool {
+    const fn slabless(&self) -> bool {
         self.overhead == 0
     }
 
@@ -464,13 +464,6 @@ impl<B> SlabHeap<B> {
         self.direct_era |= direct && self.region_bytes > 0;
         self.slab_classes = if direct { 0 } else { SLAB_CLASSES };
         self.refresh_fast_check();
-    }
-
-    /// Counts a direct small block freed.
-    fn forget_direct(&mut self) {
-        // Saturating: a misuse the backing heap cannot detect must not make it wrap.
-        self.direct_small = self.direct_small.saturating_sub(1);
-        self.refresh_mode();
     }
 }
 
@@ -652,10 +645,8 @@ impl<B: BlockLookup> SlabHeap<B> {
             return unsafe { self.free_object(header, ptr, layout, class) };
         }
         // A small block of the backing heap's own (or a mistake it will report).
-        // SAFETY: the caller's obligations are passed on.
-        unsafe { self.backing.deallocate(ptr, layout) }?;
-        self.forget_direct();
-        Ok(())
+        // SAFETY: the caller's obligations are passed on; `slab_of` found no slab holding `ptr`.
+        unsafe { self.deallocate_small_direct(ptr, layout) }
     }
 
     /// Frees object `ptr` of the slab `header`, freed with a layout of class `class`.
@@ -1117,15 +1108,18 @@ impl<B: RawHeap> SlabHeap<B> {
         Ok(block)
     }
 
-    /// A small free while the layer has no slab: the backing heap's (which reports a misuse).
+    /// A small block of the backing heap's own freed there (which reports a misuse), and
+    /// counted gone.
     ///
     /// # Safety
     ///
-    /// As [`RawHeap::deallocate`]; besides, the layer has no slab.
+    /// As [`RawHeap::deallocate`]; besides, `ptr` is in no slab.
     unsafe fn deallocate_small_direct(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), Misuse> {
         // SAFETY: the caller's obligations are passed on.
         unsafe { self.backing.deallocate(ptr, layout) }?;
-        self.forget_direct();
+        // Saturating: a misuse the backing heap cannot detect must not make it wrap.
+        self.direct_small = self.direct_small.saturating_sub(1);
+        self.refresh_mode();
         Ok(())
     }
 
@@ -1224,10 +1218,6 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
             // SAFETY: the tag says this is a live slab of this class.
             return unsafe { self.free_object(header, ptr, layout, class) };
         }
-        if self.slabless() {
-            // SAFETY: the caller's obligations are passed on; the layer has no slab.
-            return unsafe { self.deallocate_small_direct(ptr, layout) };
-        }
         // SAFETY: the caller's obligations are passed on.
         unsafe { self.deallocate_small_slow(ptr, layout, class) }
     }
@@ -1313,10 +1303,6 @@ unsafe impl<B: BlockLookup> RawHeap for SlabHeap<B> {
             // SAFETY: the caller's obligations are passed on, for each block.
             return deallocate_each(blocks, |ptr| unsafe { self.deallocate_large(ptr, layout) });
         };
-        if self.slabless() {
-            // SAFETY: the caller's obligations are passed on, for each block.
-            return deallocate_each(blocks, |ptr| unsafe { self.deallocate_small_direct(ptr, layout) });
-        }
         let geometry = &GEOMETRY[class];
         let slab = geometry.slab;
         let mut run: Option<Run> = None;
