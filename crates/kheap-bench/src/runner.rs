@@ -275,7 +275,7 @@ pub fn run(cli: &Cli, subjects: &[&Subject], workloads: &[&Workload]) -> i32 {
     let mut results = Vec::new();
     for workload in workloads {
         println!("\n{} — {}", workload.name, workload.title);
-        for subject in subjects {
+        for subject in subjects.iter().filter(|s| s.runs(&workload.name)) {
             let result = run_job(cli, workload, subject, &logs);
             let value = result
                 .metric(report::primary_key(workload, scale))

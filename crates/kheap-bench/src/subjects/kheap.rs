@@ -81,7 +81,14 @@ fn per_cpu(arena: &Arena) -> Result<Heap, String> {
 }
 
 pub fn subjects() -> Vec<Subject> {
-    let kheap = |name, config, build| Subject { name, family: Family::Kheap, config, build, in_arena: true };
+    let kheap = |name, config, build| Subject {
+        name,
+        family: Family::Kheap,
+        config,
+        build,
+        in_arena: true,
+        only: None,
+    };
     vec![
         kheap("kheap-heap", "kheap Heap (the default: SlabHeap<TlsfHeap>), LockedHeap<RawSpinlock>", default_heap),
         kheap("kheap-buddy", "kheap BuddyHeap<DEFAULT_MAX_ORDER>, LockedHeap<RawSpinlock>", buddy),

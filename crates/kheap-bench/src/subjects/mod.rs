@@ -58,6 +58,16 @@ pub struct Subject {
     pub build: fn(&Arena) -> Result<Heap, String>,
     /// Whether every block it hands out lies inside the arena (false for the system allocator).
     pub in_arena: bool,
+    /// The workloads it is meant for (a name prefix), or `None` for all: the others neither
+    /// run nor appear in its reports.
+    pub only: Option<&'static str>,
+}
+
+impl Subject {
+    /// Whether it runs `workload` (see [`only`](Self::only)).
+    pub fn runs(&self, workload: &str) -> bool {
+        self.only.is_none_or(|prefix| workload.starts_with(prefix))
+    }
 }
 
 /// Tells the per-CPU subjects (kheap's and buddy-slab-allocator's) which CPU the calling

@@ -396,7 +396,14 @@ fn buddy_slab(arena: &Arena) -> Result<Heap, String> {
 }
 
 pub fn subjects() -> Vec<Subject> {
-    let peer = |name, config, build| Subject { name, family: Family::Peer, config, build, in_arena: true };
+    let peer = |name, config, build| Subject {
+        name,
+        family: Family::Peer,
+        config,
+        build,
+        in_arena: true,
+        only: None,
+    };
     vec![
         peer("talc5", "talc 5.1: TalcLock<spinlock, Manual> (default binning), arena claimed once", talc5),
         peer("talc4", "talc 4.4: Talc<ErrOnOom>.lock::<spinlock>(), arena claimed once; default features off (its default `allocator` feature needs nightly)", talc4),
