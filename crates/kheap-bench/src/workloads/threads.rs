@@ -29,19 +29,21 @@ struct Block(*mut u8, Layout);
 // SAFETY: a block is plain memory of the shared heap; whoever holds it may free it.
 unsafe impl Send for Block {}
 
-/// The blocks handed to one thread, and whether any wait: the owner reads the flag (a line
-/// that changes only on a hand-over) before taking the lock, so that looking at an empty inbox
-/// moves no cache line between cores. Without it, the lock taken every 16 calls capped every
-/// subject, even one sharing nothing, near its single-thread figure on 2 threads.
+/// The blocks handed to one thread, and whether any wait. The owner reads the flag (a line
+/// that changes only on a hand-over) before the lock, and only tries the lock (looking again
+/// 16 calls later if the producer holds it), then swaps buffers: it never sleeps on its inbox.
+/// With a plain lock taken every 16 calls, the hand-overs, not the heaps, set the pace on 2
+/// threads: `percpu-floor`, which shares nothing, got 0.9-1.0x its single-thread figure
+/// (1.5x with this inbox; 1.75x when no block crosses threads).
 #[repr(align(128))]
 struct Inbox {
     pending: AtomicBool,
-    blocks: Mutex<VecDeque<Block>>,
+    blocks: Mutex<Vec<Block>>,
 }
 
 impl Inbox {
     fn new() -> Self {
-        Inbox { pending: AtomicBool::new(false), blocks: Mutex::new(VecDeque::with_capacity(1 << 16)) }
+        Inbox { pending: AtomicBool::new(false), blocks: Mutex::new(Vec::with_capacity(256)) }
     }
 
     fn hand_over(&self, blocks: &mut Vec<Block>) {
@@ -51,12 +53,15 @@ impl Inbox {
         self.pending.store(true, Ordering::Relaxed);
     }
 
-    /// Moves every waiting block to `into`, if the flag says some wait.
+    /// Swaps the waiting blocks with `into` (empty), if the flag says some wait: the buffers
+    /// change hands, no block is copied.
     fn take(&self, into: &mut Vec<Block>) {
+        debug_assert!(into.is_empty());
         if self.pending.load(Ordering::Relaxed) {
-            let mut inbox = self.blocks.lock().expect("inbox");
-            into.extend(inbox.drain(..));
-            self.pending.store(false, Ordering::Relaxed);
+            if let Ok(mut inbox) = self.blocks.try_lock() {
+                std::mem::swap(&mut *inbox, into);
+                self.pending.store(false, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -67,7 +72,7 @@ impl Inbox {
 fn worker(heap: &dyn GlobalAlloc, me: usize, inboxes: &[Inbox], allocs: usize, seed: u64) -> (u64, u64) {
     let mut rng = Rng::new(seed);
     let mut kept: VecDeque<Block> = VecDeque::with_capacity(KEEP + 1);
-    let mut received = Vec::with_capacity(64);
+    let mut received = Vec::with_capacity(256);
     let mut outgoing: Vec<Block> = Vec::with_capacity(HANDOVER);
     let next = (me + 1) % inboxes.len();
     let (mut ops, mut refused) = (0u64, 0u64);
