@@ -6,7 +6,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use kheap::CpuId;
 use kheap_testkit::ThreadCpu;
@@ -70,12 +70,20 @@ const LOCAL_DEPTH: usize = 256;
 /// CPU slots; a CPU index is taken modulo this.
 const LOCAL_CPUS: usize = 8;
 
-/// One CPU's stacks of free blocks, one per class, behind a flag that only that CPU's thread
-/// takes (uncontended unless more threads than slots share one).
+/// One CPU's stacks of free blocks, one per class, and its own part of the arena, behind a
+/// flag that only that CPU's thread takes (uncontended unless more threads than slots share
+/// one).
 #[repr(align(128))]
 struct LocalSlot {
     busy: AtomicBool,
-    stacks: UnsafeCell<[Stack; LOCAL_MAX / 8]>,
+    local: UnsafeCell<Local>,
+}
+
+struct Local {
+    stacks: [Stack; LOCAL_MAX / 8],
+    /// The next free address of the CPU's part of the arena, and its end.
+    next: usize,
+    end: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -84,21 +92,19 @@ struct Stack {
     blocks: [*mut u8; LOCAL_DEPTH],
 }
 
-/// The least work a per-CPU cache does and nothing shared but a bump pointer: a block freed
-/// goes on the freeing CPU's stack of its class, an allocation takes from the calling CPU's
-/// stack, or else from the arena by an atomic bump. No checks, no lock between CPUs, no
-/// memory given back: what the multi-thread workloads cost without a heap that shares
-/// anything, so the figure kheap's per-CPU caches are measured against on this machine.
-/// Sizes above `LOCAL_MAX` or alignments above 8 come from the bump alone and are never
-/// reused (other workloads exhaust the arena: this subject is for the thread workloads).
+/// The least work a per-CPU cache does, sharing nothing: a block freed goes on the freeing
+/// CPU's stack of its class, an allocation takes from the calling CPU's stack, or else from
+/// that CPU's part of the arena (an eighth) by a bump. No checks, no lock between CPUs, no
+/// memory given back or moved between CPUs: what the multi-thread workloads cost without a
+/// heap that shares anything, so the figure kheap's per-CPU caches are measured against on
+/// this machine. Requests above `LOCAL_MAX` or aligned above 8 are refused (this subject is
+/// for the thread workloads).
 struct PerCpuReference {
     base: *mut u8,
-    next: AtomicUsize,
-    end: usize,
     slots: Box<[LocalSlot]>,
 }
 
-// SAFETY: a slot's stacks are only touched by the thread that set its flag; the bump is atomic.
+// SAFETY: a slot is only touched by the thread that set its flag.
 unsafe impl Sync for PerCpuReference {}
 // SAFETY: as above; the arena is owned by this heap alone.
 unsafe impl Send for PerCpuReference {}
@@ -109,60 +115,46 @@ impl PerCpuReference {
         (layout.size() <= LOCAL_MAX && layout.align() <= 8).then(|| layout.size().max(1).div_ceil(8) - 1)
     }
 
-    /// Runs `f` on the calling CPU's stacks, waiting for the slot's flag (held by another
-    /// thread only when threads outnumber the slots).
-    fn with_stacks<T>(&self, f: impl FnOnce(&mut [Stack; LOCAL_MAX / 8]) -> T) -> T {
+    /// Runs `f` on the calling CPU's slot, waiting for its flag (held by another thread only
+    /// when threads outnumber the slots).
+    fn with_local<T>(&self, f: impl FnOnce(&mut Local) -> T) -> T {
         let slot = &self.slots[ThreadCpu::current() % LOCAL_CPUS];
         while slot.busy.swap(true, Ordering::Acquire) {
             std::hint::spin_loop();
         }
-        // SAFETY: the flag gives this thread the slot's stacks alone until it is cleared.
-        let result = f(unsafe { &mut *slot.stacks.get() });
+        // SAFETY: the flag gives this thread the slot alone until it is cleared.
+        let result = f(unsafe { &mut *slot.local.get() });
         slot.busy.store(false, Ordering::Release);
         result
     }
-
-    fn bump(&self, layout: Layout) -> *mut u8 {
-        let size = layout.size().next_multiple_of(8);
-        let mut start = self.next.load(Ordering::Relaxed);
-        loop {
-            let aligned = start.next_multiple_of(layout.align());
-            let Some(end) = aligned.checked_add(size).filter(|&end| end <= self.end) else {
-                return ptr::null_mut();
-            };
-            match self.next.compare_exchange_weak(start, end, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return self.base.with_addr(aligned),
-                Err(now) => start = now,
-            }
-        }
-    }
 }
 
-// SAFETY: a block is handed out once: from the bump (each byte once) or popped from a stack it
-// was pushed on by its free; blocks lie in the arena, aligned (class sizes are multiples of 8).
+// SAFETY: a block is handed out once: from a CPU's part of the arena (each byte once) or popped
+// from a stack it was pushed on by its free; blocks lie in the arena, aligned to 8 (the parts
+// and the class sizes are multiples of 8).
 unsafe impl GlobalAlloc for PerCpuReference {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if let Some(class) = Self::class(layout) {
-            let reused = self.with_stacks(|stacks| {
-                let stack = &mut stacks[class];
-                (stack.len > 0).then(|| {
-                    stack.len -= 1;
-                    stack.blocks[stack.len]
-                })
-            });
-            if let Some(block) = reused {
-                return block;
+        let Some(class) = Self::class(layout) else { return ptr::null_mut() };
+        self.with_local(|local| {
+            let stack = &mut local.stacks[class];
+            if stack.len > 0 {
+                stack.len -= 1;
+                return stack.blocks[stack.len];
             }
-            // Allocate the whole class, so the block can serve any request of it later.
-            return self.bump(Layout::from_size_align(8 * (class + 1), 8).expect("class layout"));
-        }
-        self.bump(layout)
+            // The whole class, so the block can serve any request of it later.
+            let size = 8 * (class + 1);
+            if local.end - local.next < size {
+                return ptr::null_mut();
+            }
+            local.next += size;
+            self.base.with_addr(local.next - size)
+        })
     }
 
     unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
         if let Some(class) = Self::class(layout) {
-            self.with_stacks(|stacks| {
-                let stack = &mut stacks[class];
+            self.with_local(|local| {
+                let stack = &mut local.stacks[class];
                 if stack.len < LOCAL_DEPTH {
                     stack.blocks[stack.len] = block;
                     stack.len += 1;
@@ -173,17 +165,16 @@ unsafe impl GlobalAlloc for PerCpuReference {
 }
 
 fn per_cpu_reference(arena: &Arena) -> Result<Heap, String> {
-    let start = arena.start.addr();
+    let part = arena.len / LOCAL_CPUS / 8 * 8;
     let empty = Stack { len: 0, blocks: [ptr::null_mut(); LOCAL_DEPTH] };
     let slots = (0..LOCAL_CPUS)
-        .map(|_| LocalSlot { busy: AtomicBool::new(false), stacks: UnsafeCell::new([empty; LOCAL_MAX / 8]) })
+        .map(|cpu| {
+            let next = arena.start.addr() + cpu * part;
+            let local = Local { stacks: [empty; LOCAL_MAX / 8], next, end: next + part };
+            LocalSlot { busy: AtomicBool::new(false), local: UnsafeCell::new(local) }
+        })
         .collect();
-    Ok(Box::new(PerCpuReference {
-        base: arena.start,
-        next: AtomicUsize::new(start),
-        end: start + arena.len,
-        slots,
-    }))
+    Ok(Box::new(PerCpuReference { base: arena.start, slots }))
 }
 
 struct Hosted;
@@ -224,7 +215,7 @@ pub fn subjects() -> Vec<Subject> {
         Subject {
             name: "percpu-floor",
             family: Family::Reference,
-            config: "reference: per-CPU stacks of free blocks, nothing shared but an atomic bump, \
+            config: "reference: per-CPU stacks of free blocks and per-CPU bumps, nothing shared, \
                      no checks (the least a per-CPU cache does; for the thread workloads)",
             build: per_cpu_reference,
             in_arena: true,
