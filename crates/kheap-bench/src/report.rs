@@ -285,7 +285,7 @@ fn markdown(
         out,
         "Each cell: the kheap heap's figure divided by the best peer's in the same run, turned so that > 1 means \
          kheap is better (faster, more efficient or a shorter tail, by the workload's own metric) and < 1 means \
-         kheap loses; within 1 % counts as a tie. References (bump, system) are not peers. The last columns compare \
+         kheap loses; within 1 % counts as a tie. References (bump, percpu-floor, system) are not peers. The last columns compare \
          kheap's best heap on that workload with the best peer.\n"
     );
     let kheaps: Vec<&Subject> = subjects.iter().copied().filter(|s| s.family == Family::Kheap).collect();

@@ -32,7 +32,8 @@ pub enum Family {
     Kheap,
     /// A peer from the crates registry.
     Peer,
-    /// A reference point that is not a contender (bump: speed of light; system: hosted).
+    /// A reference point that is not a contender (bump: speed of light; percpu-floor: the least
+    /// a per-CPU cache does; system: hosted).
     Reference,
 }
 
