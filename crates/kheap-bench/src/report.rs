@@ -166,15 +166,18 @@ allocation traces of real Rust programs recorded by `tools/trace-recorder` (see 
 
 const CAVEATS: &str = "\
 - A shared 2-core virtual machine: other work ran beside the benchmark; expect a few percent \
-of noise on throughput and much more on latency maxima (interrupts, preemption). For \
-deterministic comparisons use `--callgrind`.\n\
+of noise on the 200 ms throughput jobs, up to a third between runs (and bimodal runs) on jobs \
+of a few milliseconds (the trace replays, the thread workloads), and much more on latency \
+maxima (interrupts, preemption). For deterministic comparisons use `--callgrind`.\n\
 - Latencies are time-stamp-counter ticks including the cost of `rdtsc` itself; on this virtual \
 machine the counter advances in steps of 26 ticks, so small latencies are quantised.\n\
 - The bump allocator fills its arena within a fraction of a throughput run; after that only frees \
 succeed (see `failed_actions`), so its throughput is not the speed of light there: its \
 latency and collection numbers are.\n\
-- The 4-thread job oversubscribes the 2 cores: a preempted spinlock holder stalls the \
-spinners, which is what a kernel avoids by disabling preemption under the lock.\n\
+- The 4- and 8-thread jobs oversubscribe the 2 cores: a preempted spinlock holder stalls the \
+spinners, which is what a kernel avoids by disabling preemption under the lock. The reference \
+`percpu-floor` (per-CPU stacks, nothing shared, no checks) shows how far the thread workloads' \
+own hand-overs let any per-CPU design scale on this machine.\n\
 - A subject marked unsupported could not run that job (for example emballoc's arena size is a \
 compile-time constant, buddy-slab-allocator needs 2 MiB-granular regions); FAILED means it \
 broke a `GlobalAlloc` promise under verify (for example returning a misaligned block).";
