@@ -74,7 +74,7 @@ pub struct Cli {
     #[arg(long, default_value_t = 0x5eed)]
     pub seed: u64,
 
-    /// Output folder (default: bench-results/<run-id> at the repository root; the smoke writes
+    /// Output folder (default: `bench-results/<run-id>` at the repository root; the smoke writes
     /// under target/).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
