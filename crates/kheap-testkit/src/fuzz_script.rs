@@ -16,7 +16,7 @@ use std::ptr::NonNull;
 use std::sync::Mutex;
 
 use kheap::{
-    BlockLookup, Counted, HeapUsage, LockedHeap, MemorySource, Misuse, PartKind, RawHeap, RawSpinlock,
+    BlockLookup, Counted, Heap, HeapUsage, LockedHeap, MemorySource, Misuse, PartKind, RawHeap, RawSpinlock,
 };
 
 use crate::{Arena, Shadow};
@@ -268,6 +268,17 @@ fn check_whole<H: RawHeap>(usage: HeapUsage, make: fn() -> H, carver: &Carver) {
         let _ = unsafe { fresh.add_region(carver.arena.slice(offset, len)) };
     }
     assert_eq!(usage, fresh.usage(), "the heap is not whole: a fresh heap over the same regions differs");
+}
+
+/// Runs a script over the default [`Heap`]: with slabs at once when the first byte is even (a
+/// script's heap is smaller than `SLABS_FROM`, below which the default heap's small blocks are
+/// TLSF's), as it comes otherwise; the script is the bytes after the first.
+pub fn run_default_heap(bytes: &[u8]) {
+    let script = bytes.get(1..).unwrap_or(&[]);
+    match bytes.first().map(|b| b % 2) {
+        Some(0) => run_raw(|| Heap::new().with_slabs_from(0), Some(lookup()), script),
+        _ => run_raw(Heap::new, Some(lookup()), script),
+    }
 }
 
 /// Runs a script over a raw heap (wrapped in [`Counted`], whose counters the model checks).

@@ -4,7 +4,7 @@
 //! `KHEAP_FUZZ_SCRIPTS=N` runs N byte strings per target instead of the default.
 
 use kheap::{BuddyHeap, Counted, FirstFitHeap, FitPolicy, Heap, SlabHeap, TlsfHeap};
-use kheap_testkit::fuzz_script::{c_style, lookup, run_locked, run_raw};
+use kheap_testkit::fuzz_script::{c_style, lookup, run_default_heap, run_locked, run_raw};
 use kheap_testkit::{Rng, SeedReport};
 
 /// Random byte strings of random lengths (up to 2 KiB), one seed each.
@@ -58,12 +58,7 @@ fn hardened_tlsf_scripts() {
 
 #[test]
 fn default_heap_scripts() {
-    // Half the scripts on a heap with slabs at once (a script's heap is smaller than
-    // `SLABS_FROM`, where the default heap's small blocks are TLSF's).
-    scripts("default_heap_scripts", |bytes| match bytes.first().map(|b| b % 2) {
-        Some(0) => run_raw(|| Heap::new().with_slabs_from(0), Some(lookup()), &bytes[1..]),
-        _ => run_raw(Heap::new, Some(lookup()), bytes.get(1..).unwrap_or(&[])),
-    });
+    scripts("default_heap_scripts", run_default_heap);
 }
 
 #[test]

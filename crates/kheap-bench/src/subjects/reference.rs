@@ -81,9 +81,8 @@ struct LocalSlot {
 
 struct Local {
     stacks: [Stack; LOCAL_MAX / 8],
-    /// The next free address of the CPU's part of the arena, and its end.
-    next: usize,
-    end: usize,
+    /// The CPU's part of the arena.
+    part: BumpHeap,
 }
 
 #[derive(Clone, Copy)]
@@ -100,7 +99,6 @@ struct Stack {
 /// this machine. Requests above `LOCAL_MAX` or aligned above 8 are refused (this subject is
 /// for the thread workloads).
 struct PerCpuReference {
-    base: *mut u8,
     slots: Box<[LocalSlot]>,
 }
 
@@ -142,12 +140,9 @@ unsafe impl GlobalAlloc for PerCpuReference {
                 return stack.blocks[stack.len];
             }
             // The whole class, so the block can serve any request of it later.
-            let size = 8 * (class + 1);
-            if local.end - local.next < size {
-                return ptr::null_mut();
-            }
-            local.next += size;
-            self.base.with_addr(local.next - size)
+            let whole = Layout::from_size_align(8 * (class + 1), 8).expect("a class layout");
+            // SAFETY: a non-zero size.
+            unsafe { local.part.alloc(whole) }
         })
     }
 
@@ -170,11 +165,12 @@ fn per_cpu_reference(arena: &Arena) -> Result<Heap, String> {
     let slots = (0..LOCAL_CPUS)
         .map(|cpu| {
             let next = arena.start.addr() + cpu * part;
-            let local = Local { stacks: [empty; LOCAL_MAX / 8], next, end: next + part };
+            let part = BumpHeap { base: arena.start, bump: Bump { next, end: next + part } };
+            let local = Local { stacks: [empty; LOCAL_MAX / 8], part };
             LocalSlot { busy: AtomicBool::new(false), local: UnsafeCell::new(local) }
         })
         .collect();
-    Ok(Box::new(PerCpuReference { base: arena.start, slots }))
+    Ok(Box::new(PerCpuReference { slots }))
 }
 
 struct Hosted;

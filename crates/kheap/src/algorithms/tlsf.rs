@@ -348,12 +348,13 @@ impl RegionRecord {
     }
 }
 
-/// An allocated block found where a resize says one is: its region, its first and last
-/// boundaries, and the marks at the last (which tell whether the block after is free).
+/// An allocated block found where a free or a resize says one is: its region, its first and
+/// last boundaries, and the marks at both (which tell whether the blocks around are free).
 struct Located {
     record: NonNull<RegionRecord>,
     first: usize,
     last: usize,
+    head: usize,
     tail: usize,
 }
 
@@ -1134,19 +1135,35 @@ impl<const HARDENED: bool> TlsfHeap<HARDENED> {
     /// the marks say one is there and `ptr` is a multiple of `align_mask + 1`.
     #[inline]
     fn allocated_block(&self, ptr: NonNull<u8>, size: usize, align_mask: usize) -> Option<Located> {
+        let record = self.record_of(ptr.as_ptr().addr())?;
+        self.allocated_in(record, ptr, size, align_mask)
+    }
+
+    /// [`allocated_block`](Self::allocated_block) in `record`, whose span holds `ptr`: aligned,
+    /// inside the span, outside the bookkeeping, marked at both boundaries.
+    #[inline(always)]
+    fn allocated_in(
+        &self,
+        record: NonNull<RegionRecord>,
+        ptr: NonNull<u8>,
+        size: usize,
+        align_mask: usize,
+    ) -> Option<Located> {
         let addr = ptr.as_ptr().addr();
-        let record = self.record_of(addr)?;
         let r = self.record(record);
-        let first = (addr - r.span.start_addr()) >> GRANULE_SHIFT;
-        let last = first + (size >> GRANULE_SHIFT);
-        // `addr` lies in the span, so `first < N`; `size` is at most `isize::MAX`, so `last`
-        // does not overflow.
-        if addr & (align_mask | (GRANULE - 1)) != 0 || last > r.granules() || r.meta.contains(addr) {
+        // `addr` lies in the span, so `rel < len`; `size <= isize::MAX`, so `end` does not wrap.
+        let rel = addr - r.span.start_addr();
+        let end = rel + size;
+        // Only the bookkeeping's first boundary carries a mark inside it, so comparing with its
+        // start is enough: any other address in it fails the mark check below.
+        if addr & (align_mask | (GRANULE - 1)) != 0 || end > r.span.len || addr == r.meta.start_addr() {
             return None;
         }
-        // SAFETY: both boundaries are in `0..=N` (checked above).
+        let (first, last) = (rel >> GRANULE_SHIFT, end >> GRANULE_SHIFT);
+        // SAFETY: both boundaries are in `0..=N` (`end <= len`).
         let (head, tail) = unsafe { (r.marks(first), r.marks(last)) };
-        (head & STARTS != 0 && tail & ENDS != 0).then_some(Located { record, first, last, tail })
+        // One test for both marks: `STARTS` at the head (bit 1) and `ENDS` at the tail (bit 0).
+        ((head >> 1) & tail & 1 != 0).then_some(Located { record, first, last, head, tail })
     }
 
     /// Finds out what is wrong with a free of `ptr` with `layout`, which the fast check refused.
@@ -1246,57 +1263,21 @@ impl<const HARDENED: bool> TlsfHeap<HARDENED> {
         ptr: NonNull<u8>,
         layout: Layout,
     ) -> Result<(), Misuse> {
-        if HARDENED {
-            if let Some((head, tail)) = self.allocated_marks(record, ptr, layout) {
-                if head & (tail >> 1) & 1 == 0 {
-                    // A free neighbour is followed: checked while the bit map still shows the
-                    // block.
-                    if let Err(damaged) = self.neighbours_sound(record, ptr, block_bytes(layout), head, tail)
-                    {
-                        // Refused: the caller's block stays allocated; the damaged one is set
-                        // aside.
-                        self.repair(Some(damaged.at));
-                        return Err(Misuse::new(MisuseKind::CorruptedFreeBlock, damaged.at.as_ptr(), layout));
-                    }
-                }
+        let size = block_bytes(layout);
+        let Some(block) = self.allocated_in(record, ptr, size, layout.align() - 1) else {
+            return self.refuse(ptr, layout);
+        };
+        if HARDENED && block.head & (block.tail >> 1) & 1 == 0 {
+            // A free neighbour is followed: checked while the bit map still shows the block.
+            if let Err(damaged) = self.neighbours_sound(record, ptr, size, block.head, block.tail) {
+                // Refused: the caller's block stays allocated; the damaged one is set aside.
+                self.repair(Some(damaged.at));
+                return Err(Misuse::new(MisuseKind::CorruptedFreeBlock, damaged.at.as_ptr(), layout));
             }
         }
-        // SAFETY: the caller's obligations, passed on.
-        if unsafe { self.free_in(record, ptr, layout) } {
-            Ok(())
-        } else {
-            self.refuse(ptr, layout)
-        }
-    }
-
-    /// The marks `(head, tail)` of the block's first and last boundaries, if `ptr` with
-    /// `layout` is an allocated block of `record` (whose span holds `ptr`): aligned, inside the
-    /// span, outside the bookkeeping, marked at both boundaries.
-    #[inline(always)]
-    fn allocated_marks(
-        &self,
-        record: NonNull<RegionRecord>,
-        ptr: NonNull<u8>,
-        layout: Layout,
-    ) -> Option<(usize, usize)> {
-        let size = block_bytes(layout);
-        let addr = ptr.as_ptr().addr();
-        let r = self.record(record);
-        // `addr` lies in the span, so `rel < len`; `size <= isize::MAX`, so `end` does not wrap.
-        let rel = addr - r.span.start_addr();
-        let end = rel + size;
-        // Only the bookkeeping's first boundary carries a mark inside it, so comparing with its
-        // start is enough: any other address in it fails the mark check below.
-        if addr & ((layout.align() - 1) | (GRANULE - 1)) != 0
-            || end > r.span.len
-            || addr == r.meta.start_addr()
-        {
-            return None;
-        }
-        // SAFETY: both boundaries are in `0..=N` (`end <= len`).
-        let (head, tail) = unsafe { (r.marks(rel >> GRANULE_SHIFT), r.marks(end >> GRANULE_SHIFT)) };
-        // One test for both marks: `STARTS` at the head (bit 1) and `ENDS` at the tail (bit 0).
-        ((head >> 1) & tail & 1 != 0).then_some((head, tail))
+        // SAFETY: the caller gives up the allocated block just located (1, 2).
+        unsafe { self.free_located(ptr, size, block) };
+        Ok(())
     }
 
     /// Frees `ptr` with `layout` if it is an allocated block of `record` (whose span holds
@@ -1310,14 +1291,25 @@ impl<const HARDENED: bool> TlsfHeap<HARDENED> {
     /// As for [`RawHeap::deallocate`]; besides, `record`'s span holds `ptr`.
     #[inline(always)]
     unsafe fn free_in(&mut self, record: NonNull<RegionRecord>, ptr: NonNull<u8>, layout: Layout) -> bool {
-        let Some((head, tail)) = self.allocated_marks(record, ptr, layout) else { return false };
         let size = block_bytes(layout);
-        let r = self.record(record);
-        let rel = ptr.as_ptr().addr() - r.span.start_addr();
-        let (first, last) = (rel >> GRANULE_SHIFT, (rel + size) >> GRANULE_SHIFT);
-        // SAFETY: the block `[ptr, ptr + size)` is allocated (marked at both boundaries), in
-        // the span, outside the bookkeeping, and the caller gives it up (1, 2); once unmarked it
-        // is released, with the marks read at its boundaries.
+        let Some(block) = self.allocated_in(record, ptr, size, layout.align() - 1) else { return false };
+        // SAFETY: the caller gives up the allocated block just located (1, 2).
+        unsafe { self.free_located(ptr, size, block) }
+    }
+
+    /// Unmarks the allocated block `[ptr, ptr + size)` found as `block` and returns it to the
+    /// free lists (linking or merging out of line, reached by a jump); returns `true`.
+    ///
+    /// # Safety
+    ///
+    /// 1. `block` is what [`allocated_in`](Self::allocated_in) just found for `ptr` and `size`,
+    ///    and the caller gives the block up (it is not used after this call).
+    #[inline(always)]
+    unsafe fn free_located(&mut self, ptr: NonNull<u8>, size: usize, block: Located) -> bool {
+        let Located { record, first, last, head, tail } = block;
+        // SAFETY: (1) the block `[ptr, ptr + size)` is allocated (marked at both boundaries),
+        // in the span, outside the bookkeeping, and given up; once unmarked it is released,
+        // with the marks read at its boundaries.
         unsafe {
             let r = self.record_mut(record);
             r.set_mark(first, STARTS, false);
@@ -1810,7 +1802,7 @@ unsafe impl<const HARDENED: bool> RawHeap for TlsfHeap<HARDENED> {
         if new_bytes >= old_bytes {
             return Ok(());
         }
-        let Located { record, first, last, tail } = block;
+        let Located { record, first, last, tail, .. } = block;
         if HARDENED && tail & STARTS == 0 {
             // The tail merges with the free block after: checked while the marks are intact
             // (`ENDS` for the head: the block before is not merged with).

@@ -395,9 +395,7 @@ impl<B> SlabHeap<B> {
     /// from the first region; [`Heap`](crate::Heap) from [`SLABS_FROM`].
     pub const fn with_slabs_from(mut self, bytes: usize) -> Self {
         self.slabs_from = bytes;
-        // `refresh_mode`'s choice, in a `const fn` (no region yet, so no `direct_era`).
-        let direct = self.slabless() && self.slabs_refused();
-        self.slab_classes = if direct { 0 } else { SLAB_CLASSES };
+        self.choose_mode();
         self
     }
 
@@ -457,12 +455,19 @@ impl<B> SlabHeap<B> {
         self.overhead == 0
     }
 
-    /// Recomputes `slab_classes` (direct mode) and `fast_spans` after a change to what they
-    /// depend on: the regions, the slabs, the direct small blocks.
-    fn refresh_mode(&mut self) {
+    /// Sets `slab_classes` for the mode the layer is in now (direct mode: no slab, and none
+    /// may be made); returns whether that is direct mode.
+    const fn choose_mode(&mut self) -> bool {
         let direct = self.slabless() && self.slabs_refused();
-        self.direct_era |= direct && self.region_bytes > 0;
         self.slab_classes = if direct { 0 } else { SLAB_CLASSES };
+        direct
+    }
+
+    /// Recomputes `slab_classes` (direct mode), `direct_era` and `fast_spans` after a change to
+    /// what they depend on: the regions, the slabs, the direct small blocks.
+    fn refresh_mode(&mut self) {
+        let direct = self.choose_mode();
+        self.direct_era |= direct && self.region_bytes > 0;
         self.refresh_fast_check();
     }
 }
