@@ -28,7 +28,7 @@ const MAX_WAITING: usize = 32_768;
 /// How long every thread runs in a full run (a quarter of it in a quick one). Long against the
 /// few milliseconds a thread may wait for a core at the start line (a fixed count of
 /// allocations per thread let one thread start late and finish late, alone and handing over
-/// to a thread that no longer frees for up to a third of the run).
+/// to a thread that no longer frees, for up to a quarter of the run).
 const RUN_FOR: Duration = Duration::from_millis(250);
 /// Allocations of all threads together when instructions are counted (and a twentieth for the
 /// smoke run): a fixed count, the same on every machine.
@@ -47,7 +47,8 @@ unsafe impl Send for Block {}
 /// (handing over with its next block if the owner holds it): no thread sleeps on an inbox.
 /// With a plain lock taken every 16 calls, the hand-overs, not the heaps, set the pace on 2
 /// threads: `percpu-floor`, which shares nothing, got 0.9-1.0x its single-thread figure
-/// (1.5x with this inbox; 1.75x when no block crosses threads).
+/// (1.3-1.5x with this inbox, 1.56-1.74x once the threads also ran for a time from one start
+/// line).
 #[repr(align(128))]
 struct Inbox {
     waiting: AtomicUsize,
