@@ -102,37 +102,6 @@ struct Ring {
     stop: AtomicBool,
 }
 
-/// Keeps the calling thread, which stands for CPU `cpu`, on one of the cores this process may
-/// use (`cpu` modulo their count), as a kernel's per-CPU code stays on its CPU. Unpinned, the
-/// scheduler moved a lone thread between this VM's two idle cores, and each move left its
-/// caches behind: `kheap-percpu`'s one-thread figure fell from 93-96 to 69-72 million
-/// operations per second in about half the jobs. Elsewhere than Linux the thread stays unpinned.
-fn pin_to_core(cpu: usize) {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: `cpu_set_t` is plain bits, valid when zeroed; the calls read and write only
-        // the set passed, whose size is given.
-        unsafe {
-            let mut allowed: libc::cpu_set_t = std::mem::zeroed();
-            let size = std::mem::size_of::<libc::cpu_set_t>();
-            if libc::sched_getaffinity(0, size, &mut allowed) != 0 {
-                return;
-            }
-            let cores: Vec<usize> =
-                (0..libc::CPU_SETSIZE as usize).filter(|&core| libc::CPU_ISSET(core, &allowed)).collect();
-            if cores.is_empty() {
-                return;
-            }
-            let mut one: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cores[cpu % cores.len()], &mut one);
-            // A refusal leaves the thread unpinned: the run is still valid, only noisier.
-            libc::sched_setaffinity(0, size, &one);
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = cpu;
-}
-
 /// Frees `blocks` (live blocks of the shared heap with their layouts); returns how many.
 fn free_all(heap: &dyn GlobalAlloc, blocks: impl IntoIterator<Item = Block>) -> u64 {
     let mut freed = 0;
@@ -222,7 +191,6 @@ fn run(ctx: &Ctx, threads: usize) -> Result<Metrics, JobError> {
                     let ring = &ring;
                     let seed = ctx.seed.wrapping_mul(31).wrapping_add(me as u64);
                     scope.spawn(move || {
-                        pin_to_core(me);
                         set_cpu(me);
                         worker(heap, me, ring, allocations, seed)
                     })
@@ -270,7 +238,7 @@ pub fn workloads() -> Vec<Workload> {
                  thread (in batches of 32, one inbox lock each), which frees them (a ring of producer/consumer pairs, as in xmalloc-test; a thread \
                  whose consumer lags 32,768 blocks behind frees them itself), half are kept \
                  and freed oldest-first once 64 are held. Reported: allocations plus frees per second, all threads \
-                 together. Thread i stands for CPU i for the per-CPU subjects and is pinned to core i modulo the cores. The reference `percpu-floor` (per-CPU \
+                 together. Thread i stands for CPU i for the per-CPU subjects. The reference `percpu-floor` (per-CPU \
                  stacks of free blocks, nothing shared) is what the hand-overs themselves allow: the ceiling of any \
                  per-CPU design here. Why: kernel objects are often freed on \
                  another CPU than the one that allocated them; one lock for all CPUs collapses (hermit#1984). On \
