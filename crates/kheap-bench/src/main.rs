@@ -56,6 +56,13 @@ pub struct Cli {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub runs: u32,
 
+    /// Rounds: every job runs this many times, the rounds interleaved (every job once, then
+    /// every job again), and each metric is the median over the rounds. A slow spell of a
+    /// shared machine then falls on one round of a job, not on the job. Not for the smoke or
+    /// instruction counts (always one round).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub rounds: u32,
+
     /// Check every block (alignment, bounds, overlap, byte pattern) in one pass before timing;
     /// a subject failing a check is reported FAILED and not timed.
     #[arg(long)]

@@ -18,6 +18,8 @@ pub struct Context<'a> {
     pub scale: Scale,
     /// Runs per job (1 for the smoke and instruction counts).
     pub runs: u32,
+    /// Rounds of every job; each metric is the median over them.
+    pub rounds: u32,
     pub seed: u64,
     /// Also write BENCHMARKS.md at the repository root.
     pub publish: bool,
@@ -205,7 +207,7 @@ pub fn write(
         .collect();
     let document = json!({
         "run": ctx.id, "machine": ctx.machine, "command": ctx.command, "scale": format!("{:?}", ctx.scale),
-        "runs_per_job": ctx.runs, "seed": ctx.seed, "minutes": ctx.elapsed.as_secs_f64() / 60.0,
+        "runs_per_job": ctx.runs, "rounds": ctx.rounds, "seed": ctx.seed, "minutes": ctx.elapsed.as_secs_f64() / 60.0,
         "subjects": subjects.iter().map(|s| json!({"name": s.name, "family": s.family.label(), "config": s.config})).collect::<Vec<_>>(),
         "results": json_results,
     });
@@ -271,13 +273,14 @@ fn markdown(
     let _ = writeln!(out, "# Benchmarks\n");
     let _ = writeln!(
         out,
-        "kheap against every peer, from one run: `{}` ({:?} scale, {} run(s) per job, {:.0} minutes).\n\n\
+        "kheap against every peer, from one run: `{}` ({:?} scale, {} run(s) per job{}, {:.0} minutes).\n\n\
          - Command: `cargo xtask bench {}`\n- Machine: {}\n- Results: `bench-results/{}/` (results.json, results.csv, \
          plots/; per-job logs/ stay local)\n- Rerun one workload: `cargo xtask bench --workloads NAME [--subjects A,B] [--runs N] \
          [--verify]`; instruction counts: `cargo xtask bench --callgrind --workloads NAME --subjects A,B`.\n",
         ctx.id,
         ctx.scale,
         ctx.runs,
+        if ctx.rounds > 1 { format!(" in each of {} interleaved rounds, each metric the median over the rounds", ctx.rounds) } else { String::new() },
         ctx.elapsed.as_secs_f64() / 60.0,
         ctx.command,
         ctx.machine,

@@ -237,6 +237,29 @@ fn run_job(cli: &Cli, workload: &Workload, subject: &Subject, logs: &Path) -> Jo
     result
 }
 
+/// One job's rounds as one result: the first failure if a round failed (a subject that breaks
+/// a promise once is reported, however the other rounds went), else each metric's median over
+/// the rounds, every run of every round, and the time of all rounds.
+fn over_rounds(rounds: Vec<JobResult>) -> Option<JobResult> {
+    if let Some(failed) = rounds.iter().find(|r| r.status != Status::Ok) {
+        return Some(failed.clone());
+    }
+    let mut rounds = rounds.into_iter();
+    let mut merged = rounds.next()?;
+    let others: Vec<JobResult> = rounds.collect();
+    for (key, value) in &mut merged.metrics {
+        let mut values: Vec<f64> =
+            std::iter::once(*value).chain(others.iter().filter_map(|r| r.metric(key))).collect();
+        values.sort_by(f64::total_cmp);
+        *value = values[values.len() / 2];
+    }
+    for other in others {
+        merged.runs.extend(other.runs);
+        merged.seconds += other.seconds;
+    }
+    Some(merged)
+}
+
 /// The event total of a callgrind output file (only the toggled function's cost was collected).
 fn callgrind_total(path: &Path) -> Option<u64> {
     let text = std::fs::read_to_string(path).ok()?;
@@ -272,25 +295,38 @@ pub fn run(cli: &Cli, subjects: &[&Subject], workloads: &[&Workload]) -> i32 {
         println!("  {:<24} {}", s.name, s.config);
     }
     let started = Instant::now();
-    let mut results = Vec::new();
-    for workload in workloads {
-        println!("\n{} — {}", workload.name, workload.title);
-        for subject in subjects.iter().filter(|s| s.runs(&workload.name)) {
-            let result = run_job(cli, workload, subject, &logs);
-            let value = result
-                .metric(report::primary_key(workload, scale))
-                .map_or(String::new(), |v| format!("{v:.4}"));
-            println!(
-                "  {:<24} {:<11} {:>14} {}  ({:.1} s)",
-                subject.name,
-                result.status.label(),
-                value,
-                result.status.note(),
-                result.seconds
-            );
-            results.push(result);
+    let rounds = if matches!(scale, Scale::Smoke | Scale::Callgrind) { 1 } else { cli.rounds };
+    // Per job (workload by subject, in order), its result in every round so far.
+    let mut per_job: Vec<Vec<JobResult>> = Vec::new();
+    for round in 0..rounds {
+        if rounds > 1 {
+            println!("\nround {} of {rounds}", round + 1);
+        }
+        let mut job = 0;
+        for workload in workloads {
+            println!("\n{} — {}", workload.name, workload.title);
+            for subject in subjects.iter().filter(|s| s.runs(&workload.name)) {
+                let result = run_job(cli, workload, subject, &logs);
+                let value = result
+                    .metric(report::primary_key(workload, scale))
+                    .map_or(String::new(), |v| format!("{v:.4}"));
+                println!(
+                    "  {:<24} {:<11} {:>14} {}  ({:.1} s)",
+                    subject.name,
+                    result.status.label(),
+                    value,
+                    result.status.note(),
+                    result.seconds
+                );
+                if round == 0 {
+                    per_job.push(Vec::new());
+                }
+                per_job[job].push(result);
+                job += 1;
+            }
         }
     }
+    let results: Vec<JobResult> = per_job.into_iter().filter_map(over_rounds).collect();
     let elapsed = started.elapsed();
     println!("\n{} jobs in {:.1} min", results.len(), elapsed.as_secs_f64() / 60.0);
     let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
@@ -298,6 +334,7 @@ pub fn run(cli: &Cli, subjects: &[&Subject], workloads: &[&Workload]) -> i32 {
         id: &id,
         scale,
         runs: if matches!(scale, Scale::Smoke | Scale::Callgrind) { 1 } else { cli.runs },
+        rounds,
         seed: cli.seed,
         publish: cli.publish,
         machine: &machine,
@@ -403,6 +440,7 @@ pub fn report_only(cli: &Cli, dir: &Path, subjects: &[Subject], workloads: &[Wor
         id: &id,
         scale,
         runs: doc["runs_per_job"].as_u64().unwrap_or(1) as u32,
+        rounds: doc["rounds"].as_u64().unwrap_or(1) as u32,
         seed: doc["seed"].as_u64().unwrap_or(cli.seed),
         publish: cli.publish,
         machine: &machine,
@@ -419,5 +457,45 @@ pub fn report_only(cli: &Cli, dir: &Path, subjects: &[Subject], workloads: &[Wor
             eprintln!("kheap-bench: writing the report failed: {e}");
             1
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(status: Status, throughput: f64, runs: &[f64]) -> JobResult {
+        JobResult {
+            workload: "w".into(),
+            subject: "s".into(),
+            family: Family::Kheap,
+            status,
+            metrics: vec![("mops_per_s".into(), throughput), ("ops".into(), 40.0)],
+            runs: runs.to_vec(),
+            seconds: 1.0,
+        }
+    }
+
+    #[test]
+    fn rounds_merge_to_each_metrics_median() {
+        let merged = over_rounds(vec![
+            result(Status::Ok, 90.0, &[89.0, 90.0, 91.0]),
+            result(Status::Ok, 60.0, &[60.0]),
+            result(Status::Ok, 95.0, &[95.0]),
+        ])
+        .expect("three rounds");
+        assert_eq!(merged.metric("mops_per_s"), Some(90.0), "the slow round is outvoted");
+        assert_eq!(merged.metric("ops"), Some(40.0));
+        assert_eq!(merged.runs, [89.0, 90.0, 91.0, 60.0, 95.0]);
+        assert_eq!(merged.seconds, 3.0);
+    }
+
+    #[test]
+    fn a_failed_round_fails_the_job() {
+        let failed = Status::Failed("misaligned".into());
+        let merged = over_rounds(vec![result(Status::Ok, 90.0, &[90.0]), result(failed.clone(), 0.0, &[])])
+            .expect("two rounds");
+        assert_eq!(merged.status, failed);
+        assert!(over_rounds(Vec::new()).is_none());
     }
 }
