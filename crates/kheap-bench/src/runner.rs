@@ -281,11 +281,13 @@ pub fn run(cli: &Cli, subjects: &[&Subject], workloads: &[&Workload]) -> i32 {
         return 1;
     }
     let machine = report::machine();
+    // The smoke and instruction counts run once: one run, one round.
+    let once = matches!(scale, Scale::Smoke | Scale::Callgrind);
+    let (runs, rounds) = if once { (1, 1) } else { (cli.runs, cli.rounds) };
     println!(
-        "kheap-bench run {id}: {} workload(s) x {} subject(s), {scale:?}, {} run(s) per job, verify {}",
+        "kheap-bench run {id}: {} workload(s) x {} subject(s), {scale:?}, {runs} run(s) per job, verify {}",
         workloads.len(),
         subjects.len(),
-        if matches!(scale, Scale::Smoke | Scale::Callgrind) { 1 } else { cli.runs },
         cli.verify || cli.smoke
     );
     println!("machine: {machine}");
@@ -295,7 +297,6 @@ pub fn run(cli: &Cli, subjects: &[&Subject], workloads: &[&Workload]) -> i32 {
         println!("  {:<24} {}", s.name, s.config);
     }
     let started = Instant::now();
-    let rounds = if matches!(scale, Scale::Smoke | Scale::Callgrind) { 1 } else { cli.rounds };
     // Per job (workload by subject, in order), its result in every round so far.
     let mut per_job: Vec<Vec<JobResult>> = Vec::new();
     for round in 0..rounds {
@@ -333,7 +334,7 @@ pub fn run(cli: &Cli, subjects: &[&Subject], workloads: &[&Workload]) -> i32 {
     let context = report::Context {
         id: &id,
         scale,
-        runs: if matches!(scale, Scale::Smoke | Scale::Callgrind) { 1 } else { cli.runs },
+        runs,
         rounds,
         seed: cli.seed,
         publish: cli.publish,

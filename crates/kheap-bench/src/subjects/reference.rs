@@ -68,7 +68,7 @@ const LOCAL_MAX: usize = 512;
 /// Blocks a class's stack has room for from the start (it grows beyond, through the system
 /// allocator, rather than drop a block: a dropped block is never reused, and long timed runs
 /// ran the bump parts dry).
-const LOCAL_DEPTH: usize = 4096;
+const LOCAL_CAPACITY: usize = 4096;
 /// CPU slots; a CPU index is taken modulo this.
 const LOCAL_CPUS: usize = 8;
 
@@ -155,7 +155,7 @@ fn per_cpu_reference(arena: &Arena) -> Result<Heap, String> {
         .map(|cpu| {
             let next = arena.start.addr() + cpu * part;
             let part = BumpHeap { base: arena.start, bump: Bump { next, end: next + part } };
-            let local = Local { stacks: std::array::from_fn(|_| Vec::with_capacity(LOCAL_DEPTH)), part };
+            let local = Local { stacks: std::array::from_fn(|_| Vec::with_capacity(LOCAL_CAPACITY)), part };
             LocalSlot { busy: AtomicBool::new(false), local: UnsafeCell::new(local) }
         })
         .collect();
