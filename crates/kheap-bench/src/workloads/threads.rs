@@ -36,6 +36,8 @@ const COUNTED_ALLOCATIONS: u64 = 20_000;
 const OPS_PER_SEC: Metric =
     Metric { key: "mops_per_s", label: "million operations/s, all threads", higher_is_better: true };
 
+/// Invariant: a live block of the run's shared heap allocated with this layout, made only from
+/// a successful allocation and owned by one holder (a thread's lists or an inbox) until freed.
 struct Block(*mut u8, Layout);
 
 // SAFETY: a block is plain memory of the shared heap; whoever holds it may free it.
@@ -106,7 +108,7 @@ struct Ring {
 fn free_all(heap: &dyn GlobalAlloc, blocks: impl IntoIterator<Item = Block>) -> u64 {
     let mut freed = 0;
     for Block(block, layout) in blocks {
-        // SAFETY: a live block of the shared heap with this layout.
+        // SAFETY: the `Block` invariant: live, of this heap, with this layout, and given up here.
         unsafe { heap.dealloc(block, layout) };
         freed += 1;
     }
