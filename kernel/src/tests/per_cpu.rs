@@ -2,7 +2,6 @@
 //! one shared default heap, freeing each other's blocks; afterwards, once every hart's cache is
 //! drained, every byte must be back. Prints what each hart's cache did.
 
-use alloc::vec::Vec;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -19,6 +18,8 @@ use crate::rng::Rng;
 const STEPS: usize = 4000;
 /// Blocks each hart keeps at most.
 const KEEP: usize = 48;
+/// Blocks the pool between the harts holds at most.
+const POOL_CAPACITY: usize = 256;
 
 /// The hart id, which `entry.rs` puts in `tp` before any Rust code runs on a hart.
 struct Hart;
@@ -51,6 +52,51 @@ struct Block {
 // SAFETY: a block is plain memory of the shared heap; whichever hart holds it may use and free it.
 unsafe impl Send for Block {}
 
+/// At most `N` blocks, held in place. The stress keeps its blocks here rather than in a `Vec`
+/// so that no hart touches the global heap while the boot hart's timer ticks: the tick handler
+/// takes a held global lock for a lock that does not mask interrupts (`timer::on_interrupt`),
+/// and on another hart a held lock is only busy, not a deadlock.
+struct Blocks<const N: usize> {
+    /// `slots[..len]` are `Some`, the rest `None`.
+    slots: [Option<Block>; N],
+    len: usize,
+}
+
+impl<const N: usize> Blocks<N> {
+    const fn new() -> Self {
+        Self { slots: [const { None }; N], len: 0 }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Adds `block`, or hands it back when all `N` slots are taken.
+    fn push(&mut self, block: Block) -> Result<(), Block> {
+        if self.len == N {
+            return Err(block);
+        }
+        self.slots[self.len] = Some(block);
+        self.len += 1;
+        Ok(())
+    }
+
+    fn pop(&mut self) -> Option<Block> {
+        self.len = self.len.checked_sub(1)?;
+        self.slots[self.len].take()
+    }
+
+    /// Removes the block at `index`, which must be below `len()`; the last one takes its place.
+    fn swap_remove(&mut self, index: usize) -> Block {
+        self.slots.swap(index, self.len - 1);
+        self.pop().expect("swap_remove on an empty Blocks")
+    }
+}
+
 impl Block {
     fn tag(&self) -> u8 {
         (self.owner * 67 + self.layout.size()) as u8
@@ -69,7 +115,8 @@ impl Block {
     }
 }
 
-static POOL: spin::Mutex<Vec<Block>> = spin::Mutex::new(Vec::new());
+/// Blocks on their way between harts; a hart that finds it full frees its block itself.
+static POOL: spin::Mutex<Blocks<POOL_CAPACITY>> = spin::Mutex::new(Blocks::new());
 static READY: AtomicUsize = AtomicUsize::new(0);
 static EXPECTED: AtomicUsize = AtomicUsize::new(0);
 static CROSS_FREES: AtomicUsize = AtomicUsize::new(0);
@@ -113,9 +160,9 @@ pub fn harts_share_per_cpu_caches() -> TestResult {
     crate::timer::stop();
     crate::timer::THROUGH_CACHES.store(false, Ordering::Relaxed);
     harts::join_others(started);
-    let leftovers = core::mem::take(&mut *POOL.lock());
+    let mut leftovers = core::mem::replace(&mut *POOL.lock(), Blocks::new());
     let in_flight = leftovers.len();
-    for block in leftovers {
+    while let Some(block) = leftovers.pop() {
         if !block.free() {
             CORRUPT.fetch_add(1, Ordering::Relaxed);
         }
@@ -180,11 +227,8 @@ fn stress(hart: usize) {
         core::hint::spin_loop();
     }
     let mut rng = Rng::new(SEED ^ hart as u64, "per_cpu");
-    // The boot hart runs this with its timer ticking, and the handler allocates from the
-    // global heap too: where this code uses the global heap (this vector, the pool's growth),
-    // a build whose global lock does not mask interrupts masks them here, or a tick landing
-    // inside the global heap's lock would stop the timer (see `timer::on_interrupt`).
-    let mut mine: Vec<Block> = crate::heap::irq_guarded(|| Vec::with_capacity(KEEP));
+    // Not a `Vec`: see `Blocks`.
+    let mut mine = Blocks::<KEEP>::new();
     for _ in 0..STEPS {
         match rng.below(10) {
             0..4 if mine.len() < KEEP => {
@@ -193,11 +237,18 @@ fn stress(hart: usize) {
                 let block = Block { ptr: ptr.cast::<u8>(), layout, owner: hart };
                 // SAFETY: the block holds at least `layout.size()` writable bytes.
                 unsafe { block.ptr.as_ptr().write_bytes(block.tag(), layout.size()) };
-                mine.push(block);
+                if mine.push(block).is_err() {
+                    unreachable!("this arm runs only below {KEEP} blocks kept");
+                }
             }
             4..6 if !mine.is_empty() => {
                 let block = mine.swap_remove(rng.below(mine.len()));
-                crate::heap::irq_guarded(|| POOL.lock().push(block));
+                let refused = POOL.lock().push(block);
+                if let Err(block) = refused {
+                    if !block.free() {
+                        CORRUPT.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             }
             6..8 => {
                 let taken = POOL.lock().pop();
@@ -219,12 +270,11 @@ fn stress(hart: usize) {
             _ => {}
         }
     }
-    for block in mine.drain(..) {
+    while let Some(block) = mine.pop() {
         if !block.free() {
             CORRUPT.fetch_add(1, Ordering::Relaxed);
         }
     }
-    crate::heap::irq_guarded(|| drop(mine));
 }
 
 /// One timer interrupt's allocation through the interrupted hart's cache: allocates, fills,
