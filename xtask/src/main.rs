@@ -18,6 +18,7 @@ mod install;
 mod qemu;
 
 use std::process::{Command, ExitCode};
+use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 
@@ -132,37 +133,84 @@ pub fn root() -> std::path::PathBuf {
 }
 
 fn test() -> Result<(), String> {
-    install::rust_components(&["rustfmt", "clippy"])?;
-    install::rust_target("riscv64gc-unknown-none-elf")?;
+    let started = Instant::now();
+    let mut phases = Phases::default();
+    phases.run("set-up", || {
+        install::rust_components(&["rustfmt", "clippy"])?;
+        install::rust_target(RISCV64)?;
+        install::rust_target(RISCV32)
+    })?;
     let cargo_here = |args: &[&str]| run(cargo().current_dir(root()).args(args));
-    let riscv = "riscv64gc-unknown-none-elf";
-    // A 32-bit bare-metal target too: the granule and the largest buddy order differ there.
-    let riscv32 = "riscv32imac-unknown-none-elf";
-    install::rust_target(riscv32)?;
-    cargo_here(&["fmt", "--all", "--", "--check"])?;
-    cargo_here(&["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"])?;
-    cargo_here(&["test", "--workspace", "--all-features"])?;
+    phases.run("fmt and clippy", || {
+        cargo_here(&["fmt", "--all", "--", "--check"])?;
+        cargo_here(&["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"])
+    })?;
+    phases.run("cargo test", || cargo_here(&["test", "--workspace", "--all-features"]))?;
     // Every benchmark workload on every subject, tiny sizes, verify on: seconds, not minutes.
-    bench(&["--smoke".to_string()])?;
-    run(cargo().current_dir(root()).env("RUSTDOCFLAGS", "-D warnings").args([
-        "doc",
-        "--no-deps",
-        "--all-features",
-        "-p",
-        "kheap",
-    ]))?;
-    cargo_here(&["build", "-p", "kheap", "--all-features", "--target", riscv])?;
-    cargo_here(&["clippy", "-p", "kheap", "--all-features", "--target", riscv, "--", "-D", "warnings"])?;
-    cargo_here(&["clippy", "-p", "kheap", "--all-features", "--target", riscv32, "--", "-D", "warnings"])?;
-    msrv()?;
-    loom()?;
+    phases.run("benchmark smoke", || bench(&["--smoke".to_string()]))?;
+    phases.run("docs and bare-metal builds", || {
+        run(cargo().current_dir(root()).env("RUSTDOCFLAGS", "-D warnings").args([
+            "doc",
+            "--no-deps",
+            "--all-features",
+            "-p",
+            "kheap",
+        ]))?;
+        cargo_here(&["build", "-p", "kheap", "--all-features", "--target", RISCV64])?;
+        cargo_here(&[
+            "clippy",
+            "-p",
+            "kheap",
+            "--all-features",
+            "--target",
+            RISCV64,
+            "--",
+            "-D",
+            "warnings",
+        ])?;
+        cargo_here(&["clippy", "-p", "kheap", "--all-features", "--target", RISCV32, "--", "-D", "warnings"])
+    })?;
+    phases.run("MSRV", msrv)?;
+    phases.run("loom", loom)?;
     // Each fuzz target for 20,000 inputs from a fixed seed (the seeded twin of its scripts ran
     // in `cargo test`; `cargo xtask fuzz` runs them for as long as asked).
-    fuzz::main(fuzz::Budget::Runs(20_000), None)?;
-    qemu::test()?;
-    miri()?;
-    eprintln!("xtask test: all checks passed");
+    phases.run("fuzz smoke", || fuzz::main(fuzz::Budget::Runs(20_000), None))?;
+    phases.run("demo kernel in QEMU", qemu::test)?;
+    phases.run("Miri", miri)?;
+    eprintln!(
+        "xtask test: all checks passed in {:.0} s ({})",
+        started.elapsed().as_secs_f64(),
+        phases.summary()
+    );
     Ok(())
+}
+
+/// The bare-metal targets the library is built for: a 64-bit one (the demo kernel's), and a
+/// 32-bit one, where the granule and the largest buddy order differ.
+const RISCV64: &str = "riscv64gc-unknown-none-elf";
+const RISCV32: &str = "riscv32imac-unknown-none-elf";
+
+/// How long each phase of `cargo xtask test` took, so that a slow one shows (the whole must
+/// stay well within CI's limit).
+#[derive(Default)]
+struct Phases(Vec<(&'static str, f64)>);
+
+impl Phases {
+    /// Runs `phase`, prints how long it took, and keeps the figure for the summary.
+    fn run(&mut self, name: &'static str, phase: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+        let started = Instant::now();
+        let outcome = phase();
+        let seconds = started.elapsed().as_secs_f64();
+        self.0.push((name, seconds));
+        let verdict = if outcome.is_ok() { "done" } else { "failed" };
+        eprintln!("xtask test: {name} {verdict} in {seconds:.0} s");
+        outcome
+    }
+
+    /// "name N s, ..." for every phase run.
+    fn summary(&self) -> String {
+        self.0.iter().map(|(name, seconds)| format!("{name} {seconds:.0} s")).collect::<Vec<_>>().join(", ")
+    }
 }
 
 /// The library's declared MSRV (`rust-version` in the workspace manifest), checked by building
