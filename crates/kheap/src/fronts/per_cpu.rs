@@ -38,7 +38,7 @@ use magazine::{capacity, max_cached_bytes_per_cpu, Magazine};
 /// a magazine): a flush stores its half there while a slot is free, and a refill takes a batch
 /// of its class from there before it asks the shared front. When one CPU allocates what another
 /// frees, objects then travel from the freeing CPU to the allocating one as a copy of at most
-/// 16 pointers under the depot's short-held lock, not as one free and one allocate per object
+/// 32 pointers under the depot's short-held lock, not as one free and one allocate per object
 /// under the shared front's. A CPU that finds the depot or the shared front busy spins briefly,
 /// then waits the kernel's way ([`CpuId::relax`]).
 ///
@@ -66,7 +66,7 @@ use magazine::{capacity, max_cached_bytes_per_cpu, Magazine};
 /// # Memory held, statistics
 ///
 /// The caches hold at most [`PerCpu::MAX_CACHED_BYTES_PER_CPU`] bytes per CPU (the sum over
-/// the 40 classes of capacity × class size: 128,464 bytes) and the depot at most
+/// the 40 classes of capacity × class size: 144,536 bytes) and the depot at most
 /// [`PerCpu::MAX_DEPOT_BYTES`] (65,536 bytes) in all, every byte of it blocks the shared front
 /// counts as allocated. [`drain`](PerCpu::drain) returns one CPU's objects (before the CPU goes
 /// offline: nothing stays stranded), [`drain_all`](PerCpu::drain_all) every CPU's and the
@@ -281,7 +281,7 @@ fn adjustment(layout: Layout, class: SizeClass) -> usize {
 
 impl<F: Front, C: CpuId, const CPUS: usize> PerCpu<F, C, CPUS> {
     /// The most bytes one CPU's caches hold: the sum over classes of capacity × class size
-    /// (128,464 bytes with 64-bit or 32-bit pointers alike).
+    /// (144,536 bytes with 64-bit or 32-bit pointers alike).
     pub const MAX_CACHED_BYTES_PER_CPU: usize = max_cached_bytes_per_cpu();
 
     /// The most bytes the depot holds, whatever the CPU count: 32 batches of half a magazine

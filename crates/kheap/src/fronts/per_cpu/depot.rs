@@ -4,7 +4,7 @@
 //! magazines fill and the producer's empty, so objects flow from one CPU to the other through
 //! flushes and refills. Through the shared front, each such move costs a free or an allocate
 //! per object under the front's lock; through the depot it costs a copy of half a magazine
-//! (at most 16 pointers) under a lock held for a few dozen instructions. The shorter the hold,
+//! (at most 32 pointers) under a lock held for a few dozen instructions. The shorter the hold,
 //! the rarer a holder preempted while it holds the lock (host threads outnumbering cores), and
 //! the less the CPUs wait for each other.
 
