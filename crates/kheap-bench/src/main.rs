@@ -57,7 +57,8 @@ pub struct Cli {
     pub runs: u32,
 
     /// Rounds: every job runs this many times, the rounds interleaved (every job once, then
-    /// every job again), and each metric is the median over the rounds. A slow spell of a
+    /// every job again), and a job's figures are those of its median round by its primary
+    /// metric (as a job's are those of its median run). A slow spell of a
     /// shared machine then falls on one round of a job, not on the job. Not for the smoke or
     /// instruction counts (always one round).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]

@@ -280,7 +280,7 @@ fn markdown(
         ctx.id,
         ctx.scale,
         ctx.runs,
-        if ctx.rounds > 1 { format!(" in each of {} interleaved rounds, each metric the median over the rounds", ctx.rounds) } else { String::new() },
+        if ctx.rounds > 1 { format!(" in each of {} interleaved rounds, the median round by the primary metric", ctx.rounds) } else { String::new() },
         ctx.elapsed.as_secs_f64() / 60.0,
         ctx.command,
         ctx.machine,

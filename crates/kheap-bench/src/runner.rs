@@ -238,24 +238,26 @@ fn run_job(cli: &Cli, workload: &Workload, subject: &Subject, logs: &Path) -> Jo
 }
 
 /// One job's rounds as one result: the first failure if a round failed (a subject that breaks
-/// a promise once is reported, however the other rounds went), else each metric's median over
-/// the rounds, every run of every round, and the time of all rounds.
-fn over_rounds(rounds: Vec<JobResult>) -> Option<JobResult> {
+/// a promise once is reported, however the other rounds went), else the metrics of the median
+/// round by the `primary` metric (as a job takes its median run: every figure from one round,
+/// so a latency's percentiles or a replay's time and arena are never mixed across rounds),
+/// every run of every round, and the time of all rounds.
+fn over_rounds(rounds: Vec<JobResult>, primary: &str) -> Option<JobResult> {
     if let Some(failed) = rounds.iter().find(|r| r.status != Status::Ok) {
         return Some(failed.clone());
     }
-    let mut rounds = rounds.into_iter();
-    let mut merged = rounds.next()?;
-    let others: Vec<JobResult> = rounds.collect();
-    for (key, value) in &mut merged.metrics {
-        let mut values: Vec<f64> =
-            std::iter::once(*value).chain(others.iter().filter_map(|r| r.metric(key))).collect();
-        values.sort_by(f64::total_cmp);
-        *value = values[values.len() / 2];
-    }
-    for other in others {
-        merged.runs.extend(other.runs);
-        merged.seconds += other.seconds;
+    let mut order: Vec<usize> = (0..rounds.len()).collect();
+    order.sort_by(|&a, &b| {
+        let value = |i: usize| rounds[i].metric(primary).unwrap_or(f64::NAN);
+        value(a).total_cmp(&value(b))
+    });
+    let median = *order.get(order.len() / 2)?;
+    let mut merged = rounds[median].clone();
+    merged.runs.clear();
+    merged.seconds = 0.0;
+    for round in rounds {
+        merged.runs.extend(round.runs);
+        merged.seconds += round.seconds;
     }
     Some(merged)
 }
@@ -297,8 +299,9 @@ pub fn run(cli: &Cli, subjects: &[&Subject], workloads: &[&Workload]) -> i32 {
         println!("  {:<24} {}", s.name, s.config);
     }
     let started = Instant::now();
-    // Per job (workload by subject, in order), its result in every round so far.
-    let mut per_job: Vec<Vec<JobResult>> = Vec::new();
+    // Per job (workload by subject, in order), its primary metric and its result in every
+    // round so far.
+    let mut per_job: Vec<(&str, Vec<JobResult>)> = Vec::new();
     for round in 0..rounds {
         if rounds > 1 {
             println!("\nround {} of {rounds}", round + 1);
@@ -320,14 +323,15 @@ pub fn run(cli: &Cli, subjects: &[&Subject], workloads: &[&Workload]) -> i32 {
                     result.seconds
                 );
                 if round == 0 {
-                    per_job.push(Vec::new());
+                    per_job.push((report::primary_key(workload, scale), Vec::new()));
                 }
-                per_job[job].push(result);
+                per_job[job].1.push(result);
                 job += 1;
             }
         }
     }
-    let results: Vec<JobResult> = per_job.into_iter().filter_map(over_rounds).collect();
+    let results: Vec<JobResult> =
+        per_job.into_iter().filter_map(|(primary, rounds)| over_rounds(rounds, primary)).collect();
     let elapsed = started.elapsed();
     println!("\n{} jobs in {:.1} min", results.len(), elapsed.as_secs_f64() / 60.0);
     let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
@@ -478,15 +482,16 @@ mod tests {
     }
 
     #[test]
-    fn rounds_merge_to_each_metrics_median() {
-        let merged = over_rounds(vec![
-            result(Status::Ok, 90.0, &[89.0, 90.0, 91.0]),
-            result(Status::Ok, 60.0, &[60.0]),
-            result(Status::Ok, 95.0, &[95.0]),
-        ])
-        .expect("three rounds");
+    fn rounds_merge_to_the_median_round_by_the_primary_metric() {
+        let mut slow = result(Status::Ok, 60.0, &[60.0]);
+        slow.metrics[1].1 = 45.0;
+        let mut fast = result(Status::Ok, 95.0, &[95.0]);
+        fast.metrics[1].1 = 50.0;
+        let merged =
+            over_rounds(vec![result(Status::Ok, 90.0, &[89.0, 90.0, 91.0]), slow, fast], "mops_per_s")
+                .expect("three rounds");
         assert_eq!(merged.metric("mops_per_s"), Some(90.0), "the slow round is outvoted");
-        assert_eq!(merged.metric("ops"), Some(40.0));
+        assert_eq!(merged.metric("ops"), Some(40.0), "every metric from the median round");
         assert_eq!(merged.runs, [89.0, 90.0, 91.0, 60.0, 95.0]);
         assert_eq!(merged.seconds, 3.0);
     }
@@ -494,9 +499,12 @@ mod tests {
     #[test]
     fn a_failed_round_fails_the_job() {
         let failed = Status::Failed("misaligned".into());
-        let merged = over_rounds(vec![result(Status::Ok, 90.0, &[90.0]), result(failed.clone(), 0.0, &[])])
-            .expect("two rounds");
+        let merged = over_rounds(
+            vec![result(Status::Ok, 90.0, &[90.0]), result(failed.clone(), 0.0, &[])],
+            "mops_per_s",
+        )
+        .expect("two rounds");
         assert_eq!(merged.status, failed);
-        assert!(over_rounds(Vec::new()).is_none());
+        assert!(over_rounds(Vec::new(), "mops_per_s").is_none());
     }
 }
