@@ -393,9 +393,12 @@ fn the_magazine_filter_finds_every_held_object_and_none_it_gave_back() {
             assert!(!magazine.holds(object), "round {round}: object {pushed} before its push");
             // SAFETY: the magazine starts each round empty and takes one round's `MAGAZINE_OBJECTS`.
             unsafe { magazine.push(object) };
-            assert!(batch[..=pushed].iter().all(|&held| magazine.holds(held)), "round {round}, {pushed}");
+            assert!(magazine.holds(object), "round {round}, {pushed}");
             assert!(magazine.filter_is_exact(), "round {round}, {pushed}");
         }
+        // Once, not after every push: quadratic in the magazine's size, it took most of this
+        // test's time under Miri.
+        assert!(batch.iter().all(|&held| magazine.holds(held)), "round {round}: a pushed object lost");
         // The newest half handed out, the oldest half flushed: none of them is held any more.
         for _ in 0..MAGAZINE_OBJECTS / 2 {
             magazine.pop().unwrap();
