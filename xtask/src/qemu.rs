@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::{cargo, root, run};
 
 /// The kernel's target (also named in `kernel/.cargo/config.toml`).
-const TARGET: &str = "riscv64gc-unknown-none-elf";
+const TARGET: &str = crate::RISCV64;
 /// The kernel's binary name (its package name).
 const KERNEL: &str = "kheap-demo-kernel";
 /// How long one boot may take, tests included; QEMU is killed after that.

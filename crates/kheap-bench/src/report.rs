@@ -18,7 +18,7 @@ pub struct Context<'a> {
     pub scale: Scale,
     /// Runs per job (1 for the smoke and instruction counts).
     pub runs: u32,
-    /// Rounds of every job; each metric is the median over them.
+    /// Rounds of every job; a job's figures are those of its median round.
     pub rounds: u32,
     pub seed: u64,
     /// Also write BENCHMARKS.md at the repository root.

@@ -309,11 +309,10 @@ pub fn run(cli: &Cli, subjects: &[&Subject], workloads: &[&Workload]) -> i32 {
         let mut job = 0;
         for workload in workloads {
             println!("\n{} — {}", workload.name, workload.title);
+            let primary = report::primary_key(workload, scale);
             for subject in subjects.iter().filter(|s| s.runs(&workload.name)) {
                 let result = run_job(cli, workload, subject, &logs);
-                let value = result
-                    .metric(report::primary_key(workload, scale))
-                    .map_or(String::new(), |v| format!("{v:.4}"));
+                let value = result.metric(primary).map_or(String::new(), |v| format!("{v:.4}"));
                 println!(
                     "  {:<24} {:<11} {:>14} {}  ({:.1} s)",
                     subject.name,
@@ -323,7 +322,7 @@ pub fn run(cli: &Cli, subjects: &[&Subject], workloads: &[&Workload]) -> i32 {
                     result.seconds
                 );
                 if round == 0 {
-                    per_job.push((report::primary_key(workload, scale), Vec::new()));
+                    per_job.push((primary, Vec::new()));
                 }
                 per_job[job].1.push(result);
                 job += 1;
