@@ -93,10 +93,14 @@ fn the_memory_bound_is_the_sum_of_capacity_times_size_and_full_caches_reach_it()
     // More frees of full magazines cannot raise it: each flushes half first (into the depot,
     // itself bounded, or to the shared heap).
     assert_eq!(Caches::MAX_DEPOT_BYTES, 65_536, "the figure the documentation states");
-    for (block, l) in held {
+    // (Under Miri the bound is checked after every eighth free: each check counts 40
+    // magazines.)
+    for (freed, (block, l)) in held.into_iter().enumerate() {
         // SAFETY: allocated above with `l`, freed once.
         unsafe { Front::deallocate(&heap, block.cast(), l) };
-        assert!(heap.cpu_stats(1).unwrap().cached_bytes <= Caches::MAX_CACHED_BYTES_PER_CPU);
+        if !cfg!(miri) || freed % 8 == 0 {
+            assert!(heap.cpu_stats(1).unwrap().cached_bytes <= Caches::MAX_CACHED_BYTES_PER_CPU);
+        }
     }
     assert!(heap.cached_bytes() <= Caches::MAX_CACHED_BYTES_PER_CPU + Caches::MAX_DEPOT_BYTES);
     assert!(heap.depot.depot.lock().held().1 > 0, "the flushes went through the depot");
@@ -350,7 +354,10 @@ fn random_operations_on_several_cpus_keep_blocks_disjoint_and_end_whole() {
             let (block, l, tag) = live.swap_remove((rng.next() as usize) % live.len());
             // SAFETY: live, `l.size()` bytes written with `tag`.
             let bytes = unsafe { core::slice::from_raw_parts(block.as_ptr(), l.size()) };
-            assert!(bytes.iter().all(|&b| b == tag), "seed {seed:#x} step {step}: block overwritten");
+            // Under Miri, every 61st byte and the last: a byte at a time is slow there.
+            let stride = if cfg!(miri) { 61 } else { 1 };
+            let overwritten = bytes.iter().step_by(stride).chain(bytes.last()).any(|&b| b != tag);
+            assert!(!overwritten, "seed {seed:#x} step {step}: block overwritten");
             // SAFETY: allocated with `l`, freed once.
             unsafe { Front::deallocate(&heap, block, l) };
         }

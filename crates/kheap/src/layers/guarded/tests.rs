@@ -381,3 +381,30 @@ fn impossible_layouts_are_refused_without_overflow() {
     assert_eq!(heap.guard_bytes(layout(48, 4096)), Some(4096 + RED_ZONE));
     assert_eq!(heap.guard_bytes(layout(1 << (usize::BITS - 2), 1 << (usize::BITS - 2))), None);
 }
+
+#[test]
+fn the_word_at_a_time_scan_finds_the_first_other_byte_wherever_it_is() {
+    let mut buffer = [POISON_BYTE; 64];
+    // Every start (aligned or not), every length, and every place of one odd byte, or none.
+    // Under Miri, lengths up to three words: a head, a middle and a tail still occur.
+    let longest = if cfg!(miri) { 3 * WORD } else { buffer.len() - WORD };
+    for start in 0..WORD {
+        for len in 0..=longest {
+            assert_eq!(first_other_byte(&buffer[start..start + len], POISON_BYTE), None);
+            for odd in 0..len {
+                buffer[start + odd] = 0;
+                // A second odd byte later must not be the one found.
+                let later = (start + odd + 5).min(start + len - 1);
+                let saved = buffer[later];
+                buffer[later] = 1;
+                assert_eq!(
+                    first_other_byte(&buffer[start..start + len], POISON_BYTE),
+                    Some(odd),
+                    "start {start} len {len} odd {odd}"
+                );
+                buffer[later] = saved;
+                buffer[start + odd] = POISON_BYTE;
+            }
+        }
+    }
+}
