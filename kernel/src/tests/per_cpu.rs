@@ -102,16 +102,19 @@ impl Block {
         (self.owner * 67 + self.layout.size()) as u8
     }
 
-    /// Checks the bytes, then frees the block through the calling hart's cache.
-    fn free(self) -> bool {
+    /// Checks the bytes (counting a damaged block in `CORRUPT`), then frees the block through
+    /// the calling hart's cache.
+    fn free(self) {
         let bytes = self.ptr.as_ptr();
         // SAFETY: the block is live, `layout.size()` bytes long and was filled with its tag.
         let intact = unsafe { core::slice::from_raw_parts(bytes, self.layout.size()) }
             .iter()
             .all(|&b| b == self.tag());
+        if !intact {
+            CORRUPT.fetch_add(1, Ordering::Relaxed);
+        }
         // SAFETY: allocated from `CACHES` with this layout, freed once.
         unsafe { CACHES.dealloc(bytes, self.layout) };
-        intact
     }
 }
 
@@ -163,9 +166,7 @@ pub fn harts_share_per_cpu_caches() -> TestResult {
     let mut leftovers = core::mem::replace(&mut *POOL.lock(), Blocks::new());
     let in_flight = leftovers.len();
     while let Some(block) = leftovers.pop() {
-        if !block.free() {
-            CORRUPT.fetch_add(1, Ordering::Relaxed);
-        }
+        block.free();
     }
     let cached = CACHES.cached_bytes();
     for hart in 0..MAX_HARTS {
@@ -245,9 +246,7 @@ fn stress(hart: usize) {
                 let block = mine.swap_remove(rng.below(mine.len()));
                 let refused = POOL.lock().push(block);
                 if let Err(block) = refused {
-                    if !block.free() {
-                        CORRUPT.fetch_add(1, Ordering::Relaxed);
-                    }
+                    block.free();
                 }
             }
             6..8 => {
@@ -256,24 +255,18 @@ fn stress(hart: usize) {
                     if block.owner != hart {
                         CROSS_FREES.fetch_add(1, Ordering::Relaxed);
                     }
-                    if !block.free() {
-                        CORRUPT.fetch_add(1, Ordering::Relaxed);
-                    }
+                    block.free();
                 }
             }
             _ if !mine.is_empty() => {
                 let block = mine.swap_remove(rng.below(mine.len()));
-                if !block.free() {
-                    CORRUPT.fetch_add(1, Ordering::Relaxed);
-                }
+                block.free();
             }
             _ => {}
         }
     }
     while let Some(block) = mine.pop() {
-        if !block.free() {
-            CORRUPT.fetch_add(1, Ordering::Relaxed);
-        }
+        block.free();
     }
 }
 
